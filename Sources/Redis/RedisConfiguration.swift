@@ -1,0 +1,32 @@
+/// How to reach Redis and how patient to be with it.
+public struct RedisConfiguration: Sendable {
+    public var url: RedisURL
+    /// Connections in the pool, at most (also the number of threads running hiredis calls).
+    public var poolSize: Int
+    /// How long a caller waits for a free connection before `poolTimeout`.
+    public var poolTimeout: Duration
+    public var connectTimeout: Duration
+    /// How long one command (or pipeline) may wait for its reply.
+    public var commandTimeout: Duration
+
+    public init(
+        url: RedisURL = RedisURL(),
+        poolSize: Int = 8,
+        poolTimeout: Duration = .seconds(2),
+        connectTimeout: Duration = .seconds(1),
+        commandTimeout: Duration = .seconds(2)
+    ) {
+        self.url = url
+        self.poolSize = max(1, poolSize)
+        self.poolTimeout = poolTimeout
+        self.connectTimeout = connectTimeout
+        self.commandTimeout = commandTimeout
+    }
+}
+
+extension Duration {
+    var timeval: (seconds: Int, microseconds: Int) {
+        let (seconds, attoseconds) = components
+        return (Int(seconds), Int(attoseconds / 1_000_000_000_000))
+    }
+}

@@ -1,0 +1,128 @@
+import Glibc
+import Logging
+import NIOConcurrencyHelpers
+import NIOPosix
+import ServiceLifecycle
+import Synchronization
+
+/// A pub/sub subscription on a connection of its own, delivering messages as an `AsyncSequence`.
+///
+/// The blocking read loop runs on a dedicated thread. When the connection drops it reconnects
+/// with backoff, subscribes again and yields `.resubscribed`, so the consumer knows messages
+/// may have been missed. Graceful shutdown wakes the blocked read with `shutdown(2)` on its socket.
+public final class RedisSubscriber: Service, Sendable {
+    public enum Event: Sendable, Hashable {
+        /// The first subscription is in place.
+        case subscribed
+        /// The connection dropped and the subscription is back: messages may have been missed.
+        case resubscribed
+        /// The consumer fell behind and messages were dropped from the buffer.
+        case overflow
+        case message(channel: String, payload: [UInt8])
+    }
+
+    public let events: AsyncStream<Event>
+    private let continuation: AsyncStream<Event>.Continuation
+    private let configuration: RedisConfiguration
+    private let channels: [String]
+    private let logger: Logger
+    private let thread = NIOThreadPool(numberOfThreads: 1)
+    /// The live socket (or -1) and whether we are stopping, changed together so a socket
+    /// number is only shut down while this subscriber still owns it.
+    private let socket = Mutex<(fd: Int32, stopped: Bool)>((-1, false))
+    /// Wakes the reconnect backoff early: value 1 once stopping.
+    private let wake = ConditionLock<Int>(value: 0)
+    private let overflowed = Atomic<Bool>(false)
+
+    public init(configuration: RedisConfiguration, channels: [String], bufferSize: Int = 65_536, logger: Logger = Logger(label: "redis.subscriber")) {
+        precondition(!channels.isEmpty)
+        self.configuration = configuration
+        self.channels = channels
+        self.logger = logger
+        (events, continuation) = AsyncStream.makeStream(of: Event.self, bufferingPolicy: .bufferingOldest(bufferSize))
+    }
+
+    public func run() async throws {
+        thread.start()
+        defer { continuation.finish() }
+        try await withGracefulShutdownHandler {
+            try await withTaskCancellationHandler {
+                try await thread.runIfActive { self.readLoop() }
+            } onCancel: {
+                self.stop()
+            }
+        } onGracefulShutdown: {
+            self.stop()
+        }
+        try await thread.shutdownGracefully()
+    }
+
+    /// Ends the read loop: marks it stopping and shuts the live socket so a blocked read returns.
+    public func stop() {
+        socket.withLock { state in
+            state.stopped = true
+            if state.fd >= 0 { _ = Glibc.shutdown(state.fd, Int32(SHUT_RDWR)) }
+        }
+        wake.lock()
+        wake.unlock(withValue: 1)
+    }
+
+    private var isStopped: Bool { socket.withLock { $0.stopped } }
+
+    private func readLoop() {
+        var subscribedOnce = false
+        var backoff = 0.05
+        while !isStopped {
+            do {
+                let connection = try RedisConnection.connect(configuration)
+                connection.disableReadTimeout()
+                let owned = socket.withLock { state -> Bool in
+                    if state.stopped { return false }
+                    state.fd = connection.fileDescriptor
+                    return true
+                }
+                guard owned else {
+                    connection.close()
+                    break
+                }
+                defer {
+                    socket.withLock { $0.fd = -1 }
+                    connection.close()
+                }
+                try connection.enqueue(RedisCommand("SUBSCRIBE", arguments: channels))
+                for _ in channels { _ = try connection.readReply() }
+                yield(subscribedOnce ? .resubscribed : .subscribed)
+                subscribedOnce = true
+                backoff = 0.05
+                while true {
+                    let reply = try connection.readReply()
+                    guard let parts = reply.array, parts.count == 3, parts[0].string == "message",
+                          let channel = parts[1].string, let payload = parts[2].bytes
+                    else { continue }
+                    yield(.message(channel: channel, payload: payload))
+                }
+            } catch {
+                if isStopped { break }
+                logger.warning("Redis subscription lost; reconnecting", metadata: ["error": "\(error)", "retryIn": "\(backoff)s"])
+            }
+            if wake.lock(whenValue: 1, timeoutSeconds: backoff) {
+                wake.unlock()
+                break
+            }
+            backoff = min(backoff * 2, 2)
+        }
+    }
+
+    private func yield(_ event: Event) {
+        if overflowed.load(ordering: .relaxed) {
+            if case .enqueued = continuation.yield(.overflow) {
+                overflowed.store(false, ordering: .relaxed)
+            } else {
+                return
+            }
+        }
+        if case .dropped = continuation.yield(event) {
+            overflowed.store(true, ordering: .relaxed)
+        }
+    }
+}
