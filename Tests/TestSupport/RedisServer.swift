@@ -45,7 +45,7 @@ public final class RedisServer: Sendable {
 
     private static func arguments(port: Int, directory: URL) -> [String] {
         ["--port", "\(port)", "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-         "--dir", directory.path, "--daemonize", "no", "--loglevel", "warning"]
+         "--dir", directory.path, "--daemonize", "no", "--loglevel", "warning", "--enable-debug-command", "local"]
     }
 
     private func launch() async throws {
@@ -114,7 +114,8 @@ public func withRedis<T>(
 
 func findExecutable(_ name: String) -> String? {
     let path = ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin"
-    for dir in path.split(separator: ":") + ["/usr/sbin", "/usr/local/bin"] {
+    let directories = path.split(separator: ":").map(String.init) + ["/usr/sbin", "/usr/local/bin"]
+    for dir in directories {
         let candidate = "\(dir)/\(name)"
         if FileManager.default.isExecutableFile(atPath: candidate) { return candidate }
     }

@@ -1,0 +1,150 @@
+import Foundation
+import Redis
+import Testing
+import TestSupport
+
+@Suite("Redis client against a real redis-server")
+struct RedisClientTests {
+    @Test func everyByteValueAndAOneMebibyteValueRoundTrip() async throws {
+        try await withRedis { redis, _ in
+            let key = "bytes:\(UUID().uuidString)"
+            let allBytes = (0...255).map { UInt8($0) }
+            try await redis.send("SET", key, allBytes)
+            #expect(try await redis.send("GET", key).bytes == allBytes)
+
+            let big = (0..<(1 << 20)).map { UInt8(truncatingIfNeeded: $0 &* 31 &+ 7) }
+            try await redis.send("SET", key + ":big", big)
+            #expect(try await redis.send("GET", key + ":big").bytes == big)
+            // An argument with NUL bytes is a key too (binary-safe argv, no format strings).
+            let nulKey: [UInt8] = Array((key + "\0%s\0").utf8)
+            try await redis.send("SET", nulKey, "v")
+            #expect(try await redis.send("GET", nulKey).string == "v")
+        }
+    }
+
+    @Test func repliesDecodeToEveryKind() async throws {
+        try await withRedis { redis, _ in
+            let key = "kinds:\(UUID().uuidString)"
+            #expect(try await redis.send("SET", key, "1") == .status("OK"))
+            #expect(try await redis.send("INCR", key) == .integer(2))
+            #expect(try await redis.send("GET", key + ":missing") == .null)
+            try await redis.send("RPUSH", key + ":list", "a", "b")
+            #expect(try await redis.send("LRANGE", key + ":list", 0, -1) == .array([.bulk(Array("a".utf8)), .bulk(Array("b".utf8))]))
+            let error = await #expect(throws: RedisError.self) { try await redis.send("INCR", key + ":list") }
+            #expect(error?.code == .server)
+            #expect(error?.message.hasPrefix("WRONGTYPE") == true)
+        }
+    }
+
+    @Test func pipelineSendsManyCommandsAndKeepsErrorsInPlace() async throws {
+        try await withRedis { redis, _ in
+            let key = "pipe:\(UUID().uuidString)"
+            let replies = try await redis.pipeline([
+                RedisCommand("SET", key, "10"),
+                RedisCommand("INCRBY", key, 5),
+                RedisCommand("LPUSH", key, "x"),
+                RedisCommand("GET", key),
+            ])
+            #expect(replies.count == 4)
+            #expect(replies[0] == .status("OK"))
+            #expect(replies[1] == .integer(15))
+            if case .error(let message) = replies[2] { #expect(message.hasPrefix("WRONGTYPE")) } else { Issue.record("expected an error reply") }
+            #expect(replies[3].string == "15")
+        }
+    }
+
+    @Test func scriptsReloadAfterScriptFlush() async throws {
+        try await withRedis { redis, _ in
+            let key = "script:\(UUID().uuidString)"
+            let script = RedisScript("return redis.call('INCRBY', KEYS[1], ARGV[1])")
+            #expect(try await redis.eval(script, keys: [key], arguments: [2]) == .integer(2))
+            #expect(try await redis.send("SCRIPT", "EXISTS", script.sha1) == .array([.integer(1)]))
+            try await redis.send("SCRIPT", "FLUSH")
+            #expect(try await redis.send("SCRIPT", "EXISTS", script.sha1) == .array([.integer(0)]))
+            #expect(try await redis.eval(script, keys: [key], arguments: [3]) == .integer(5))
+            #expect(try await redis.send("SCRIPT", "EXISTS", script.sha1) == .array([.integer(1)]))
+        }
+    }
+
+    @Test(.timeLimit(.minutes(1)))
+    func poolExhaustionHitsTheDeadline() async throws {
+        try await withRedis(poolSize: 1, poolTimeout: .milliseconds(200), commandTimeout: .seconds(5)) { redis, _ in
+            let key = "blocked:\(UUID().uuidString)"
+            // Occupy the only connection with a blocking pop that ends when we push.
+            async let blocked = redis.send("BLPOP", key, 10)
+            // Wait until the pool reports the connection as busy (no sleep: poll the pool state).
+            while redis.poolStatus.inUse < 1 { await Task.yield() }
+            let start = ContinuousClock.now
+            let error = await #expect(throws: RedisError.self) { try await redis.send("PING") }
+            let waited = ContinuousClock.now - start
+            #expect(error?.code == .poolTimeout)
+            #expect(waited >= .milliseconds(150))
+            #expect(waited < .seconds(3))
+            // Unblock through a separate client and check the pool still works.
+            let other = RedisClient(configuration: RedisConfiguration(url: redis.configuration.url, poolSize: 1))
+            try await other.send("RPUSH", key, "done")
+            await other.shutdown()
+            #expect(try await blocked.array?.last?.string == "done")
+            #expect(try await redis.send("PING") == .status("PONG"))
+        }
+    }
+
+    @Test(.timeLimit(.minutes(1)))
+    func stoppedRedisFailsWithinTheCommandTimeoutThenTheSamePoolRecovers() async throws {
+        try await withRedis(poolSize: 2, commandTimeout: .seconds(1)) { redis, server in
+            let key = "recover:\(UUID().uuidString)"
+            try await redis.send("SET", key, "before")
+            server.stop()
+            let start = ContinuousClock.now
+            await #expect(throws: RedisError.self) { try await redis.send("GET", key) }
+            #expect(ContinuousClock.now - start < .seconds(2))
+            // Still down: a new connection is refused quickly, not a hang.
+            let refused = await #expect(throws: RedisError.self) { try await redis.send("PING") }
+            #expect(refused?.code == .connectionFailed)
+
+            try await server.restart()
+            #expect(try await redis.send("PING") == .status("PONG"))
+            try await redis.send("SET", key, "after")
+            #expect(try await redis.send("GET", key).string == "after")
+        }
+    }
+
+    @Test(.timeLimit(.minutes(1)))
+    func aCommandThatOutlivesTheTimeoutFailsAndTheConnectionIsReplaced() async throws {
+        try await withRedis(poolSize: 1, commandTimeout: .milliseconds(300)) { redis, _ in
+            let start = ContinuousClock.now
+            // BLPOP blocks this client only, so the server can still answer the next connection.
+            let error = await #expect(throws: RedisError.self) { try await redis.send("BLPOP", "never:\(UUID().uuidString)", 2) }
+            #expect(error?.code == .timeout)
+            #expect(ContinuousClock.now - start < .milliseconds(900))
+            let pong = try await redis.send("PING")
+            #expect(pong == .status("PONG"))
+        }
+    }
+
+    @Test func authAndSelectFromTheURL() async throws {
+        let server = try await RedisServer.start(extraArguments: ["--requirepass", "s3cr%t"])
+        defer { server.stop() }
+        let url = try RedisURL("redis://:s3cr%25t@127.0.0.1:\(server.port)/3")
+        #expect(url.password == "s3cr%t")
+        #expect(url.database == 3)
+        #expect(!url.description.contains("s3cr"))
+        let redis = RedisClient(configuration: RedisConfiguration(url: url))
+        let key = "db3:\(UUID().uuidString)"
+        try await redis.send("SET", key, "x")
+        let fromDB0 = RedisClient(configuration: RedisConfiguration(url: try RedisURL("redis://:s3cr%25t@127.0.0.1:\(server.port)/0")))
+        #expect(try await fromDB0.send("GET", key) == .null)
+        #expect(try await redis.send("GET", key).string == "x")
+        let wrong = RedisClient(configuration: RedisConfiguration(url: try RedisURL("redis://:nope@127.0.0.1:\(server.port)")))
+        let error = await #expect(throws: RedisError.self) { try await wrong.send("PING") }
+        #expect(error?.code == .connectionFailed)
+        await redis.shutdown()
+        await fromDB0.shutdown()
+        await wrong.shutdown()
+    }
+
+    @Test(arguments: ["http://x", "redis://", "redis://h:99999", "redis://h/abc"])
+    func malformedURLsAreRejected(_ text: String) {
+        #expect(throws: RedisError.self) { try RedisURL(text) }
+    }
+}
