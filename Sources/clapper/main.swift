@@ -1,1 +1,23 @@
-print("clapper")
+import Clapper
+import Foundation
+import Hummingbird
+import Logging
+
+// Configuration from the environment and command line; everything else is buildApplication's.
+LoggingSystem.bootstrap { label in
+    var handler = StreamLogHandler.standardError(label: label)
+    handler.logLevel = .trace  // each logger's own level (CLAPPER_LOG_LEVEL) filters
+    return handler
+}
+let logger = Logger(label: "clapper")
+let configuration: ClapperConfiguration
+do {
+    configuration = try ClapperConfiguration(environment: ProcessInfo.processInfo.environment, arguments: Array(CommandLine.arguments.dropFirst()))
+} catch {
+    logger.critical("\(error)")
+    exit(2)
+}
+let app = try await buildApplication(configuration, logger: logger) { port in
+    logger.notice("Clapper listening", metadata: ["url": "http://\(configuration.httpHost):\(port)"])
+}
+try await app.runService()

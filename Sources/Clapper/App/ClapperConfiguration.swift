@@ -1,0 +1,226 @@
+import Foundation
+import Logging
+import Redis
+
+/// Everything Clapper reads at start, from environment variables with command-line overrides
+/// (`--http-port 9000` or `--http-port=9000` sets `CLAPPER_HTTP_PORT`; `--fal-key` sets `FAL_KEY`).
+/// Every key is listed in the README's configuration table.
+public struct ClapperConfiguration: Sendable {
+    /// `CLAPPER_HTTP_HOST` (127.0.0.1): the address to listen on.
+    public var httpHost: String
+    /// `CLAPPER_HTTP_PORT` (8080); 0 picks a free port (tests).
+    public var httpPort: Int
+    /// `CLAPPER_PUBLIC_URL` (http://host:port): the base URL fal can reach, for webhooks.
+    public var publicURL: String
+    /// `CLAPPER_REDIS_URL` (redis://127.0.0.1:6379), with `CLAPPER_REDIS_POOL_SIZE` (8),
+    /// `CLAPPER_REDIS_POOL_TIMEOUT_MS` (2000), `CLAPPER_REDIS_COMMAND_TIMEOUT_MS` (2000).
+    public var redis: RedisConfiguration
+    /// `FAL_KEY` (secret): `key_id:key_secret`.
+    public var falKey: String?
+    /// `FAL_QUEUE_URL` (https://queue.fal.run).
+    public var falQueueURL: String
+    /// `FAL_JWKS_URL` (https://rest.fal.ai/.well-known/jwks.json): fal's webhook signing keys.
+    public var falJWKSURL: String
+    /// `FAL_WEBHOOK_USER_ID`: when set, webhooks signed for any other fal user are rejected.
+    public var falWebhookUserID: String?
+    /// `CLAPPER_WEBHOOK_VERIFY` (true): verify fal's Ed25519 webhook signatures. Off only when set to false.
+    public var verifyWebhookSignatures: Bool
+    /// `CLAPPER_WEBHOOK_SECRET` (secret): HMAC key for the tokens in webhook URLs.
+    public var webhookSecret: String
+    /// `CLAPPER_AUTH_JWT_SECRET` (secret): HS256 key for users' bearer tokens.
+    public var jwtSecret: String?
+    /// `CLAPPER_ADMIN_TOKEN` (secret): bearer token for /v1/admin.
+    public var adminToken: String?
+    /// `CLAPPER_DEV_MODE` (0): requests without a token act as the user `dev`.
+    public var devMode: Bool
+    /// `CLAPPER_LOG_LEVEL` (info).
+    public var logLevel: Logger.Level
+    /// `CLAPPER_MAX_BODY_BYTES` (1048576): larger request bodies get 413.
+    public var maxBodyBytes: Int
+    /// `CLAPPER_READY_TIMEOUT_MS` (1000): how long /readyz waits for Redis's PING.
+    public var readyTimeout: Duration
+    /// `CLAPPER_MODEL_CATALOG`: JSON replacing the default model catalog (see README).
+    public var modelCatalogJSON: String?
+    /// `CLAPPER_AUDIO_PROMPT_SUFFIX` (" ambient sounds"): appended to the prompt for audio.
+    public var audioPromptSuffix: String
+    /// `CLAPPER_CORS_ORIGINS`: comma-separated origins allowed to call the API and open streams.
+    public var corsOrigins: [String]
+    /// `CLAPPER_SSE_HEARTBEAT_SECONDS` (15).
+    public var sseHeartbeat: Duration
+    /// `CLAPPER_EVENTS_MAX_LEN` (100): changes kept per job for replay.
+    public var eventsMaxLength: Int
+    /// `CLAPPER_RECONCILE_INTERVAL_MS` (1000): how often the reconciler looks for due tasks; 0 turns it off.
+    public var reconcileInterval: Duration
+
+    public struct Error: Swift.Error, CustomStringConvertible, Sendable {
+        public let key: String
+        public let message: String
+        public var description: String { "configuration: \(key): \(message)" }
+    }
+
+    public init(
+        httpHost: String = "127.0.0.1",
+        httpPort: Int = 8080,
+        publicURL: String? = nil,
+        redis: RedisConfiguration = RedisConfiguration(),
+        falKey: String? = nil,
+        falQueueURL: String = "https://queue.fal.run",
+        falJWKSURL: String = "https://rest.fal.ai/.well-known/jwks.json",
+        falWebhookUserID: String? = nil,
+        verifyWebhookSignatures: Bool = true,
+        webhookSecret: String = "",
+        jwtSecret: String? = nil,
+        adminToken: String? = nil,
+        devMode: Bool = false,
+        logLevel: Logger.Level = .info,
+        maxBodyBytes: Int = 1 << 20,
+        readyTimeout: Duration = .seconds(1),
+        modelCatalogJSON: String? = nil,
+        audioPromptSuffix: String = " ambient sounds",
+        corsOrigins: [String] = [],
+        sseHeartbeat: Duration = .seconds(15),
+        eventsMaxLength: Int = 100,
+        reconcileInterval: Duration = .seconds(1)
+    ) {
+        self.httpHost = httpHost
+        self.httpPort = httpPort
+        self.publicURL = publicURL ?? "http://\(httpHost):\(httpPort)"
+        self.redis = redis
+        self.falKey = falKey
+        self.falQueueURL = falQueueURL
+        self.falJWKSURL = falJWKSURL
+        self.falWebhookUserID = falWebhookUserID
+        self.verifyWebhookSignatures = verifyWebhookSignatures
+        self.webhookSecret = webhookSecret
+        self.jwtSecret = jwtSecret
+        self.adminToken = adminToken
+        self.devMode = devMode
+        self.logLevel = logLevel
+        self.maxBodyBytes = maxBodyBytes
+        self.readyTimeout = readyTimeout
+        self.modelCatalogJSON = modelCatalogJSON
+        self.audioPromptSuffix = audioPromptSuffix
+        self.corsOrigins = corsOrigins
+        self.sseHeartbeat = sseHeartbeat
+        self.eventsMaxLength = eventsMaxLength
+        self.reconcileInterval = reconcileInterval
+    }
+
+    /// Reads the environment, then applies `--key value` overrides from `arguments`.
+    /// A malformed value, or a missing required one, throws an error naming the key.
+    public init(environment: [String: String], arguments: [String] = []) throws(Error) {
+        var values = environment
+        try Self.applyOverrides(arguments, to: &values)
+        let reader = Reader(values: values)
+
+        let host = reader.string("CLAPPER_HTTP_HOST") ?? "127.0.0.1"
+        let port = try reader.int("CLAPPER_HTTP_PORT", default: 8080, range: 0...65535)
+        let redisURL: RedisURL
+        do {
+            redisURL = try RedisURL(reader.string("CLAPPER_REDIS_URL") ?? "redis://127.0.0.1:6379")
+        } catch {
+            throw Error(key: "CLAPPER_REDIS_URL", message: error.message)
+        }
+        let redis = RedisConfiguration(
+            url: redisURL,
+            poolSize: try reader.int("CLAPPER_REDIS_POOL_SIZE", default: 8, range: 1...512),
+            poolTimeout: .milliseconds(try reader.int("CLAPPER_REDIS_POOL_TIMEOUT_MS", default: 2000, range: 1...600_000)),
+            commandTimeout: .milliseconds(try reader.int("CLAPPER_REDIS_COMMAND_TIMEOUT_MS", default: 2000, range: 1...600_000))
+        )
+        let publicURL = reader.string("CLAPPER_PUBLIC_URL") ?? "http://\(host):\(port)"
+        guard let parsed = URL(string: publicURL), parsed.scheme == "http" || parsed.scheme == "https", parsed.host != nil else {
+            throw Error(key: "CLAPPER_PUBLIC_URL", message: "must be an http(s) URL")
+        }
+        let levelText = reader.string("CLAPPER_LOG_LEVEL") ?? "info"
+        guard let level = Logger.Level(rawValue: levelText.lowercased()) else {
+            throw Error(key: "CLAPPER_LOG_LEVEL", message: "must be one of trace, debug, info, notice, warning, error, critical")
+        }
+        let devMode = try reader.bool("CLAPPER_DEV_MODE", default: false)
+        let webhookSecret = reader.string("CLAPPER_WEBHOOK_SECRET")
+        if !devMode {
+            guard webhookSecret != nil else {
+                throw Error(key: "CLAPPER_WEBHOOK_SECRET", message: "is required (or set CLAPPER_DEV_MODE=1)")
+            }
+            guard reader.string("CLAPPER_AUTH_JWT_SECRET") != nil else {
+                throw Error(key: "CLAPPER_AUTH_JWT_SECRET", message: "is required (or set CLAPPER_DEV_MODE=1)")
+            }
+        }
+        if let secret = webhookSecret, secret.utf8.count < 16 {
+            throw Error(key: "CLAPPER_WEBHOOK_SECRET", message: "must be at least 16 bytes")
+        }
+        self.init(
+            httpHost: host,
+            httpPort: port,
+            publicURL: publicURL.hasSuffix("/") ? String(publicURL.dropLast()) : publicURL,
+            redis: redis,
+            falKey: reader.string("FAL_KEY"),
+            falQueueURL: reader.string("FAL_QUEUE_URL") ?? "https://queue.fal.run",
+            falJWKSURL: reader.string("FAL_JWKS_URL") ?? "https://rest.fal.ai/.well-known/jwks.json",
+            falWebhookUserID: reader.string("FAL_WEBHOOK_USER_ID"),
+            verifyWebhookSignatures: try reader.bool("CLAPPER_WEBHOOK_VERIFY", default: true),
+            webhookSecret: webhookSecret ?? "clapper-dev-mode-webhook-secret",
+            jwtSecret: reader.string("CLAPPER_AUTH_JWT_SECRET"),
+            adminToken: reader.string("CLAPPER_ADMIN_TOKEN"),
+            devMode: devMode,
+            logLevel: level,
+            maxBodyBytes: try reader.int("CLAPPER_MAX_BODY_BYTES", default: 1 << 20, range: 1024...(64 << 20)),
+            readyTimeout: .milliseconds(try reader.int("CLAPPER_READY_TIMEOUT_MS", default: 1000, range: 1...60_000)),
+            modelCatalogJSON: reader.string("CLAPPER_MODEL_CATALOG"),
+            audioPromptSuffix: values["CLAPPER_AUDIO_PROMPT_SUFFIX"] ?? " ambient sounds",
+            corsOrigins: (reader.string("CLAPPER_CORS_ORIGINS") ?? "").split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty },
+            sseHeartbeat: .seconds(try reader.int("CLAPPER_SSE_HEARTBEAT_SECONDS", default: 15, range: 1...3600)),
+            eventsMaxLength: try reader.int("CLAPPER_EVENTS_MAX_LEN", default: 100, range: 1...100_000),
+            reconcileInterval: .milliseconds(try reader.int("CLAPPER_RECONCILE_INTERVAL_MS", default: 1000, range: 0...3_600_000))
+        )
+    }
+
+    /// `--http-port 9000` / `--http-port=9000` -> `CLAPPER_HTTP_PORT`; `--fal-key x` -> `FAL_KEY`.
+    static func applyOverrides(_ arguments: [String], to values: inout [String: String]) throws(Error) {
+        var index = 0
+        while index < arguments.count {
+            let argument = arguments[index]
+            guard argument.hasPrefix("--"), argument.count > 2 else {
+                throw Error(key: argument, message: "unexpected argument; use --name value")
+            }
+            var name = String(argument.dropFirst(2))
+            let value: String
+            if let equals = name.firstIndex(of: "=") {
+                value = String(name[name.index(after: equals)...])
+                name = String(name[..<equals])
+            } else {
+                guard index + 1 < arguments.count else { throw Error(key: argument, message: "needs a value") }
+                index += 1
+                value = arguments[index]
+            }
+            let key = name.uppercased().replacingOccurrences(of: "-", with: "_")
+            values[key.hasPrefix("FAL_") || key.hasPrefix("CLAPPER_") ? key : "CLAPPER_" + key] = value
+            index += 1
+        }
+    }
+
+    private struct Reader {
+        let values: [String: String]
+
+        func string(_ key: String) -> String? {
+            guard let value = values[key]?.trimmingCharacters(in: .whitespaces), !value.isEmpty else { return nil }
+            return value
+        }
+
+        func int(_ key: String, default defaultValue: Int, range: ClosedRange<Int>) throws(Error) -> Int {
+            guard let text = string(key) else { return defaultValue }
+            guard let value = Int(text), range.contains(value) else {
+                throw Error(key: key, message: "must be a whole number in \(range.lowerBound)...\(range.upperBound), got \"\(text)\"")
+            }
+            return value
+        }
+
+        func bool(_ key: String, default defaultValue: Bool) throws(Error) -> Bool {
+            guard let text = string(key)?.lowercased() else { return defaultValue }
+            switch text {
+            case "1", "true", "yes", "on": return true
+            case "0", "false", "no", "off": return false
+            default: throw Error(key: key, message: "must be true or false, got \"\(text)\"")
+            }
+        }
+    }
+}

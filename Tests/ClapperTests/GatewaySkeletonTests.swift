@@ -1,0 +1,130 @@
+import Clapper
+import Foundation
+import HTTPTypes
+import Hummingbird
+import HummingbirdTesting
+import Redis
+import Testing
+import TestSupport
+
+@Suite("Gateway skeleton: health, errors, request ids, metrics")
+struct GatewaySkeletonTests {
+    @Test func healthzAnswersAndRequestIDsRoundTrip() async throws {
+        try await withRedisServer { server in
+            let app = try await buildApplication(testConfiguration(redis: server))
+            try await app.test(.live) { client in
+                try await client.execute(uri: "/healthz", method: .get, headers: [HTTPField.Name("X-Request-Id")!: "abc-123"]) { response in
+                    #expect(response.status == .ok)
+                    #expect(response.headers[HTTPField.Name("X-Request-Id")!] == "abc-123")
+                }
+                try await client.execute(uri: "/healthz", method: .get) { response in
+                    let id = response.headers[HTTPField.Name("X-Request-Id")!]
+                    #expect(id?.count == 32)
+                }
+            }
+        }
+    }
+
+    @Test(.timeLimit(.minutes(1)))
+    func readyzFollowsRedisInTheSameProcess() async throws {
+        try await withRedisServer { server in
+            let app = try await buildApplication(testConfiguration(redis: server))
+            try await app.test(.live) { client in
+                try await client.execute(uri: "/readyz", method: .get) { response in
+                    #expect(response.status == .ok)
+                }
+                server.stop()
+                let start = ContinuousClock.now
+                try await client.execute(uri: "/readyz", method: .get) { response in
+                    #expect(response.status == .serviceUnavailable)
+                    #expect(client.errorCode(response) == "not_ready")
+                }
+                #expect(ContinuousClock.now - start < .seconds(2))
+                try await server.restart()
+                try await client.execute(uri: "/readyz", method: .get) { response in
+                    #expect(response.status == .ok)
+                }
+            }
+        }
+    }
+
+    @Test func unknownRoutesWrongMethodsAndBigBodiesGetJSONErrors() async throws {
+        try await withRedisServer { server in
+            let app = try await buildApplication(testConfiguration(redis: server) { $0.maxBodyBytes = 2048 })
+            try await app.test(.live) { client in
+                try await client.execute(uri: "/nope", method: .get) { response in
+                    #expect(response.status == .notFound)
+                    #expect(client.errorCode(response) == "not_found")
+                    #expect(response.headers[.contentType]?.hasPrefix("application/json") == true)
+                }
+                try await client.execute(uri: "/healthz", method: .delete) { response in
+                    #expect(response.status == .methodNotAllowed)
+                    #expect(client.errorCode(response) == "method_not_allowed")
+                    #expect(response.headers[.allow] == "GET")
+                }
+                try await client.execute(uri: "/healthz", method: .post, body: ByteBuffer(repeating: 0x41, count: 4096)) { response in
+                    #expect(response.status == .contentTooLarge)
+                    #expect(client.errorCode(response) == "payload_too_large")
+                }
+            }
+        }
+    }
+
+    @Test func metricsExposeRequestsAndThePool() async throws {
+        try await withRedisServer { server in
+            let app = try await buildApplication(testConfiguration(redis: server))
+            try await app.test(.live) { client in
+                try await client.execute(uri: "/readyz", method: .get) { _ in }
+                try await client.execute(uri: "/metrics", method: .get) { response in
+                    #expect(response.status == .ok)
+                    let text = String(buffer: response.body)
+                    #expect(text.contains("hb_requests"))
+                    #expect(text.contains("http_route=\"/readyz\""))
+                    #expect(text.contains("http_server_request_duration"))
+                    #expect(text.contains("clapper_redis_pool_in_use"))
+                    #expect(text.contains("clapper_redis_pool_waiters"))
+                }
+            }
+        }
+    }
+}
+
+@Suite("Configuration")
+struct ClapperConfigurationTests {
+    let required = ["CLAPPER_WEBHOOK_SECRET": "0123456789abcdef0123", "CLAPPER_AUTH_JWT_SECRET": "jwt-secret"]
+
+    @Test func defaultsAndOverrides() throws {
+        let configuration = try ClapperConfiguration(
+            environment: required.merging(["CLAPPER_HTTP_PORT": "9000", "FAL_KEY": "id:secret"]) { $1 },
+            arguments: ["--http-port", "9100", "--redis-url=redis://10.0.0.1:6380/2", "--fal-queue-url", "http://127.0.0.1:1"]
+        )
+        #expect(configuration.httpHost == "127.0.0.1")
+        #expect(configuration.httpPort == 9100)
+        #expect(configuration.redis.url.port == 6380)
+        #expect(configuration.redis.url.database == 2)
+        #expect(configuration.falQueueURL == "http://127.0.0.1:1")
+        #expect(configuration.falKey == "id:secret")
+        #expect(configuration.publicURL == "http://127.0.0.1:9100")
+    }
+
+    @Test(arguments: [
+        ("CLAPPER_HTTP_PORT", "eighty"),
+        ("CLAPPER_HTTP_PORT", "70000"),
+        ("CLAPPER_REDIS_URL", "http://localhost"),
+        ("CLAPPER_LOG_LEVEL", "loud"),
+        ("CLAPPER_PUBLIC_URL", "ftp://x"),
+        ("CLAPPER_DEV_MODE", "maybe"),
+    ])
+    func malformedValuesNameTheirKey(key: String, value: String) {
+        let error = #expect(throws: ClapperConfiguration.Error.self) {
+            try ClapperConfiguration(environment: required.merging([key: value]) { $1 })
+        }
+        #expect(error?.key == key)
+    }
+
+    @Test func secretsAreRequiredOutsideDevMode() {
+        let error = #expect(throws: ClapperConfiguration.Error.self) { try ClapperConfiguration(environment: [:]) }
+        #expect(error?.key == "CLAPPER_WEBHOOK_SECRET")
+        #expect(throws: Never.self) { try ClapperConfiguration(environment: ["CLAPPER_DEV_MODE": "1"]) }
+    }
+}
