@@ -1,0 +1,190 @@
+import Foundation
+import Logging
+
+extension FalClient {
+    enum Operation: String, Sendable {
+        case submit, status, result, cancel
+    }
+
+    func callTimeout(_ operation: Operation) -> Duration {
+        switch operation {
+        case .submit: configuration.timeouts.submit
+        case .status: configuration.timeouts.status
+        case .result: configuration.timeouts.result
+        case .cancel: configuration.timeouts.cancel
+        }
+    }
+
+    /// Sends `request` with the operation's deadline and retry rule; returns the last response
+    /// (which may be a non-retryable error status) or throws when none could be had.
+    func perform(_ request: HTTPTransportRequest, operation: Operation, model: String?) async throws(FalError) -> HTTPTransportResponse {
+        let clock = ContinuousClock()
+        let start = clock.now
+        let deadline = start + callTimeout(operation)
+        var logger = self.logger
+        logger[metadataKey: "fal_operation"] = "\(operation.rawValue)"
+        if let model { logger[metadataKey: "fal_model"] = "\(model)" }
+        var attempt = 0
+        while true {
+            attempt += 1
+            if Task.isCancelled {
+                throw FalError(.cancelled, "cancelled before attempt \(attempt)", mayHaveReachedFal: attempt > 1)
+            }
+            let remaining = start.duration(to: deadline) - start.duration(to: clock.now)
+            guard remaining > .zero else {
+                throw FalError(.timeout, "\(operation.rawValue) deadline passed after \(attempt - 1) attempt(s)", mayHaveReachedFal: attempt > 1)
+            }
+            let attemptTimeout = operation == .submit ? remaining : min(remaining, configuration.timeouts.attempt)
+            logger.debug("fal request", metadata: ["fal_attempt": "\(attempt)"])
+
+            let failure: FalError
+            let retryAfter: Duration?
+            do {
+                let response = try await withDeadline(attemptTimeout) { () async throws(HTTPTransportError) -> HTTPTransportResponse in
+                    try await transport.send(request, timeout: attemptTimeout)
+                }
+                guard shouldRetry(response, operation: operation) else {
+                    logger.debug("fal response", metadata: ["fal_http_status": "\(response.status)"])
+                    return response
+                }
+                failure = Self.error(for: response)
+                retryAfter = Self.retryAfter(response.header("Retry-After"))
+            } catch {
+                let code: FalError.Code = switch error.code {
+                case .timedOut: .timeout
+                case .cancelled: .cancelled
+                case .invalidRequest: .invalidRequest
+                default: .unavailable
+                }
+                failure = FalError(code, "\(operation.rawValue) failed: \(error.message) (\(error.code))", mayHaveReachedFal: error.mayHaveReachedServer)
+                guard Self.shouldRetry(error, operation: operation) else {
+                    logger.warning("fal request failed", metadata: ["fal_error": "\(error.code)", "fal_attempt": "\(attempt)"])
+                    throw failure
+                }
+                retryAfter = nil
+            }
+            let elapsed = start.duration(to: clock.now)
+            let budget = min(configuration.retry.totalBudget, callTimeout(operation))
+            var policy = configuration.retry
+            policy.totalBudget = budget
+            guard let delay = policy.delay(afterAttempt: attempt, elapsed: elapsed, retryAfter: retryAfter, random: random()) else {
+                logger.warning("fal request failed, not retrying", metadata: ["fal_error": "\(failure.code)", "fal_attempt": "\(attempt)"])
+                throw failure
+            }
+            logger.info("fal request failed, retrying", metadata: [
+                "fal_error": "\(failure.code)", "fal_attempt": "\(attempt)", "fal_delay_ms": "\(delay.milliseconds)",
+            ])
+            do {
+                try await sleep(delay)
+            } catch {
+                throw FalError(.cancelled, "cancelled while waiting to retry", mayHaveReachedFal: failure.mayHaveReachedFal)
+            }
+        }
+    }
+
+    /// Whether a response is worth another attempt under this operation's rule.
+    func shouldRetry(_ response: HTTPTransportResponse, operation: Operation) -> Bool {
+        switch response.status {
+        case 429:
+            return true
+        case 502, 503:
+            return operation != .submit
+        case 504:
+            return operation != .submit && response.header("X-Fal-Request-Timeout-Type")?.lowercased() != "user"
+        default:
+            return false
+        }
+    }
+
+    static func shouldRetry(_ error: HTTPTransportError, operation: Operation) -> Bool {
+        if error.code == .invalidRequest || error.code == .cancelled { return false }
+        if operation == .submit { return !error.mayHaveReachedServer }
+        return true
+    }
+
+    /// Runs `body`, giving up with `.timedOut` when `timeout` passes first. The transport also
+    /// gets the timeout; this bound holds even when a transport ignores it.
+    func withDeadline(
+        _ timeout: Duration,
+        _ body: @escaping @Sendable () async throws(HTTPTransportError) -> HTTPTransportResponse
+    ) async throws(HTTPTransportError) -> HTTPTransportResponse {
+        let result = await withTaskGroup(of: Result<HTTPTransportResponse, HTTPTransportError>?.self) { group in
+            group.addTask {
+                do throws(HTTPTransportError) {
+                    return .success(try await body())
+                } catch {
+                    return .failure(error)
+                }
+            }
+            group.addTask {
+                do {
+                    try await Task.sleep(for: timeout)
+                    return .failure(.timedOut("no response within \(timeout)"))
+                } catch {
+                    return nil
+                }
+            }
+            var outcome: Result<HTTPTransportResponse, HTTPTransportError> = .failure(HTTPTransportError(.cancelled, mayHaveReachedServer: true, "cancelled"))
+            for await next in group {
+                if let next {
+                    outcome = next
+                    break
+                }
+            }
+            group.cancelAll()
+            return outcome
+        }
+        return try result.get()
+    }
+
+    /// `Retry-After` as seconds (`120`) or an HTTP date.
+    static func retryAfter(_ value: String?) -> Duration? {
+        guard let value = value?.trimmingCharacters(in: .whitespaces), !value.isEmpty else { return nil }
+        if let seconds = Double(value), seconds.isFinite, seconds >= 0 {
+            return .milliseconds(Int64(seconds * 1000))
+        }
+        let formatter = DateFormatter()
+        formatter.locale = Locale(identifier: "en_US_POSIX")
+        formatter.timeZone = TimeZone(identifier: "GMT")
+        formatter.dateFormat = "EEE, dd MMM yyyy HH:mm:ss zzz"
+        guard let date = formatter.date(from: value) else { return nil }
+        let seconds = max(0, date.timeIntervalSinceNow)
+        return .milliseconds(Int64(seconds * 1000))
+    }
+
+    static func trimmingSlashes(_ text: String) -> String {
+        var text = Substring(text)
+        while text.hasSuffix("/") { text = text.dropLast() }
+        while text.hasPrefix("/") { text = text.dropFirst() }
+        return String(text)
+    }
+
+    /// Percent-encodes everything but RFC 3986 unreserved characters.
+    static func percentEncoded(_ text: String) -> String {
+        var allowed = CharacterSet.alphanumerics.intersection(CharacterSet(charactersIn: Unicode.Scalar(0)..<Unicode.Scalar(128)))
+        allowed.insert(charactersIn: "-._~")
+        return text.addingPercentEncoding(withAllowedCharacters: allowed) ?? text
+    }
+
+    static func url(_ text: String, adding name: String? = nil, _ value: String? = nil) throws(FalError) -> URL {
+        guard var components = URLComponents(string: text), components.scheme != nil, components.host != nil else {
+            throw FalError(.invalidRequest, "not a usable URL", mayHaveReachedFal: false)
+        }
+        if let name, let value {
+            var items = (components.queryItems ?? []).filter { $0.name != name }
+            items.append(URLQueryItem(name: name, value: value))
+            components.queryItems = items
+        }
+        guard let url = components.url else {
+            throw FalError(.invalidRequest, "not a usable URL", mayHaveReachedFal: false)
+        }
+        return url
+    }
+}
+
+extension Duration {
+    var milliseconds: Int64 {
+        let parts = components
+        return parts.seconds * 1000 + parts.attoseconds / 1_000_000_000_000_000
+    }
+}

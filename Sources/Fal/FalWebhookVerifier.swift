@@ -1,0 +1,166 @@
+import Crypto
+import Foundation
+import Logging
+
+/// Verifies fal's Ed25519 webhook signatures over the raw body.
+///
+/// Message: UTF-8 of `request_id + "\n" + user_id + "\n" + timestamp + "\n" +
+/// lowercase_hex(sha256(body))`, header values as received. Keys come from a JWKS URL through
+/// the `HTTPTransport`, are cached up to `keyCacheLifetime`, and are refetched when no cached
+/// key verifies — at most once per `minimumRefetchInterval`, whatever the traffic.
+public actor FalWebhookVerifier {
+    public nonisolated let configuration: FalWebhookVerifierConfiguration
+    private let transport: any HTTPTransport
+    private let logger: Logger
+    private let now: @Sendable () -> Date
+
+    private var keys: [Curve25519.Signing.PublicKey] = []
+    private var keysFetchedAt: Date?
+    private var lastFetchAttempt: Date?
+    private var inFlight: Task<Void, Never>?
+    /// Fetches performed (successful or not); for tests and metrics.
+    public private(set) var fetchCount = 0
+
+    public init(
+        configuration: FalWebhookVerifierConfiguration = FalWebhookVerifierConfiguration(),
+        transport: any HTTPTransport = URLSessionTransport(),
+        logger: Logger = Logger(label: "fal.webhook"),
+        now: @escaping @Sendable () -> Date = { Date() }
+    ) {
+        self.configuration = configuration
+        self.transport = transport
+        self.logger = logger
+        self.now = now
+    }
+
+    /// Verifies a webhook; returns the headers it verified. Throws `FalWebhookVerificationError`.
+    @discardableResult
+    public func verify(headers: FalWebhookHeaders, body: [UInt8]) async throws(FalWebhookVerificationError) -> FalWebhookHeaders {
+        guard let requestID = headers.requestID, !requestID.isEmpty else { throw missing(FalWebhookHeaders.requestIDName) }
+        guard let userID = headers.userID, !userID.isEmpty else { throw missing(FalWebhookHeaders.userIDName) }
+        guard let timestamp = headers.timestamp, !timestamp.isEmpty else { throw missing(FalWebhookHeaders.timestampName) }
+        guard let signatureHex = headers.signature, !signatureHex.isEmpty else { throw missing(FalWebhookHeaders.signatureName) }
+
+        if let pinned = configuration.pinnedUserID, pinned != userID {
+            throw FalWebhookVerificationError(.foreignUser, "user id is not the configured fal account")
+        }
+        guard let seconds = Double(timestamp.trimmingCharacters(in: .whitespaces)), seconds.isFinite else {
+            throw FalWebhookVerificationError(.malformedTimestamp, "timestamp is not Unix seconds")
+        }
+        let skew = abs(now().timeIntervalSince1970 - seconds)
+        guard skew <= configuration.timestampTolerance.seconds else {
+            throw FalWebhookVerificationError(.staleTimestamp, "timestamp is \(Int(skew)) s from now")
+        }
+        guard let signature = Self.hexDecoded(signatureHex), signature.count == 64 else {
+            throw FalWebhookVerificationError(.malformedSignature, "signature is not hex of 64 bytes")
+        }
+        let message = Self.message(requestID: requestID, userID: userID, timestamp: timestamp, body: body)
+
+        if !cacheIsFresh {
+            await refetch()
+        }
+        if keysVerify(signature, message) { return headers }
+        if await refetch(), keysVerify(signature, message) { return headers }
+        if !cacheIsFresh {
+            throw FalWebhookVerificationError(.keysUnavailable, "no webhook keys could be fetched")
+        }
+        throw FalWebhookVerificationError(.badSignature, "no known key verifies the signature")
+    }
+
+    /// Verifies with headers read through a case-insensitive lookup.
+    @discardableResult
+    public func verify(body: [UInt8], header: (String) -> String?) async throws(FalWebhookVerificationError) -> FalWebhookHeaders {
+        try await verify(headers: FalWebhookHeaders(header), body: body)
+    }
+
+    /// The signed message for these header values and body.
+    public static func message(requestID: String, userID: String, timestamp: String, body: [UInt8]) -> [UInt8] {
+        let digest = SHA256.hash(data: body)
+        let hex = digest.map { byte in
+            let text = String(byte, radix: 16)
+            return byte < 16 ? "0" + text : text
+        }.joined()
+        return Array((requestID + "\n" + userID + "\n" + timestamp + "\n" + hex).utf8)
+    }
+
+    private var cacheIsFresh: Bool {
+        guard let keysFetchedAt, !keys.isEmpty else { return false }
+        return now().timeIntervalSince(keysFetchedAt) < configuration.keyCacheLifetime.seconds
+    }
+
+    private func keysVerify(_ signature: Data, _ message: [UInt8]) -> Bool {
+        guard cacheIsFresh else { return false }
+        return keys.contains { $0.isValidSignature(signature, for: message) }
+    }
+
+    /// Fetches the JWKS unless a fetch happened within the minimum interval; concurrent callers
+    /// share one fetch. Returns whether a fetch ran (or was joined).
+    @discardableResult
+    private func refetch() async -> Bool {
+        if let inFlight {
+            await inFlight.value
+            return true
+        }
+        if let lastFetchAttempt, now().timeIntervalSince(lastFetchAttempt) < configuration.minimumRefetchInterval.seconds {
+            return false
+        }
+        lastFetchAttempt = now()
+        let task = Task { await self.fetchKeys() }
+        inFlight = task
+        await task.value
+        inFlight = nil
+        return true
+    }
+
+    private func fetchKeys() async {
+        fetchCount += 1
+        guard let url = URL(string: configuration.jwksURL) else {
+            logger.error("fal webhook JWKS URL is invalid")
+            return
+        }
+        let request = HTTPTransportRequest(method: "GET", url: url, headers: ["Accept": "application/json"])
+        do {
+            let response = try await transport.send(request, timeout: configuration.fetchTimeout)
+            guard response.isSuccess else {
+                logger.warning("fal webhook JWKS fetch failed", metadata: ["http_status": "\(response.status)"])
+                return
+            }
+            let fetched = FalJWKS.keys(from: response.body)
+            guard !fetched.isEmpty else {
+                logger.warning("fal webhook JWKS has no Ed25519 keys")
+                return
+            }
+            keys = fetched
+            keysFetchedAt = now()
+            logger.debug("fal webhook keys fetched", metadata: ["key_count": "\(fetched.count)"])
+        } catch {
+            logger.warning("fal webhook JWKS fetch failed", metadata: ["error": "\(error.code)"])
+        }
+    }
+
+    private func missing(_ name: String) -> FalWebhookVerificationError {
+        FalWebhookVerificationError(.missingHeader, "missing header \(name)")
+    }
+
+    static func hexDecoded(_ text: String) -> Data? {
+        let utf8 = Array(text.utf8)
+        guard utf8.count % 2 == 0 else { return nil }
+        var data = Data(capacity: utf8.count / 2)
+        var index = 0
+        while index < utf8.count {
+            guard let high = nibble(utf8[index]), let low = nibble(utf8[index + 1]) else { return nil }
+            data.append(high << 4 | low)
+            index += 2
+        }
+        return data
+    }
+
+    private static func nibble(_ byte: UInt8) -> UInt8? {
+        switch byte {
+        case UInt8(ascii: "0")...UInt8(ascii: "9"): byte - UInt8(ascii: "0")
+        case UInt8(ascii: "a")...UInt8(ascii: "f"): byte - UInt8(ascii: "a") + 10
+        case UInt8(ascii: "A")...UInt8(ascii: "F"): byte - UInt8(ascii: "A") + 10
+        default: nil
+        }
+    }
+}
