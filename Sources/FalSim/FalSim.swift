@@ -1,0 +1,130 @@
+public import Crypto
+public import Foundation
+import Hummingbird
+public import Logging
+import NIOCore
+public import ServiceLifecycle
+
+/// A local stand-in for fal.ai's queue API (see FAL-API.md): submit, status, status stream,
+/// result, cancel, signed webhooks with retries, fault injection, and ground truth.
+///
+/// Run it as a `Service` (it serves until graceful shutdown or cancellation), or scoped with
+/// `withFalSim`. One instance runs once.
+public final class FalSim: Service, Sendable {
+    public let configuration: FalSimConfiguration
+    private let engine: FalSimEngine
+    private let scheduler: FalSimScheduler
+    private let logger: Logger
+
+    public init(configuration: FalSimConfiguration = .init(), logger: Logger = Logger(label: "fal-sim")) {
+        self.configuration = configuration
+        self.logger = logger
+        let scheduler = FalSimScheduler()
+        self.scheduler = scheduler
+        let signer = FalSimWebhookSigner(
+            key: configuration.signingKey ?? Curve25519.Signing.PrivateKey(),
+            keyID: configuration.keyID,
+            userID: configuration.userID
+        )
+        self.engine = FalSimEngine(
+            configuration: configuration,
+            signer: signer,
+            scheduler: scheduler,
+            transport: FalSimURLSessionTransport(timeout: configuration.webhookTimeout),
+            logger: logger
+        )
+    }
+
+    /// Serves until graceful shutdown or cancellation. Throws on a bad configuration
+    /// (an unknown fault name) or when the address cannot be bound.
+    public func run() async throws {
+        _ = try FalSimFaults(names: configuration.faults)
+        let engine = self.engine
+        let app = Application(
+            responder: FalSimResponder(engine: engine, configuration: configuration),
+            configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: "fal-sim"),
+            services: [scheduler],
+            onServerRunning: { channel in
+                await engine.bound(port: channel.localAddress?.port ?? 0)
+            },
+            logger: logger
+        )
+        do {
+            try await app.run()
+        } catch {
+            // Wake `baseURL` waiters with an address nothing listens on, so callers fail fast.
+            await engine.bound(port: 0)
+            throw error
+        }
+    }
+
+    /// The public base URL (`publicURL`, or its own address); waits until the server is bound.
+    public var baseURL: URL {
+        get async { URL(string: await engine.baseURL())! }
+    }
+
+    /// Where the webhook public key is served as a JWKS.
+    public var jwksURL: URL {
+        get async { URL(string: await engine.baseURL() + "/.well-known/jwks.json")! }
+    }
+
+    /// The Ed25519 key webhooks are signed with (unless `wrong-signature`).
+    public var publicKey: Curve25519.Signing.PublicKey { engine.signer.key.publicKey }
+
+    /// The fal user id webhooks carry.
+    public var userID: String { configuration.userID }
+
+    /// Adds a fault rule matched at submit. Throws on an unknown fault name.
+    public func addFaultRule(_ rule: FalSimFaultRule) async throws {
+        try await engine.addFaultRule(rule)
+    }
+
+    /// Every submit received, oldest first.
+    public func requests() async -> [FalSimRequestRecord] { await engine.records() }
+
+    /// The record of one request.
+    public func request(id: String) async -> FalSimRequestRecord? { await engine.record(id: id) }
+
+    /// Waits until `requestID` has at least `count` webhook delivery attempts recorded.
+    @discardableResult
+    public func waitForDeliveries(requestID: String, count: Int) async -> FalSimRequestRecord? {
+        await engine.wait(requestID: requestID) { $0.deliveries.count >= count }
+    }
+
+    /// Waits until `requestID` is COMPLETED (or was rejected at submit).
+    @discardableResult
+    public func waitForCompletion(requestID: String) async -> FalSimRequestRecord? {
+        await engine.wait(requestID: requestID) { $0.state == .completed || $0.state == .rejected }
+    }
+
+    /// Waits until `predicate` holds for the record of `requestID`.
+    @discardableResult
+    public func wait(
+        requestID: String, until predicate: @escaping @Sendable (FalSimRequestRecord) -> Bool
+    ) async -> FalSimRequestRecord? {
+        await engine.wait(requestID: requestID, until: predicate)
+    }
+
+    /// Delivers the webhooks held by `hold-webhook`, one after another (first tries), in
+    /// completion order or reversed. Returns the request ids in delivery order.
+    @discardableResult
+    public func releaseHeldWebhooks(reverse: Bool = false) async -> [String] {
+        await engine.releaseHeldWebhooks(reverse: reverse)
+    }
+}
+
+/// Runs a `FalSim` in-process (port 0 by default) for the duration of `body`, then stops it.
+public func withFalSim<T>(
+    configuration: FalSimConfiguration = .init(),
+    logger: Logger = Logger(label: "fal-sim"),
+    _ body: (FalSim) async throws -> T
+) async throws -> T {
+    let sim = FalSim(configuration: configuration, logger: logger)
+    _ = try FalSimFaults(names: configuration.faults)
+    return try await withThrowingTaskGroup(of: Void.self) { group in
+        group.addTask { try await sim.run() }
+        defer { group.cancelAll() }
+        return try await body(sim)
+    }
+}
+

@@ -1,0 +1,68 @@
+import Foundation
+
+/// The faults applied to one request, parsed from names:
+///
+/// - `fail`: the model fails; result 422, ERROR webhook with the 422 body.
+/// - `payload-error`: ERROR webhook with `payload: null` and `payload_error` (the result is fine).
+/// - `drop-webhook`: no webhook is sent.
+/// - `duplicate-webhook`: the webhook is delivered twice (two independent deliveries).
+/// - `delay-webhook=<ms>`: the first delivery waits that long after completion.
+/// - `hold-webhook`: the webhook waits until released (`FalSim.releaseHeldWebhooks(reverse:)`,
+///   `POST /_sim/webhooks/release?order=reverse`): deliver webhooks in any order.
+/// - `submit-429`, `submit-500`, `submit-503`: submit answers that status; no job is created.
+/// - `submit-stall`: the job is created and runs, the submit answer stalls (`stallDuration`).
+/// - `status-stall`: status answers stall.
+/// - `expire-result`: the result is gone (404) as soon as the request completes.
+/// - `wrong-signature`: webhooks are signed with a key not in the JWKS.
+struct FalSimFaults: Sendable, Equatable {
+    var fail = false
+    var payloadError = false
+    var dropWebhook = false
+    var duplicateWebhook = false
+    var webhookDelay: Duration?
+    var holdWebhook = false
+    var submitStatus: Int?
+    var submitStall = false
+    var statusStall = false
+    var expireResult = false
+    var wrongSignature = false
+
+    init() {}
+
+    /// Parses fault names; throws on an unknown one.
+    init(names: [String]) throws(FalSimError) {
+        for name in names {
+            try apply(name.trimmingCharacters(in: .whitespaces))
+        }
+    }
+
+    static let knownNames = [
+        "fail", "payload-error", "drop-webhook", "duplicate-webhook", "delay-webhook=<ms>", "hold-webhook",
+        "submit-429", "submit-500", "submit-503", "submit-stall", "status-stall", "expire-result", "wrong-signature",
+    ]
+
+    private mutating func apply(_ name: String) throws(FalSimError) {
+        switch name {
+        case "": break
+        case "fail": fail = true
+        case "payload-error": payloadError = true
+        case "drop-webhook": dropWebhook = true
+        case "duplicate-webhook": duplicateWebhook = true
+        case "hold-webhook", "reverse-webhooks": holdWebhook = true
+        case "submit-429": submitStatus = 429
+        case "submit-500": submitStatus = 500
+        case "submit-503": submitStatus = 503
+        case "submit-stall": submitStall = true
+        case "status-stall": statusStall = true
+        case "expire-result": expireResult = true
+        case "wrong-signature": wrongSignature = true
+        default:
+            let prefix = "delay-webhook="
+            if name.hasPrefix(prefix), let ms = Int(name.dropFirst(prefix.count)), ms >= 0 {
+                webhookDelay = .milliseconds(ms)
+            } else {
+                throw FalSimError.unknownFault(name)
+            }
+        }
+    }
+}
