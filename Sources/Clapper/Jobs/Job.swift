@@ -1,0 +1,154 @@
+import Foundation
+
+/// `feature` as the product design names it.
+public struct JobFeature: Codable, Sendable, Hashable {
+    public var audio: Bool
+    /// The audio tier (`fast`, `synced`, …); nil when no audio was asked for.
+    public var audioTier: String?
+
+    public init(audio: Bool, audioTier: String? = nil) {
+        self.audio = audio
+        self.audioTier = audioTier
+    }
+}
+
+/// When the audio is submitted.
+public enum AudioMode: String, Codable, Sendable, Hashable, CaseIterable {
+    /// Video and audio are submitted at once.
+    case parallel
+    /// The audio is submitted when the video completes (always the case for video-to-audio tiers).
+    case afterVideo = "after-video"
+}
+
+/// The client's options for the video model; nil means the model's default.
+public struct VideoOptions: Codable, Sendable, Hashable {
+    public var aspectRatio: String?
+    public var resolution: String?
+    public var seed: Int?
+    public var negativePrompt: String?
+
+    public init(aspectRatio: String? = nil, resolution: String? = nil, seed: Int? = nil, negativePrompt: String? = nil) {
+        self.aspectRatio = aspectRatio
+        self.resolution = resolution
+        self.seed = seed
+        self.negativePrompt = negativePrompt
+    }
+}
+
+/// A job's status, derived from its tasks (see `Job.status`).
+public enum JobStatus: String, Codable, Sendable, Hashable, CaseIterable {
+    case queued
+    case running
+    case completed
+    case failed
+    case canceled
+
+    public var isFinished: Bool {
+        switch self {
+        case .queued, .running: false
+        case .completed, .failed, .canceled: true
+        }
+    }
+}
+
+/// One client request: a video and, when `feature.audio` is on, a matching audio track.
+/// A pure value: the store persists it, `apply` and `cancel` hold the rules.
+public struct Job: Codable, Sendable, Hashable {
+    public var id: String
+    public var userID: String
+    public var createdAt: Date
+    public var updatedAt: Date
+    /// Grows by one with every stored change; the store bumps it, never the rules here.
+    public var version: Int
+    public var prompt: String
+    public var durationSeconds: Int
+    public var feature: JobFeature
+    public var audioMode: AudioMode
+    public var videoOptions: VideoOptions
+    /// The client's `metadata` object as raw JSON text, exactly as sent.
+    public var metadata: String?
+    public var video: JobTask
+    /// Present exactly when `feature.audio` is on.
+    public var audio: JobTask?
+    /// Set by a job-level cancel.
+    public var canceled: Bool
+
+    public init(
+        id: String,
+        userID: String,
+        createdAt: Date,
+        updatedAt: Date? = nil,
+        version: Int = 1,
+        prompt: String,
+        durationSeconds: Int,
+        feature: JobFeature,
+        audioMode: AudioMode,
+        videoOptions: VideoOptions = VideoOptions(),
+        metadata: String? = nil,
+        video: JobTask,
+        audio: JobTask? = nil,
+        canceled: Bool = false
+    ) {
+        self.id = id
+        self.userID = userID
+        self.createdAt = createdAt
+        self.updatedAt = updatedAt ?? createdAt
+        self.version = version
+        self.prompt = prompt
+        self.durationSeconds = durationSeconds
+        self.feature = feature
+        self.audioMode = audioMode
+        self.videoOptions = videoOptions
+        self.metadata = metadata
+        self.video = video
+        self.audio = audio
+        self.canceled = canceled
+    }
+
+    /// The task of `kind`, nil for audio when none was requested.
+    public func task(_ kind: TaskKind) -> JobTask? {
+        switch kind {
+        case .video: video
+        case .audio: audio
+        }
+    }
+
+    /// The requested tasks, video first.
+    public var tasks: [JobTask] {
+        audio.map { [video, $0] } ?? [video]
+    }
+
+    /// - `canceled` when the job was canceled (or fal canceled the video);
+    /// - `failed` when the video failed or timed out;
+    /// - `completed` when the video completed and the audio, if requested, is terminal,
+    ///   whatever became of it (a failed audio shows in `audioStatus` / `audioError`);
+    /// - `running` when any requested task is running or finished;
+    /// - `queued` otherwise.
+    public var status: JobStatus {
+        if canceled { return .canceled }
+        switch video.status {
+        case .failed, .timedOut: return .failed
+        case .canceled: return .canceled
+        case .completed where audio?.status.isTerminal ?? true: return .completed
+        default: break
+        }
+        if tasks.contains(where: { $0.status.rank >= TaskStatus.running.rank }) { return .running }
+        return .queued
+    }
+
+    public var isFinished: Bool { status.isFinished }
+
+    /// Tasks that should be submitted now and have not started a submit: the video while pending,
+    /// the audio while pending in parallel mode, or in after-video mode once the video completed.
+    /// For job creation and crash recovery; `apply` returns `.submit` actions for the transitions.
+    public var submissionsDue: [TaskKind] {
+        guard !canceled else { return [] }
+        var due: [TaskKind] = []
+        if video.status == .pending, video.submitStartedAt == nil { due.append(.video) }
+        if let audio, audio.status == .pending, audio.submitStartedAt == nil,
+           audioMode == .parallel || video.status == .completed {
+            due.append(.audio)
+        }
+        return due
+    }
+}

@@ -1,0 +1,171 @@
+import Foundation
+
+/// One request to fal (the video or the audio of a job) and the pure rules of its lifecycle.
+///
+/// A task only moves forward (`pending` < `queued` < `running` < terminal). A late or repeated
+/// event never moves a finished task and never moves a task back: `apply` reports it as
+/// `.ignored(reason:)` and leaves the task untouched, so the store can skip the write and
+/// the version does not grow.
+public struct JobTask: Codable, Sendable, Hashable {
+    public var kind: TaskKind
+    /// fal model id, e.g. `fal-ai/ltx-video-13b-distilled`.
+    public var model: String
+    public var status: TaskStatus
+    public var falRequestID: String?
+    public var statusURL: String?
+    public var responseURL: String?
+    public var cancelURL: String?
+    /// The generated media, extracted from fal's output.
+    public var mediaURL: String?
+    public var error: TaskError?
+    /// Set (in the same atomic step) just before Clapper sends the submit request.
+    public var submitStartedAt: Date?
+    /// When fal accepted the submit.
+    public var submittedAt: Date?
+    /// When the task reached a terminal state.
+    public var completedAt: Date?
+    /// Request ids of earlier attempts (kept across `.retry`), so their late webhooks can be told apart.
+    public var previousRequestIDs: [String]
+    /// How many submits were started for this task (each `.submitStarted` adds one).
+    public var attempts: Int
+
+    public init(
+        kind: TaskKind,
+        model: String,
+        status: TaskStatus = .pending,
+        falRequestID: String? = nil,
+        statusURL: String? = nil,
+        responseURL: String? = nil,
+        cancelURL: String? = nil,
+        mediaURL: String? = nil,
+        error: TaskError? = nil,
+        submitStartedAt: Date? = nil,
+        submittedAt: Date? = nil,
+        completedAt: Date? = nil,
+        previousRequestIDs: [String] = [],
+        attempts: Int = 0
+    ) {
+        self.kind = kind
+        self.model = model
+        self.status = status
+        self.falRequestID = falRequestID
+        self.statusURL = statusURL
+        self.responseURL = responseURL
+        self.cancelURL = cancelURL
+        self.mediaURL = mediaURL
+        self.error = error
+        self.submitStartedAt = submitStartedAt
+        self.submittedAt = submittedAt
+        self.completedAt = completedAt
+        self.previousRequestIDs = previousRequestIDs
+        self.attempts = attempts
+    }
+
+    /// True when `requestID` belongs to an earlier attempt of this task (a late webhook or poll
+    /// result for a request that was retried): such events must not be applied.
+    public func isFromPreviousAttempt(requestID: String) -> Bool {
+        requestID != falRequestID && previousRequestIDs.contains(requestID)
+    }
+
+    /// Applies `event` at time `now`. Returns `.changed` when the task changed, otherwise
+    /// `.ignored(reason:)` with the task left exactly as it was.
+    public mutating func apply(_ event: TaskEvent, at now: Date) -> TransitionOutcome {
+        switch event {
+        case .submitStarted:
+            guard status == .pending else { return .ignored(reason: "submit started on a \(status.rawValue) task") }
+            guard submitStartedAt == nil else { return .ignored(reason: "submit already started") }
+            submitStartedAt = now
+            attempts += 1
+            return .changed
+
+        case .accepted(let requestID, let statusURL, let responseURL, let cancelURL):
+            return accept(requestID: requestID, statusURL: statusURL, responseURL: responseURL, cancelURL: cancelURL, at: now)
+
+        case .queued:
+            return advance(to: .queued, at: now)
+
+        case .running:
+            return advance(to: .running, at: now)
+
+        case .completed(let mediaURL):
+            guard !status.isTerminal else { return .ignored(reason: "already \(status.rawValue)") }
+            status = .completed
+            self.mediaURL = mediaURL
+            error = nil
+            completedAt = now
+            return .changed
+
+        case .failed(let error):
+            return finish(.failed, error: error, at: now)
+
+        case .canceled:
+            return finish(.canceled, error: nil, at: now)
+
+        case .timedOut:
+            return finish(.timedOut, error: .timedOut(kind), at: now)
+
+        case .retry:
+            guard status == .failed || status == .timedOut else {
+                return .ignored(reason: "retry only from failed or timed_out, not \(status.rawValue)")
+            }
+            if let falRequestID, !previousRequestIDs.contains(falRequestID) {
+                previousRequestIDs.append(falRequestID)
+            }
+            status = .pending
+            falRequestID = nil
+            statusURL = nil
+            responseURL = nil
+            cancelURL = nil
+            mediaURL = nil
+            error = nil
+            submitStartedAt = nil
+            submittedAt = nil
+            completedAt = nil
+            return .changed
+        }
+    }
+
+    private mutating func accept(
+        requestID: String,
+        statusURL: String?,
+        responseURL: String?,
+        cancelURL: String?,
+        at now: Date
+    ) -> TransitionOutcome {
+        if previousRequestIDs.contains(requestID), requestID != falRequestID {
+            return .ignored(reason: "request \(requestID) belongs to an earlier attempt")
+        }
+        if let current = falRequestID, current != requestID {
+            return .ignored(reason: "task already has request \(current)")
+        }
+        var changed = false
+        if falRequestID == nil { falRequestID = requestID; changed = true }
+        if self.statusURL == nil, let statusURL { self.statusURL = statusURL; changed = true }
+        if self.responseURL == nil, let responseURL { self.responseURL = responseURL; changed = true }
+        if self.cancelURL == nil, let cancelURL { self.cancelURL = cancelURL; changed = true }
+        if submittedAt == nil, changed { submittedAt = now }
+        if status == .pending {
+            // The submit response moves the task on; an earlier webhook may already have moved it further.
+            status = .queued
+            if submittedAt == nil { submittedAt = now }
+            changed = true
+        }
+        return changed ? .changed : .ignored(reason: "request \(requestID) already recorded")
+    }
+
+    private mutating func advance(to next: TaskStatus, at now: Date) -> TransitionOutcome {
+        if status.isTerminal { return .ignored(reason: "already \(status.rawValue)") }
+        if status == next { return .ignored(reason: "already \(status.rawValue)") }
+        if status.rank > next.rank { return .ignored(reason: "\(status.rawValue) does not go back to \(next.rawValue)") }
+        status = next
+        return .changed
+    }
+
+    private mutating func finish(_ terminal: TaskStatus, error: TaskError?, at now: Date) -> TransitionOutcome {
+        guard !status.isTerminal else { return .ignored(reason: "already \(status.rawValue)") }
+        status = terminal
+        self.error = error
+        completedAt = now
+        return .changed
+    }
+}

@@ -1,0 +1,86 @@
+import Foundation
+
+/// A follow-up the I/O layer performs after it stored a transition.
+public enum JobAction: Sendable, Hashable {
+    /// Submit this task to fal now (apply `.submitStarted` atomically first; if that is ignored,
+    /// another instance got there first and nothing is sent).
+    case submit(TaskKind)
+    /// Ask fal to cancel this task's request (its `cancelURL`).
+    case cancelAtFal(TaskKind)
+}
+
+/// What `Job.apply` / `Job.cancel` did and what must follow.
+public struct JobTransition: Sendable, Hashable {
+    public var outcome: TransitionOutcome
+    public var actions: [JobAction]
+
+    public init(outcome: TransitionOutcome, actions: [JobAction] = []) {
+        self.outcome = outcome
+        self.actions = actions
+    }
+
+    public static func ignored(_ reason: String) -> JobTransition {
+        JobTransition(outcome: .ignored(reason: reason))
+    }
+}
+
+extension Job {
+    /// Applies `event` to the task of `kind` at `now`, then the job-level rules:
+    /// - after-video mode: when the video becomes completed and the audio is still pending with no
+    ///   submit started, the transition carries `.submit(.audio)`. A repeated video completion is
+    ///   ignored, so the action comes once per stored change (the store's compare-and-set, plus
+    ///   `.submitStarted` being ignored on a repeat, make the submission happen once);
+    /// - after-video mode: when the video fails, is canceled or times out, the unfinished audio is
+    ///   canceled in the same transition with error `video_failed` (plus `.cancelAtFal(.audio)` if it
+    ///   had somehow been accepted by fal);
+    /// - a submit response (`.accepted`) that arrives for a task already canceled asks
+    ///   `.cancelAtFal` for it, so a cancel racing a submit still reaches fal.
+    /// `updatedAt` moves on every change; `version` is the store's business.
+    public mutating func apply(_ kind: TaskKind, _ event: TaskEvent, at now: Date) -> JobTransition {
+        guard var task = task(kind) else { return .ignored("no \(kind.rawValue) task in this job") }
+        let before = task
+        let outcome = task.apply(event, at: now)
+        guard outcome.isChanged else { return JobTransition(outcome: outcome) }
+        set(task)
+        updatedAt = now
+
+        var actions: [JobAction] = []
+        if case .accepted = event, task.status == .canceled, before.falRequestID == nil {
+            actions.append(.cancelAtFal(kind))
+        }
+        if kind == .video, audioMode == .afterVideo, var audio, before.status != task.status {
+            if task.status == .completed, !canceled, audio.status == .pending, audio.submitStartedAt == nil {
+                actions.append(.submit(.audio))
+            } else if task.status.isTerminal, task.status != .completed, !audio.status.isTerminal {
+                if audio.falRequestID != nil { actions.append(.cancelAtFal(.audio)) }
+                _ = audio.apply(.canceled, at: now)
+                audio.error = .videoFailed
+                self.audio = audio
+            }
+        }
+        return JobTransition(outcome: .changed, actions: actions)
+    }
+
+    /// Job-level cancel: every unfinished task becomes `canceled`; `.cancelAtFal` for those fal
+    /// accepted. A submit in flight (no request id yet) is canceled here and its late `.accepted`
+    /// asks for `.cancelAtFal` then. On a finished job nothing changes (`.ignored`: answer 409).
+    public mutating func cancel(at now: Date) -> JobTransition {
+        guard !isFinished else { return .ignored("job already \(status.rawValue)") }
+        var actions: [JobAction] = []
+        for var task in tasks where !task.status.isTerminal {
+            if task.falRequestID != nil { actions.append(.cancelAtFal(task.kind)) }
+            _ = task.apply(.canceled, at: now)
+            set(task)
+        }
+        canceled = true
+        updatedAt = now
+        return JobTransition(outcome: .changed, actions: actions)
+    }
+
+    private mutating func set(_ task: JobTask) {
+        switch task.kind {
+        case .video: video = task
+        case .audio: audio = task
+        }
+    }
+}

@@ -1,0 +1,67 @@
+import Foundation
+
+/// The public JSON view of a job: the body of `GET /v1/jobs/{id}` (and of the job in other answers).
+///
+/// Written by hand so fal's raw outputs are spliced in byte for byte: they can hold numbers no
+/// `Int64`/`Double` represents, which a `Codable` or `JSONSerialization` round trip would change.
+/// Every field is always present; what does not apply is `null` (all `audio…` fields and
+/// `audioMode` when no audio was requested). Dates are ISO 8601, UTC, with milliseconds.
+public enum JobView {
+    /// Prefix of `audioError`, as the product design words it.
+    public static let audioErrorPrefix = "Audio generation failed: "
+
+    /// - Parameters:
+    ///   - videoOutput, audioOutput: fal's raw output (or error payload) bytes; spliced as they are
+    ///     when they are one valid JSON value, `null` otherwise.
+    ///   - eventsURL: when given, adds `eventsUrl` (the job's SSE stream).
+    public static func encode(_ job: Job, videoOutput: [UInt8]?, audioOutput: [UInt8]?, eventsURL: String? = nil) -> [UInt8] {
+        var w = JSONWriter()
+        w.beginObject()
+        w.field("jobId", job.id)
+        w.field("status", job.status.rawValue)
+        w.field("version", job.version)
+        w.field("createdAt", Timestamp.iso8601(job.createdAt))
+        w.field("updatedAt", Timestamp.iso8601(job.updatedAt))
+        w.field("prompt", job.prompt)
+        w.field("durationSeconds", job.durationSeconds)
+
+        w.key("feature")
+        w.beginObject()
+        w.field("audio", job.feature.audio)
+        w.field("audioTier", job.audio == nil ? nil : job.feature.audioTier)
+        w.endObject()
+        w.field("audioMode", job.audio == nil ? nil : job.audioMode.rawValue)
+
+        w.key("video")
+        w.beginObject()
+        w.field("aspectRatio", job.videoOptions.aspectRatio)
+        w.field("resolution", job.videoOptions.resolution)
+        w.field("seed", job.videoOptions.seed)
+        w.field("negativePrompt", job.videoOptions.negativePrompt)
+        w.endObject()
+
+        w.key("metadata")
+        w.raw(job.metadata.map { Array($0.utf8) })
+
+        w.field("videoModel", job.video.model)
+        w.field("videoStatus", job.video.status.rawValue)
+        w.field("videoUrl", job.video.mediaURL)
+        w.field("videoError", job.video.error?.message)
+        w.field("videoErrorCode", job.video.error?.code)
+        w.field("videoRequestId", job.video.falRequestID)
+
+        let audio = job.audio
+        w.field("audioModel", audio?.model)
+        w.field("audioStatus", audio?.status.rawValue)
+        w.field("audioUrl", audio?.mediaURL)
+        w.field("audioError", audio?.error.map { audioErrorPrefix + $0.message })
+        w.field("audioErrorCode", audio?.error?.code)
+        w.field("audioRequestId", audio?.falRequestID)
+
+        w.rawField("videoOutput", videoOutput)
+        w.rawField("audioOutput", audio == nil ? nil : audioOutput)
+        if let eventsURL { w.field("eventsUrl", eventsURL) }
+        w.endObject()
+        return w.bytes
+    }
+}

@@ -1,0 +1,27 @@
+/// Why a task failed, was canceled or timed out, as stored with the task and shown to clients.
+public struct TaskError: Codable, Hashable, Sendable {
+    /// Machine-readable: `fal_error`, `validation`, `payload_error`, `result_expired`, `submit_failed`,
+    /// `submit_outcome_unknown`, `timed_out`, `video_failed`, …
+    public var code: String
+    /// Human text, e.g. fal's error message.
+    public var message: String
+    /// fal's raw error payload, kept as received (JSON text), when there is one.
+    public var detail: String?
+
+    public init(code: String, message: String, detail: String? = nil) {
+        self.code = code
+        self.message = message
+        self.detail = detail
+    }
+
+    /// The audio was never generated because the video it follows (after-video mode) did not complete.
+    public static let videoFailed = TaskError(
+        code: "video_failed",
+        message: "the video did not complete"
+    )
+
+    /// The task did not finish in the time its model is given.
+    public static func timedOut(_ kind: TaskKind) -> TaskError {
+        TaskError(code: "timed_out", message: "\(kind.rawValue) did not finish in time")
+    }
+}
