@@ -37,11 +37,16 @@ public struct ModelCatalog: Codable, Sendable, Hashable {
         public var minFrames: Int?
         public var maxFrames: Int?
         public var frameMultiple: Int?
+        /// Video models: the `aspect_ratio` values the model takes (nil: any).
+        public var aspectRatios: [String]?
+        /// Video models: the `resolution` values the model takes (nil: any).
+        public var resolutions: [String]?
 
         public init(
             id: String, kind: TaskKind, input: InputStyle, outputMediaPath: String,
             minDurationSeconds: Int = 1, maxDurationSeconds: Int, expectedSeconds: Int, timeoutSeconds: Int,
-            pricePerSecond: Double, frameRate: Int? = nil, minFrames: Int? = nil, maxFrames: Int? = nil, frameMultiple: Int? = nil
+            pricePerSecond: Double, frameRate: Int? = nil, minFrames: Int? = nil, maxFrames: Int? = nil, frameMultiple: Int? = nil,
+            aspectRatios: [String]? = nil, resolutions: [String]? = nil
         ) {
             self.id = id
             self.kind = kind
@@ -56,6 +61,8 @@ public struct ModelCatalog: Codable, Sendable, Hashable {
             self.minFrames = minFrames
             self.maxFrames = maxFrames
             self.frameMultiple = frameMultiple
+            self.aspectRatios = aspectRatios
+            self.resolutions = resolutions
         }
 
         public init(from decoder: any Decoder) throws {
@@ -73,6 +80,8 @@ public struct ModelCatalog: Codable, Sendable, Hashable {
             minFrames = try c.decodeIfPresent(Int.self, forKey: .minFrames)
             maxFrames = try c.decodeIfPresent(Int.self, forKey: .maxFrames)
             frameMultiple = try c.decodeIfPresent(Int.self, forKey: .frameMultiple)
+            aspectRatios = try c.decodeIfPresent([String].self, forKey: .aspectRatios)
+            resolutions = try c.decodeIfPresent([String].self, forKey: .resolutions)
         }
 
         /// Runs on the finished video (video-to-audio): always submitted after the video.
@@ -121,7 +130,8 @@ public struct ModelCatalog: Codable, Sendable, Hashable {
     public static let ltxVideo = Model(
         id: "fal-ai/ltx-video-13b-distilled", kind: .video, input: .textToVideo, outputMediaPath: "video.url",
         minDurationSeconds: 1, maxDurationSeconds: 10, expectedSeconds: 45, timeoutSeconds: 900, pricePerSecond: 0.04,
-        frameRate: 24, minFrames: 9, maxFrames: 241, frameMultiple: 8
+        frameRate: 24, minFrames: 9, maxFrames: 241, frameMultiple: 8,
+        aspectRatios: ["9:16", "1:1", "16:9"], resolutions: ["480p", "720p"]
     )
     public static let soundEffects = Model(
         id: "cassetteai/sound-effects-generator", kind: .audio, input: .textToAudio, outputMediaPath: "audio_file.url",
@@ -147,7 +157,7 @@ public struct ModelCatalog: Codable, Sendable, Hashable {
     /// `video`, `audioTiers`, `defaultAudioTier`, `audioPromptSuffix` each replace the default when
     /// present; a model lists `id`, `kind`, `outputMediaPath`, `maxDurationSeconds` and optionally
     /// `input`, `minDurationSeconds`, `expectedSeconds`, `timeoutSeconds`, `pricePerSecond`,
-    /// `frameRate`, `minFrames`, `maxFrames`, `frameMultiple`. `audioPromptSuffix` given here
+    /// `frameRate`, `minFrames`, `maxFrames`, `frameMultiple`, `aspectRatios`, `resolutions`. `audioPromptSuffix` given here
     /// (from `CLAPPER_AUDIO_PROMPT_SUFFIX`) wins over the JSON.
     public static func load(json: String?, audioPromptSuffix: String? = nil) throws(LoadError) -> ModelCatalog {
         var catalog = ModelCatalog.default

@@ -50,6 +50,50 @@ public enum RawJSON {
         return try? JSONDecoder().decode(String.self, from: Data(raw))
     }
 
+    /// The members of the object `bytes[range]` in order, each key unescaped with the byte range
+    /// of its value; nil when that is not one valid JSON object.
+    public static func members(in bytes: [UInt8], range: Range<Int>? = nil) -> [(key: String, range: Range<Int>)]? {
+        let range = range ?? bytes.indices
+        let slice = Array(bytes[range])
+        guard isValid(slice) else { return nil }
+        var scanner = Scanner(bytes: slice)
+        scanner.skipWhitespace()
+        guard scanner.peek == UInt8(ascii: "{") else { return nil }
+        scanner.index += 1
+        var result: [(key: String, range: Range<Int>)] = []
+        while true {
+            scanner.skipWhitespace()
+            if scanner.peek == UInt8(ascii: "}") { return result }
+            if scanner.peek == UInt8(ascii: ",") { scanner.index += 1; continue }
+            guard let keyRange = scanner.skipString(),
+                  let key = try? JSONDecoder().decode(String.self, from: Data(slice[(keyRange.lowerBound - 1)...keyRange.upperBound]))
+            else { return nil }
+            scanner.skipWhitespace()
+            scanner.index += 1  // ':' (the text is valid)
+            scanner.skipWhitespace()
+            let start = scanner.index
+            guard scanner.skipValue(depth: 1) else { return nil }
+            result.append((key, (start + range.lowerBound)..<(scanner.index + range.lowerBound)))
+        }
+    }
+
+    /// What kind of JSON value starts at `bytes[index]` (the text is assumed valid there).
+    public enum ValueType: String, Sendable {
+        case object, array, string, number, bool, null
+    }
+
+    public static func type(at index: Int, in bytes: [UInt8]) -> ValueType? {
+        guard index < bytes.count else { return nil }
+        switch bytes[index] {
+        case UInt8(ascii: "{"): return .object
+        case UInt8(ascii: "["): return .array
+        case UInt8(ascii: "\""): return .string
+        case UInt8(ascii: "t"), UInt8(ascii: "f"): return .bool
+        case UInt8(ascii: "n"): return .null
+        default: return .number
+        }
+    }
+
     /// A dotted path as the model catalog writes it (`video.url`) split into keys.
     public static func path(_ dotted: String) -> [String] {
         dotted.split(separator: ".", omittingEmptySubsequences: false).map(String.init)

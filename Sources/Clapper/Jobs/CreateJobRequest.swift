@@ -1,0 +1,235 @@
+import Crypto
+import Foundation
+
+/// A validated `POST /v1/jobs` body:
+/// `{"prompt", "durationSeconds", "feature": {"audio", "audioTier"}, "audioMode": "parallel"|"after-video",
+///   "video": {"aspectRatio", "resolution", "seed", "negativePrompt"}, "metadata": {…}}`.
+///
+/// **Unknown fields are rejected**, at every level (top, `feature`, `video`), with 422
+/// `unknown_field` naming the field: a misspelt option (`aspect_ratio`, `audiotier`) would
+/// otherwise be silently dropped and the client would get a job it did not ask for. `metadata`
+/// is the one free-form object: its content is the client's and is kept byte for byte.
+///
+/// Other choices: `null` counts as absent; duplicate keys are malformed JSON (400); only
+/// `prompt` is required; `durationSeconds` defaults to 5 (ltx's own default of 121 frames);
+/// with `feature.audio` off, `audioTier` and `audioMode` are type-checked but otherwise ignored.
+public struct CreateJobRequest: Sendable, Hashable {
+    public static let maxPromptCharacters = 2000
+    public static let maxMetadataBytes = 4096
+    public static let defaultDurationSeconds = 5
+
+    public var prompt: String
+    public var durationSeconds: Int
+    public var feature: JobFeature
+    public var audioMode: AudioMode
+    public var video: VideoOptions
+    /// The `metadata` object's raw JSON text, exactly as sent.
+    public var metadata: String?
+
+    public init(prompt: String, durationSeconds: Int, feature: JobFeature, audioMode: AudioMode, video: VideoOptions = VideoOptions(), metadata: String? = nil) {
+        self.prompt = prompt
+        self.durationSeconds = durationSeconds
+        self.feature = feature
+        self.audioMode = audioMode
+        self.video = video
+        self.metadata = metadata
+    }
+
+    /// Lowercase hex SHA-256 of the body bytes as received, for the `Idempotency-Key` check
+    /// (same key, same bytes: same job).
+    public static func canonicalBodyHash(_ body: [UInt8]) -> String {
+        SHA256.hash(data: body).map { byte in
+            let hex = String(byte, radix: 16)
+            return byte < 16 ? "0" + hex : hex
+        }.joined()
+    }
+
+    /// The job this request creates, every task pending.
+    public func makeJob(id: String, userID: String, catalog: ModelCatalog, at now: Date) -> Job {
+        let audioModel = feature.audio ? feature.audioTier.flatMap { catalog.audioModel(tier: $0) } : nil
+        return Job(
+            id: id,
+            userID: userID,
+            createdAt: now,
+            prompt: prompt,
+            durationSeconds: durationSeconds,
+            feature: feature,
+            audioMode: audioMode,
+            videoOptions: video,
+            metadata: metadata,
+            video: JobTask(kind: .video, model: catalog.video.id),
+            audio: audioModel.map { JobTask(kind: .audio, model: $0.id) }
+        )
+    }
+
+    /// Parses and validates a body. Throws `JobValidationError` with 400 (`invalid_json`,
+    /// `invalid_field`) or 422 (`unknown_field`, `validation_failed`).
+    public static func parse(_ body: [UInt8], catalog: ModelCatalog) throws(JobValidationError) -> CreateJobRequest {
+        guard let members = RawJSON.members(in: body) else {
+            throw RawJSON.isValid(body) ? .invalidJSON("the body must be a JSON object") : .invalidJSON("the body is not valid JSON")
+        }
+        let top = try Fields(members, in: body, prefix: "", allowed: ["prompt", "durationSeconds", "feature", "audioMode", "video", "metadata"])
+
+        // Types first (400), then rules (422).
+        let prompt = try top.string("prompt")
+        let duration = try top.integer("durationSeconds")
+        let featureFields = try top.object("feature", allowed: ["audio", "audioTier"])
+        let audio = try featureFields?.bool("audio") ?? false
+        let tierName = try featureFields?.string("audioTier")
+        let modeName = try top.string("audioMode")
+        let videoFields = try top.object("video", allowed: ["aspectRatio", "resolution", "seed", "negativePrompt"])
+        let aspectRatio = try videoFields?.string("aspectRatio")
+        let resolution = try videoFields?.string("resolution")
+        let seed = try videoFields?.integer("seed")
+        let negativePrompt = try videoFields?.string("negativePrompt")
+        let metadata = try top.rawObject("metadata")
+
+        guard let prompt else { throw .failed("prompt", "is required") }
+        try checkText(prompt, field: "prompt", allowEmpty: false)
+        if let negativePrompt { try checkText(negativePrompt, field: "video.negativePrompt", allowEmpty: true) }
+
+        var feature = JobFeature(audio: audio, audioTier: nil)
+        var mode = AudioMode.parallel
+        var audioModel: ModelCatalog.Model?
+        if audio {
+            let tier = tierName ?? catalog.defaultAudioTier
+            guard let model = catalog.audioModel(tier: tier) else {
+                throw .failed("feature.audioTier", "must be one of \(catalog.audioTiers.keys.sorted().joined(separator: ", "))")
+            }
+            feature.audioTier = tier
+            audioModel = model
+            if let modeName {
+                guard let asked = AudioMode(rawValue: modeName) else {
+                    throw .failed("audioMode", "must be one of parallel, after-video")
+                }
+                if asked == .parallel, model.needsVideo {
+                    throw .failed("audioMode", "cannot be parallel with audioTier \(tier): it needs the finished video")
+                }
+                mode = asked
+            } else {
+                mode = model.needsVideo ? .afterVideo : .parallel
+            }
+        } else if let modeName, AudioMode(rawValue: modeName) == nil {
+            throw .failed("audioMode", "must be one of parallel, after-video")
+        }
+
+        let seconds = try duration.map { (value: String) throws(JobValidationError) -> Int in
+            guard let int = Int(value) else { throw .failed("durationSeconds", "is out of range") }
+            return int
+        } ?? defaultDurationSeconds
+        let videoDurations = catalog.video.allowedDurations
+        guard videoDurations.contains(seconds) else {
+            throw .failed("durationSeconds", "must be \(describe(videoDurations)) seconds for \(catalog.video.id)")
+        }
+        if let audioModel, !audioModel.accepts(seconds: seconds) {
+            throw .failed("durationSeconds", "must be \(describe(audioModel.allowedDurations)) seconds with audio (\(audioModel.id))")
+        }
+
+        if let aspectRatio, let allowed = catalog.video.aspectRatios, !allowed.contains(aspectRatio) {
+            throw .failed("video.aspectRatio", "must be one of \(allowed.joined(separator: ", "))")
+        }
+        if let resolution, let allowed = catalog.video.resolutions, !allowed.contains(resolution) {
+            throw .failed("video.resolution", "must be one of \(allowed.joined(separator: ", "))")
+        }
+        var seedValue: Int?
+        if let seed {
+            guard let value = Int(seed), value >= 0 else {
+                throw .failed("video.seed", "must be an integer from 0 to \(Int.max)")
+            }
+            seedValue = value
+        }
+        if let metadata, metadata.count > maxMetadataBytes {
+            throw .failed("metadata", "must be at most \(maxMetadataBytes) bytes of JSON")
+        }
+
+        return CreateJobRequest(
+            prompt: prompt,
+            durationSeconds: seconds,
+            feature: feature,
+            audioMode: mode,
+            video: VideoOptions(aspectRatio: aspectRatio, resolution: resolution, seed: seedValue, negativePrompt: negativePrompt),
+            metadata: metadata.map { String(decoding: $0, as: UTF8.self) }
+        )
+    }
+
+    private static func checkText(_ text: String, field: String, allowEmpty: Bool) throws(JobValidationError) {
+        if !allowEmpty, text.allSatisfy({ $0.isWhitespace }) {
+            throw .failed(field, "must not be empty or only whitespace")
+        }
+        if text.count > maxPromptCharacters {
+            throw .failed(field, "must be at most \(maxPromptCharacters) characters")
+        }
+    }
+
+    private static func describe(_ values: [Int]) -> String {
+        guard let first = values.first, let last = values.last else { return "(none)" }
+        if values.count == last - first + 1 { return first == last ? "\(first)" : "\(first) to \(last)" }
+        return "one of " + values.map(String.init).joined(separator: ", ")
+    }
+}
+
+/// The members of one JSON object of the request, read by type without converting numbers.
+private struct Fields {
+    let body: [UInt8]
+    let prefix: String
+    let values: [String: Range<Int>]
+
+    init(_ members: [(key: String, range: Range<Int>)], in body: [UInt8], prefix: String, allowed: Set<String>) throws(JobValidationError) {
+        var values: [String: Range<Int>] = [:]
+        for member in members {
+            guard values[member.key] == nil else { throw .invalidJSON("duplicate key \(prefix + member.key)") }
+            values[member.key] = member.range
+        }
+        // Report unknown fields in the order they were sent.
+        if let unknown = members.first(where: { !allowed.contains($0.key) }) {
+            throw .unknownField(prefix + unknown.key)
+        }
+        self.body = body
+        self.prefix = prefix
+        self.values = values
+    }
+
+    /// The value's range, nil when absent or null.
+    private func range(_ key: String, expecting: RawJSON.ValueType, described: String) throws(JobValidationError) -> Range<Int>? {
+        guard let range = values[key] else { return nil }
+        let type = RawJSON.type(at: range.lowerBound, in: body)
+        if type == .null { return nil }
+        guard type == expecting else { throw .invalidField(prefix + key, expected: described) }
+        return range
+    }
+
+    func string(_ key: String) throws(JobValidationError) -> String? {
+        guard let range = try range(key, expecting: .string, described: "a string") else { return nil }
+        guard let value = try? JSONDecoder().decode(String.self, from: Data(body[range])) else {
+            throw .invalidField(prefix + key, expected: "a string")
+        }
+        return value
+    }
+
+    func bool(_ key: String) throws(JobValidationError) -> Bool? {
+        guard let range = try range(key, expecting: .bool, described: "true or false") else { return nil }
+        return body[range.lowerBound] == UInt8(ascii: "t")
+    }
+
+    /// An integer's digits as sent (may be too large for `Int`: the caller range-checks).
+    func integer(_ key: String) throws(JobValidationError) -> String? {
+        guard let range = try range(key, expecting: .number, described: "an integer") else { return nil }
+        let text = String(decoding: body[range], as: UTF8.self)
+        guard !text.contains(where: { $0 == "." || $0 == "e" || $0 == "E" }) else {
+            throw .invalidField(prefix + key, expected: "an integer")
+        }
+        return text
+    }
+
+    func object(_ key: String, allowed: Set<String>) throws(JobValidationError) -> Fields? {
+        guard let range = try range(key, expecting: .object, described: "an object") else { return nil }
+        guard let members = RawJSON.members(in: body, range: range) else { throw .invalidField(prefix + key, expected: "an object") }
+        return try Fields(members, in: body, prefix: prefix + key + ".", allowed: allowed)
+    }
+
+    /// The raw bytes of an object value, kept as sent.
+    func rawObject(_ key: String) throws(JobValidationError) -> ArraySlice<UInt8>? {
+        guard let range = try range(key, expecting: .object, described: "an object") else { return nil }
+        return body[range]
+    }
+}
