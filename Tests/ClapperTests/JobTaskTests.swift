@@ -162,6 +162,19 @@ import Testing
         #expect(t.falRequestID == "r2" && t.status == .queued)
     }
 
+    @Test func submitStateForCrashRecovery() {
+        var t = task()
+        #expect(t.submitState == .notStarted)
+        _ = t.apply(.submitStarted, at: t0)
+        #expect(t.submitState == .outcomeUnknown)
+        _ = t.apply(.failed(TaskError(code: "submit_outcome_unknown", message: "gateway restarted mid-submit")), at: t1)
+        _ = t.apply(.retry, at: t1)
+        #expect(t.submitState == .notStarted)
+        _ = t.apply(.submitStarted, at: t2)
+        _ = t.apply(Self.accepted, at: t2)
+        #expect(t.submitState == .accepted)
+    }
+
     @Test func codableRoundTrip() throws {
         var t = task()
         _ = t.apply(.submitStarted, at: t0)

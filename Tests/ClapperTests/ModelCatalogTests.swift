@@ -119,6 +119,21 @@ import Testing
         #expect(throws: ModelCatalog.LoadError.self) { try ModelCatalog.load(json: json) }
     }
 
+    @Test func deadlines() {
+        let t0 = JobFixture.t0
+        var video = JobTask(kind: .video, model: "fal-ai/ltx-video-13b-distilled")
+        #expect(catalog.deadline(for: video) == nil)
+        _ = video.apply(.submitStarted, at: t0)
+        #expect(catalog.deadline(for: video) == t0.addingTimeInterval(900))
+        _ = video.apply(JobFixture.accepted("v"), at: t0.addingTimeInterval(5))
+        #expect(catalog.deadline(for: video) == t0.addingTimeInterval(905))
+        var audio = JobTask(kind: .audio, model: "cassetteai/sound-effects-generator")
+        _ = audio.apply(.submitStarted, at: t0)
+        #expect(catalog.deadline(for: audio) == t0.addingTimeInterval(600))
+        let retired = JobTask(kind: .audio, model: "gone/model", submitStartedAt: t0)
+        #expect(catalog.deadline(for: retired) == t0.addingTimeInterval(900))
+    }
+
     @Test func priceEstimate() {
         #expect(abs(catalog.estimatedPrice(seconds: 5, audioTier: nil) - 0.2) < 1e-9)
         #expect(catalog.estimatedPrice(seconds: 5, audioTier: "synced") > catalog.estimatedPrice(seconds: 5, audioTier: nil))

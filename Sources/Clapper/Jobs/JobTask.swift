@@ -61,6 +61,22 @@ public struct JobTask: Codable, Sendable, Hashable {
         self.attempts = attempts
     }
 
+    /// Where the submit of the current attempt stands, for crash recovery.
+    public enum SubmitState: Sendable, Hashable {
+        /// No submit was started: it surely never reached fal, sending it is safe.
+        case notStarted
+        /// A submit was started but no request id was stored: it may or may not have reached fal
+        /// (fal has no idempotency key, so sending again could create a second, billed request).
+        case outcomeUnknown
+        /// fal accepted it: `falRequestID` is known.
+        case accepted
+    }
+
+    public var submitState: SubmitState {
+        if falRequestID != nil { return .accepted }
+        return submitStartedAt == nil ? .notStarted : .outcomeUnknown
+    }
+
     /// True when `requestID` belongs to an earlier attempt of this task (a late webhook or poll
     /// result for a request that was retried): such events must not be applied.
     public func isFromPreviousAttempt(requestID: String) -> Bool {

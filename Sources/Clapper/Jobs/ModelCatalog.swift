@@ -243,6 +243,15 @@ public struct ModelCatalog: Codable, Sendable, Hashable {
         return nil
     }
 
+    /// When an unfinished `task` is to be given up (`timed_out`): its model's `timeoutSeconds`
+    /// after fal accepted it (or after the submit started, when no answer was stored); nil before
+    /// any submit started. A model no longer in the catalog gets the video model's timeout.
+    public func deadline(for task: JobTask) -> Date? {
+        guard let start = task.submittedAt ?? task.submitStartedAt else { return nil }
+        let timeout = model(id: task.model)?.timeoutSeconds ?? video.timeoutSeconds
+        return start.addingTimeInterval(TimeInterval(timeout))
+    }
+
     /// Approximate USD for a job of `seconds` with the given audio tier (nil: no audio).
     public func estimatedPrice(seconds: Int, audioTier: String?) -> Double {
         let audio = audioTier.flatMap { audioTiers[$0] }?.pricePerSecond ?? 0
