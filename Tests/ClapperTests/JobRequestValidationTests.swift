@@ -148,6 +148,12 @@ import Testing
         #expect(e?.message.contains("<script>") == false)
     }
 
+    @Test func longUnknownFieldNamesAreCut() {
+        let name = String(repeating: "k", count: 5000)
+        let e = error(#"{"prompt":"p","\#(name)":1}"#)
+        #expect(e?.code == "unknown_field" && (e?.message.count ?? 0) < 200)
+    }
+
     @Test func makeJob() throws {
         let r = try parse(#"{"prompt":"p","durationSeconds":3,"feature":{"audio":true,"audioTier":"synced"},"metadata":{"a":1}}"#)
         let now = Date(timeIntervalSince1970: 1_800_000_000)

@@ -162,6 +162,39 @@ enum JobFixture {
         #expect(job.apply(.audio, .completed(mediaURL: "a"), at: t2).outcome != .changed)
     }
 
+    @Test func retriedVideoBringsBackTheAudioItDropped() {
+        var job = JobFixture.job(mode: .afterVideo)
+        _ = job.apply(.video, .submitStarted, at: t0)
+        _ = job.apply(.video, JobFixture.accepted("v1"), at: t0)
+        _ = job.apply(.video, .failed(falError), at: t1)
+        #expect(job.audio?.error?.code == "video_failed" && job.status == .failed)
+        #expect(job.apply(.video, .retry, at: t2).outcome == .changed)
+        #expect(job.video.status == .pending && job.video.previousRequestIDs == ["v1"])
+        #expect(job.audio?.status == .pending && job.audio?.error == nil && job.audio?.completedAt == nil)
+        #expect(job.status == .queued && job.submissionsDue == [.video])
+        _ = job.apply(.video, .submitStarted, at: t2)
+        _ = job.apply(.video, JobFixture.accepted("v2"), at: t2)
+        // A late webhook of the first attempt is recognisable.
+        #expect(job.video.isFromPreviousAttempt(requestID: "v1"))
+        #expect(job.apply(.video, .completed(mediaURL: "v"), at: t2).actions == [.submit(.audio)])
+    }
+
+    @Test func retryOnACanceledJobIsIgnored() {
+        var job = JobFixture.job()
+        _ = job.apply(.audio, .failed(falError), at: t0)
+        _ = job.cancel(at: t1)
+        #expect(job.audio?.status == .failed)
+        #expect(!job.apply(.audio, .retry, at: t2).outcome.isChanged)
+        #expect(job.audio?.status == .failed)
+    }
+
+    @Test func retryOfAFailedAudioInParallelMode() {
+        var job = JobFixture.job()
+        _ = job.apply(.audio, .failed(falError), at: t0)
+        #expect(job.apply(.audio, .retry, at: t1).outcome == .changed)
+        #expect(job.submissionsDue == [.video, .audio])
+    }
+
     @Test func parallelVideoFailureLeavesTheAudioAlone() {
         var job = JobFixture.job(mode: .parallel)
         _ = job.apply(.audio, JobFixture.accepted("a"), at: t0)

@@ -177,7 +177,7 @@ private struct Fields {
     init(_ members: [(key: String, range: Range<Int>)], in body: [UInt8], prefix: String, allowed: Set<String>) throws(JobValidationError) {
         var values: [String: Range<Int>] = [:]
         for member in members {
-            guard values[member.key] == nil else { throw .invalidJSON("duplicate key \(prefix + member.key)") }
+            guard values[member.key] == nil else { throw .invalidJSON("duplicate key \(String((prefix + member.key).prefix(100)))") }
             values[member.key] = member.range
         }
         // Report unknown fields in the order they were sent.

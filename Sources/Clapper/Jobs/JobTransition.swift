@@ -32,12 +32,15 @@ extension Job {
     ///   `.submitStarted` being ignored on a repeat, make the submission happen once);
     /// - after-video mode: when the video fails, is canceled or times out, the unfinished audio is
     ///   canceled in the same transition with error `video_failed` (plus `.cancelAtFal(.audio)` if it
-    ///   had somehow been accepted by fal);
+    ///   had somehow been accepted by fal); a `.retry` of the video brings such an audio back to
+    ///   `pending`, to follow the new attempt;
+    /// - `.retry` is ignored on a canceled job;
     /// - a submit response (`.accepted`) that arrives for a task already canceled asks
     ///   `.cancelAtFal` for it, so a cancel racing a submit still reaches fal.
     /// `updatedAt` moves on every change; `version` is the store's business.
     public mutating func apply(_ kind: TaskKind, _ event: TaskEvent, at now: Date) -> JobTransition {
         guard var task = task(kind) else { return .ignored("no \(kind.rawValue) task in this job") }
+        if canceled, event == .retry { return .ignored("job canceled") }
         let before = task
         let outcome = task.apply(event, at: now)
         guard outcome.isChanged else { return JobTransition(outcome: outcome) }
@@ -48,7 +51,13 @@ extension Job {
         if case .accepted = event, task.status == .canceled, before.falRequestID == nil {
             actions.append(.cancelAtFal(kind))
         }
-        if kind == .video, audioMode == .afterVideo, var audio, before.status != task.status {
+        if kind == .video, event == .retry, var audio, audio.status == .canceled, audio.error?.code == TaskError.videoFailed.code {
+            // The audio was only dropped because the video failed: it follows the retried video again.
+            audio.status = .pending
+            audio.error = nil
+            audio.completedAt = nil
+            self.audio = audio
+        } else if kind == .video, audioMode == .afterVideo, var audio, before.status != task.status {
             if task.status == .completed, !canceled, audio.status == .pending, audio.submitStartedAt == nil {
                 actions.append(.submit(.audio))
             } else if task.status.isTerminal, task.status != .completed, !audio.status.isTerminal {

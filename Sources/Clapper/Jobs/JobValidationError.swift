@@ -30,7 +30,8 @@ public struct JobValidationError: Error, Hashable, Sendable, CustomStringConvert
 
     /// 422: a field this API does not know.
     static func unknownField(_ field: String) -> JobValidationError {
-        JobValidationError(code: "unknown_field", message: "unknown field \(field)", status: 422, field: field)
+        let shown = field.count > 100 ? String(field.prefix(100)) + "…" : field
+        return JobValidationError(code: "unknown_field", message: "unknown field \(shown)", status: 422, field: shown)
     }
 
     /// 422: a rule broken.
