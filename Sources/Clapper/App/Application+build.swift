@@ -1,3 +1,5 @@
+import Fal
+import Foundation
 import Hummingbird
 import Logging
 import Redis
@@ -17,22 +19,70 @@ public func buildApplication(
     logger.logLevel = configuration.logLevel
 
     let redis = RedisClient(configuration: configuration.redis, logger: logger)
+    let catalog = try ModelCatalog.load(json: configuration.modelCatalogJSON, audioPromptSuffix: configuration.audioPromptSuffix)
+    let keys = JobKeys()
+    let repository = JobRepository(redis: redis, keys: keys, eventsMaxLength: configuration.eventsMaxLength)
+    let fal = FalClient(
+        configuration: FalClientConfiguration(queueURL: configuration.falQueueURL, key: configuration.falKey),
+        logger: logger
+    )
+    let processor = JobProcessor(
+        store: JobStore(repository: repository, catalog: catalog),
+        fal: fal,
+        catalog: catalog,
+        webhookTokens: WebhookToken(secret: configuration.webhookSecret),
+        publicURL: configuration.publicURL,
+        logger: logger,
+        now: { Date() }
+    )
+    let verifier = configuration.verifyWebhookSignatures
+        ? FalWebhookVerifier(
+            configuration: FalWebhookVerifierConfiguration(jwksURL: configuration.falJWKSURL, pinnedUserID: configuration.falWebhookUserID),
+            logger: logger
+        )
+        : nil
+    if configuration.devMode {
+        logger.warning("CLAPPER_DEV_MODE is on: requests without a token act as the user 'dev'; do not run this in production")
+    }
+    if verifier == nil {
+        logger.warning("CLAPPER_WEBHOOK_VERIFY=false: fal webhook signatures are NOT verified; anyone who learns a webhook URL can complete its task")
+    }
+    if configuration.falKey == nil {
+        logger.warning("FAL_KEY is not set: submits to fal will be refused")
+    }
 
     let router = Router(context: ClapperRequestContext.self)
     var routes = RouteRegistrar(router: router, table: RouteTable())
     // The table is complete before the first request: the error middleware reads it for 405s.
     let table = RouteTableBox()
     router.add(middleware: RequestIDMiddleware())
+    router.add(middleware: CORSPolicyMiddleware(origins: configuration.corsOrigins))
     router.add(middleware: MetricsMiddleware())
     router.add(middleware: LogRequestsMiddleware(.debug))
     router.add(middleware: ErrorMiddleware(table: table))
     router.add(middleware: BodyLimitMiddleware(limit: configuration.maxBodyBytes))
+    router.add(middleware: AuthMiddleware(
+        verifier: configuration.jwtSecret.map { JWTVerifier(secret: $0) },
+        adminToken: configuration.adminToken,
+        devMode: configuration.devMode
+    ))
 
     HealthController(redis: redis, readyTimeout: configuration.readyTimeout).register(on: &routes)
     ClapperMetrics.register(on: &routes)
+    let events = EventHub(redis: redis, subscriberConfiguration: configuration.redis, logger: logger)
+    EventsController(configuration: configuration, redis: redis, hub: events).register(on: &routes)
+    try await StatusPageController.load().register(on: &routes)
+    JobsController(
+        processor: processor,
+        repository: repository,
+        catalog: catalog,
+        eventTokens: EventTokenSigner(secret: configuration.webhookSecret),
+        publicURL: configuration.publicURL
+    ).register(on: &routes)
+    WebhookController(processor: processor, tokens: WebhookToken(secret: configuration.webhookSecret), verifier: verifier, catalog: catalog).register(on: &routes)
     table.set(routes.table)
 
-    let services: [any Service] = [redis]
+    let services: [any Service] = [redis, events]
     return Application(
         router: router,
         configuration: .init(address: .hostname(configuration.httpHost, port: configuration.httpPort), serverName: "clapper"),

@@ -1,0 +1,106 @@
+import Crypto
+import Foundation
+import HTTPTypes
+import Hummingbird
+
+/// `/v1/jobs`: create, read, list and cancel the caller's jobs.
+struct JobsController {
+    let processor: JobProcessor
+    let repository: JobRepository
+    let catalog: ModelCatalog
+    let eventTokens: EventTokenSigner
+    let publicURL: String
+
+    func register(on routes: inout RouteRegistrar<ClapperRequestContext>) {
+        routes.on(.post, "/v1/jobs") { request, context in try await create(request, context) }
+        routes.on(.get, "/v1/jobs") { request, context in try await list(request, context) }
+        routes.on(.get, "/v1/jobs/{id}") { request, context in try await get(request, context) }
+        routes.on(.post, "/v1/jobs/{id}/cancel") { request, context in try await cancel(request, context) }
+    }
+
+    func create(_ request: Request, _ context: ClapperRequestContext) async throws -> Response {
+        let userID = try context.requireUser()
+        let body = try await request.bodyBytes(context: context)
+        let parsed: CreateJobRequest
+        do {
+            parsed = try CreateJobRequest.parse(body, catalog: catalog)
+        } catch {
+            throw APIError(HTTPResponse.Status(code: error.status), code: error.code, message: error.message)
+        }
+        var idempotency: (keyHash: String, bodyHash: String)?
+        if let key = request.headers[.idempotencyKey] {
+            guard (1...255).contains(key.utf8.count) else {
+                throw APIError.badRequest("Idempotency-Key must be 1 to 255 characters", code: "invalid_idempotency_key")
+            }
+            idempotency = (CreateJobRequest.canonicalBodyHash(Array(key.utf8)), CreateJobRequest.canonicalBodyHash(body))
+        }
+        let job = parsed.makeJob(id: UUID().uuidString.lowercased(), userID: userID, catalog: catalog, at: processor.now())
+        switch try await processor.store.create(job, idempotency: idempotency) {
+        case .created(let created):
+            await processor.submitDue(created)
+            return try await answer(jobID: created.id, userID: userID, status: .accepted)
+        case .existing(let jobID, sameBody: true):
+            return try await answer(jobID: jobID, userID: userID, status: .accepted)
+        case .existing:
+            throw APIError.conflict("this Idempotency-Key was used with another body", code: "idempotency_conflict")
+        }
+    }
+
+    func get(_ request: Request, _ context: ClapperRequestContext) async throws -> Response {
+        let userID = try context.requireUser()
+        let jobID = try context.parameters.require("id")
+        guard let stored = try await repository.view(jobID), stored.userID == userID else { throw APIError.notFound("no such job") }
+        return Response.json(stored.view)
+    }
+
+    func list(_ request: Request, _ context: ClapperRequestContext) async throws -> Response {
+        let userID = try context.requireUser()
+        let limitText = request.uri.queryParameters["limit"].map(String.init)
+        let limit = limitText.flatMap(Int.init) ?? 20
+        guard (1...100).contains(limit) else { throw APIError.badRequest("limit must be 1 to 100", code: "invalid_limit") }
+        var cursor: (Int64, String)?
+        if let text = request.uri.queryParameters["cursor"].map(String.init) {
+            let parts = text.split(separator: ":", maxSplits: 1)
+            guard parts.count == 2, let score = Int64(parts[0]) else { throw APIError.badRequest("malformed cursor", code: "invalid_cursor") }
+            cursor = (score, String(parts[1]))
+        }
+        let page = try await repository.list(userID: userID, limit: limit, cursor: cursor)
+        var body: [UInt8] = Array(#"{"jobs":["#.utf8)
+        for (index, view) in page.views.enumerated() {
+            if index > 0 { body.append(UInt8(ascii: ",")) }
+            body += view
+        }
+        body += Array(#"],"nextCursor":"#.utf8)
+        body += page.next.map { Array(JobRepository.jsonString("\($0.0):\($0.1)").utf8) } ?? Array("null".utf8)
+        body.append(UInt8(ascii: "}"))
+        return Response.json(body)
+    }
+
+    func cancel(_ request: Request, _ context: ClapperRequestContext) async throws -> Response {
+        let userID = try context.requireUser()
+        let jobID = try context.parameters.require("id")
+        guard let stored = try await repository.view(jobID), stored.userID == userID else { throw APIError.notFound("no such job") }
+        let update = try await processor.cancel(jobID: jobID)
+        if case .ignored(let reason) = update.transition.outcome {
+            throw APIError.conflict(reason, code: "job_finished")
+        }
+        return try await answer(jobID: jobID, userID: userID, status: .ok)
+    }
+
+    /// The job's view with its `eventsUrl` (a signed, job-scoped link an EventSource can open).
+    private func answer(jobID: String, userID: String, status: HTTPResponse.Status) async throws -> Response {
+        guard let stored = try await repository.view(jobID), stored.userID == userID else { throw APIError.notFound("no such job") }
+        let eventsURL = eventTokens.eventsURL(base: publicURL, jobID: jobID, userID: userID, now: processor.now())
+        var view = stored.view
+        // The stored view is an object: add eventsUrl as its last member.
+        if view.last == UInt8(ascii: "}") {
+            view.removeLast()
+            view += Array(#","eventsUrl":"#.utf8) + Array(JobRepository.jsonString(eventsURL).utf8) + [UInt8(ascii: "}")]
+        }
+        return Response.json(view, status: status, headers: [.location: "/v1/jobs/\(jobID)"])
+    }
+}
+
+extension HTTPField.Name {
+    static let idempotencyKey = HTTPField.Name("Idempotency-Key")!
+}

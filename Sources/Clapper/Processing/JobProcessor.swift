@@ -1,0 +1,143 @@
+import Fal
+import Foundation
+import Logging
+import Metrics
+
+/// The job processor and fal invoker of the product design, as one value: it submits tasks to
+/// fal, applies what fal reports through the store's atomic step, and performs the follow-ups
+/// the rules ask for (submit the audio after the video, cancel at fal).
+struct JobProcessor: Sendable {
+    let store: JobStore
+    let fal: FalClient
+    let catalog: ModelCatalog
+    let webhookTokens: WebhookToken
+    let publicURL: String
+    let logger: Logger
+    let now: @Sendable () -> Date
+
+    /// The URL fal calls back: it names the job and task, with an HMAC token over both, so a
+    /// webhook that arrives before the submit response was stored still lands on the right task.
+    func webhookURL(jobID: String, kind: TaskKind) -> String {
+        "\(publicURL)/v1/webhooks/fal/\(jobID)/\(kind.rawValue)?token=\(webhookTokens.make(jobID: jobID, kind: kind))"
+    }
+
+    /// Submits every task that is due now (the video; the audio too in parallel mode).
+    func submitDue(_ job: Job) async {
+        await withTaskGroup(of: Void.self) { group in
+            for kind in job.submissionsDue {
+                group.addTask { await submit(jobID: job.id, kind: kind) }
+            }
+        }
+    }
+
+    /// Submits one task, at most once: `.submitStarted` is stored first (a compare-and-set), so
+    /// a second caller, or a second instance, finds it started and sends nothing.
+    func submit(jobID: String, kind: TaskKind) async {
+        let started: JobStore.Update
+        do {
+            started = try await store.update(jobID, now: now()) { job in (job.apply(kind, .submitStarted, at: now()), nil) }
+        } catch {
+            logger.error("could not start a submit", metadata: ["job": "\(jobID)", "task": "\(kind.rawValue)", "error": "\(error)"])
+            return
+        }
+        guard started.transition.outcome.isChanged, let task = started.job.task(kind) else { return }
+        let job = started.job
+        let input = kind == .video ? catalog.videoInput(for: job) : catalog.audioInput(for: job, videoURL: job.video.mediaURL)
+        do {
+            let request = try await fal.submit(model: task.model, input: input, webhookURL: webhookURL(jobID: jobID, kind: kind))
+            Self.submits.increment()
+            _ = try await apply(
+                jobID: jobID,
+                kind: kind,
+                event: .accepted(requestID: request.requestID, statusURL: request.statusURL, responseURL: request.responseURL, cancelURL: request.cancelURL)
+            )
+        } catch let error as FalError {
+            Self.submitFailures.increment()
+            if let status = error.httpStatus, (400..<500).contains(status) {
+                // fal answered and refused: no request exists there.
+                let code = status == 422 ? "validation" : "submit_rejected"
+                _ = try? await apply(jobID: jobID, kind: kind, event: .failed(TaskError(code: code, message: error.message, detail: error.body.isEmpty ? nil : String(decoding: error.body, as: UTF8.self))))
+            } else if error.mayHaveReachedFal {
+                // Outcome unknown: fal may have the request. Its webhook can still land (the URL
+                // names the task); otherwise the reconciler fails the task after the model's
+                // timeout. Never a second submission.
+                logger.warning("submit outcome unknown; left for the webhook or the reconciler", metadata: ["job": "\(jobID)", "task": "\(kind.rawValue)", "error": "\(error.code)"])
+            } else {
+                _ = try? await apply(jobID: jobID, kind: kind, event: .failed(TaskError(code: "submit_failed", message: "could not reach fal: \(error.code)")))
+            }
+        } catch {
+            logger.error("submit failed", metadata: ["job": "\(jobID)", "task": "\(kind.rawValue)", "error": "\(error)"])
+        }
+    }
+
+    /// Applies one event (with fal's raw output when it completes a task) and performs the
+    /// follow-ups of the change. A repeat comes back with `.ignored` and does nothing.
+    func apply(jobID: String, kind: TaskKind, event: TaskEvent, output: [UInt8]? = nil) async throws -> JobStore.Update {
+        try await apply(jobID: jobID, kind: kind, events: [event], output: output)
+    }
+
+    /// Several events of one task as one change (e.g. a webhook that arrives before the submit
+    /// response: the request id is recorded and the result applied together, one version).
+    func apply(jobID: String, kind: TaskKind, events: [TaskEvent], output: [UInt8]? = nil) async throws -> JobStore.Update {
+        let at = now()
+        let update = try await store.update(jobID, now: at) { job in
+            var changed = false
+            var actions: [JobAction] = []
+            var reasons: [String] = []
+            for event in events {
+                let transition = job.apply(kind, event, at: at)
+                switch transition.outcome {
+                case .changed: changed = true
+                case .ignored(let reason): reasons.append(reason)
+                }
+                actions += transition.actions
+            }
+            let outcome: TransitionOutcome = changed ? .changed : .ignored(reason: reasons.joined(separator: "; "))
+            let keepOutput = changed && job.task(kind)?.status == .completed
+            return (JobTransition(outcome: outcome, actions: actions), keepOutput ? output.map { (kind, $0) } : nil)
+        }
+        if update.transition.outcome.isChanged {
+            Self.transitions.increment()
+        } else {
+            Self.ignored.increment()
+        }
+        await perform(update.transition.actions, job: update.job)
+        return update
+    }
+
+    /// Job-level cancel: marks unfinished tasks canceled, then asks fal to cancel what runs.
+    func cancel(jobID: String) async throws -> JobStore.Update {
+        let update = try await store.update(jobID, now: now()) { job in (job.cancel(at: now()), nil) }
+        await perform(update.transition.actions, job: update.job)
+        return update
+    }
+
+    func perform(_ actions: [JobAction], job: Job) async {
+        for action in actions {
+            switch action {
+            case .submit(let kind):
+                await submit(jobID: job.id, kind: kind)
+            case .cancelAtFal(let kind):
+                guard let task = job.task(kind), let request = task.falRequest else { continue }
+                do {
+                    _ = try await fal.cancel(request)
+                } catch {
+                    logger.warning("cancel at fal failed", metadata: ["job": "\(job.id)", "task": "\(kind.rawValue)", "error": "\(error)"])
+                }
+            }
+        }
+    }
+
+    static let submits = Counter(label: "clapper_fal_submits_total")
+    static let submitFailures = Counter(label: "clapper_fal_submit_failures_total")
+    static let transitions = Counter(label: "clapper_job_changes_total")
+    static let ignored = Counter(label: "clapper_job_events_ignored_total")
+}
+
+extension JobTask {
+    /// The URLs fal returned at submit, for status, result and cancel.
+    var falRequest: FalQueueRequest? {
+        guard let falRequestID, let statusURL, let responseURL, let cancelURL else { return nil }
+        return FalQueueRequest(requestID: falRequestID, statusURL: statusURL, responseURL: responseURL, cancelURL: cancelURL)
+    }
+}

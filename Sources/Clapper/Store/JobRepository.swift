@@ -1,0 +1,156 @@
+import Foundation
+import Redis
+
+/// A job as stored: the internal document and fal's raw outputs, at a version.
+struct StoredJob: Sendable {
+    var version: Int
+    var userID: String
+    var doc: [UInt8]
+    /// fal's raw output bytes by task name (`video`, `audio`), exactly as received.
+    var outputs: [String: [UInt8]]
+}
+
+/// A change to the global indexes, made in the same atomic step as the job's own write.
+enum IndexChange: Sendable, Hashable {
+    /// Put a task (`jobId|task`) on the due set for the reconciler.
+    case schedule(member: String, atMilliseconds: Int64)
+    case unschedule(member: String)
+    /// fal request id -> `jobId|task`.
+    case mapRequest(requestID: String, member: String)
+    /// The user's job list, by creation time.
+    case addToUser(atMilliseconds: Int64)
+}
+
+/// One compare-and-set write of a job.
+struct JobWrite: Sendable {
+    var jobID: String
+    var userID: String
+    /// 0 creates the job (it must not exist yet).
+    var expectedVersion: Int
+    var doc: [UInt8]
+    var view: [UInt8]
+    /// Raw outputs to store (field name without the `output:` prefix).
+    var outputs: [(String, [UInt8])] = []
+    var indexChanges: [IndexChange] = []
+    /// With a create: the Idempotency-Key's hash and the value to keep under it.
+    var idempotency: (keyHash: String, value: String)?
+
+    var newVersion: Int { expectedVersion + 1 }
+}
+
+enum JobWriteResult: Sendable, Equatable {
+    /// Written; the change's id in the job's stream.
+    case written(streamID: String)
+    /// Someone else changed the job first (or it already exists).
+    case conflict
+    /// The Idempotency-Key already names a job: its stored value.
+    case idempotent(String)
+}
+
+/// The Redis side of jobs: reads, and atomic compare-and-set writes through one Lua script.
+struct JobRepository: Sendable {
+    let redis: RedisClient
+    let keys: JobKeys
+    let eventsMaxLength: Int
+
+    func load(_ jobID: String) async throws -> StoredJob? {
+        let reply = try await redis.send(RedisCommand("HMGET", keys.job(jobID), "version", "user", "doc", "output:video", "output:audio"))
+        guard let fields = reply.array, fields.count == 5,
+              let version = fields[0].integer, let user = fields[1].string, let doc = fields[2].bytes
+        else { return nil }
+        var outputs: [String: [UInt8]] = [:]
+        if let video = fields[3].bytes { outputs["video"] = video }
+        if let audio = fields[4].bytes { outputs["audio"] = audio }
+        return StoredJob(version: Int(version), userID: user, doc: doc, outputs: outputs)
+    }
+
+    /// The public JSON of a job and its owner: one round trip, no decoding.
+    func view(_ jobID: String) async throws -> (userID: String, view: [UInt8])? {
+        let reply = try await redis.send(RedisCommand("HMGET", keys.job(jobID), "user", "view"))
+        guard let fields = reply.array, fields.count == 2, let user = fields[0].string, let view = fields[1].bytes else { return nil }
+        return (user, view)
+    }
+
+    func write(_ change: JobWrite) async throws -> JobWriteResult {
+        var arguments: [any RedisArgumentConvertible] = [
+            change.expectedVersion,
+            change.newVersion,
+            change.doc,
+            change.view,
+            keys.channel,
+            Self.jsonString(change.jobID),
+            Self.jsonString(change.userID),
+            eventsMaxLength,
+            change.userID,
+            change.idempotency?.value ?? "",
+            change.outputs.count,
+        ]
+        for (field, bytes) in change.outputs {
+            arguments.append("output:" + field)
+            arguments.append(bytes)
+        }
+        for index in change.indexChanges {
+            switch index {
+            case .schedule(let member, let at): arguments += ["zadd", at, member]
+            case .unschedule(let member): arguments += ["zrem", "-", member]
+            case .mapRequest(let requestID, let member): arguments += ["hset", requestID, member]
+            case .addToUser(let at): arguments += ["user", at, change.jobID]
+            }
+        }
+        let idempotencyKey = change.idempotency.map { keys.idempotency(userID: change.userID, keyHash: $0.keyHash) } ?? keys.job(change.jobID)
+        let reply = try await redis.eval(
+            JobScripts.apply,
+            keys: [keys.job(change.jobID), keys.events(change.jobID), keys.due, keys.requests, keys.userJobs(change.userID), idempotencyKey],
+            arguments: arguments
+        )
+        guard let parts = reply.array, parts.count == 2, let status = parts[0].integer else {
+            throw RedisError(.protocolError, "unexpected reply from the job script")
+        }
+        switch status {
+        case 1: return .written(streamID: parts[1].string ?? "")
+        case 2: return .idempotent(parts[1].string ?? "")
+        default: return .conflict
+        }
+    }
+
+    func idempotencyValue(userID: String, keyHash: String) async throws -> String? {
+        try await redis.send(RedisCommand("GET", keys.idempotency(userID: userID, keyHash: keyHash))).string
+    }
+
+    /// `jobId|task` of a fal request id.
+    func member(forRequest requestID: String) async throws -> String? {
+        try await redis.send(RedisCommand("HGET", keys.requests, requestID)).string
+    }
+
+    /// A user's jobs, newest first, after `cursor` (`<createdAtMs>:<jobId>` of the last one seen).
+    func list(userID: String, limit: Int, cursor: (score: Int64, jobID: String)?) async throws -> (views: [[UInt8]], next: (Int64, String)?) {
+        let key = keys.userJobs(userID)
+        let top = cursor.map { String($0.score) } ?? "+inf"
+        // Equal scores come in descending member order: skip those at or before the cursor.
+        let reply = try await redis.send(RedisCommand("ZREVRANGEBYSCORE", key, top, "-inf", "WITHSCORES", "LIMIT", 0, limit + 64))
+        var page: [(String, Int64)] = []
+        let flat = reply.array ?? []
+        var index = 0
+        while index + 1 < flat.count, page.count < limit + 1 {
+            if let member = flat[index].string, let score = flat[index + 1].string.flatMap({ Int64(Double($0) ?? 0) }) {
+                if let cursor, score == cursor.score, member >= cursor.jobID {
+                    // already seen
+                } else {
+                    page.append((member, score))
+                }
+            }
+            index += 2
+        }
+        let hasMore = page.count > limit
+        page = Array(page.prefix(limit))
+        guard !page.isEmpty else { return ([], nil) }
+        let replies = try await redis.pipeline(page.map { RedisCommand("HGET", keys.job($0.0), "view") })
+        let views = replies.compactMap(\.bytes)
+        let next = hasMore ? page.last.map { ($0.1, $0.0) } : nil
+        return (views, next)
+    }
+
+    static func jsonString(_ text: String) -> String {
+        String(decoding: (try? JSONEncoder().encode(text)) ?? Data("\"\"".utf8), as: UTF8.self)
+    }
+}

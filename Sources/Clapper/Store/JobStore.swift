@@ -1,0 +1,150 @@
+import Foundation
+import Redis
+
+/// Jobs as domain values on top of `JobRepository`: encodes the document and the public view,
+/// and turns every change into a compare-and-set, retried when another writer got there first.
+struct JobStore: Sendable {
+    let repository: JobRepository
+    let catalog: ModelCatalog
+
+    struct Loaded: Sendable {
+        var job: Job
+        /// fal's raw outputs by task name.
+        var outputs: [String: [UInt8]]
+    }
+
+    enum CreateResult: Sendable {
+        case created(Job)
+        /// The Idempotency-Key already names a job: its id and whether the body was the same.
+        case existing(jobID: String, sameBody: Bool)
+    }
+
+    /// The outcome of `update`: the job after the attempt and what the rules said.
+    struct Update: Sendable {
+        var job: Job
+        var transition: JobTransition
+        /// The stream id of the stored change; nil when nothing changed.
+        var streamID: String?
+    }
+
+    struct NotFound: Error {}
+    struct Contention: Error {}
+
+    static let encoder: JSONEncoder = {
+        let encoder = JSONEncoder()
+        encoder.dateEncodingStrategy = .millisecondsSince1970
+        return encoder
+    }()
+
+    static let decoder: JSONDecoder = {
+        let decoder = JSONDecoder()
+        decoder.dateDecodingStrategy = .millisecondsSince1970
+        return decoder
+    }()
+
+    func create(_ job: Job, idempotency: (keyHash: String, bodyHash: String)?) async throws -> CreateResult {
+        var job = job
+        job.version = 1
+        var indexes: [IndexChange] = [.addToUser(atMilliseconds: job.createdAt.milliseconds)]
+        indexes += scheduleChanges(before: nil, after: job)
+        let write = JobWrite(
+            jobID: job.id,
+            userID: job.userID,
+            expectedVersion: 0,
+            doc: try Array(Self.encoder.encode(job)),
+            view: JobView.encode(job, videoOutput: nil, audioOutput: nil),
+            indexChanges: indexes,
+            idempotency: idempotency.map { ($0.keyHash, "\(job.id) \($0.bodyHash)") }
+        )
+        switch try await repository.write(write) {
+        case .written:
+            return .created(job)
+        case .idempotent(let value):
+            let parts = value.split(separator: " ", maxSplits: 1).map(String.init)
+            return .existing(jobID: parts.first ?? "", sameBody: parts.count == 2 && parts[1] == idempotency?.bodyHash)
+        case .conflict:
+            throw Contention()
+        }
+    }
+
+    func load(_ jobID: String) async throws -> Loaded? {
+        guard let stored = try await repository.load(jobID) else { return nil }
+        var job = try Self.decoder.decode(Job.self, from: Data(stored.doc))
+        job.version = stored.version
+        return Loaded(job: job, outputs: stored.outputs)
+    }
+
+    /// Loads the job, lets `change` apply the rules to it, and stores the result if it changed,
+    /// all as one compare-and-set on `version`; on a conflict it starts over from a fresh read,
+    /// so the rules always see the latest state (a repeat then comes back `.ignored`).
+    /// `newOutput` is fal's raw output for a task, stored with the change.
+    func update(
+        _ jobID: String,
+        now: Date = Date(),
+        _ change: @Sendable (inout Job) -> (JobTransition, newOutput: (TaskKind, [UInt8])?)
+    ) async throws -> Update {
+        for _ in 0..<16 {
+            guard let loaded = try await load(jobID) else { throw NotFound() }
+            var job = loaded.job
+            let before = job
+            let (transition, newOutput) = change(&job)
+            guard transition.outcome.isChanged else {
+                return Update(job: before, transition: transition, streamID: nil)
+            }
+            job.version = before.version + 1
+            var outputs = loaded.outputs
+            var newOutputs: [(String, [UInt8])] = []
+            if let (kind, bytes) = newOutput {
+                outputs[kind.rawValue] = bytes
+                newOutputs.append((kind.rawValue, bytes))
+            }
+            let write = JobWrite(
+                jobID: jobID,
+                userID: job.userID,
+                expectedVersion: before.version,
+                doc: try Array(Self.encoder.encode(job)),
+                view: JobView.encode(job, videoOutput: outputs["video"], audioOutput: outputs["audio"]),
+                outputs: newOutputs,
+                indexChanges: scheduleChanges(before: before, after: job)
+            )
+            switch try await repository.write(write) {
+            case .written(let streamID):
+                return Update(job: job, transition: transition, streamID: streamID)
+            case .conflict, .idempotent:
+                continue
+            }
+        }
+        throw Contention()
+    }
+
+    /// Index changes that follow from a task's move: request ids mapped when fal accepts,
+    /// unfinished tasks on the due set (checked by the reconciler), finished ones off it.
+    func scheduleChanges(before: Job?, after: Job) -> [IndexChange] {
+        var changes: [IndexChange] = []
+        for task in after.tasks {
+            let old = before?.task(task.kind)
+            let member = Self.member(jobID: after.id, kind: task.kind)
+            if let requestID = task.falRequestID, requestID != old?.falRequestID {
+                changes.append(.mapRequest(requestID: requestID, member: member))
+            }
+            guard old?.status != task.status || old?.falRequestID != task.falRequestID || old?.submitStartedAt != task.submitStartedAt else { continue }
+            if task.status.isTerminal {
+                changes.append(.unschedule(member: member))
+            } else {
+                let model = catalog.model(id: task.model)
+                let delay = task.status == .pending && task.submitStartedAt == nil && task.kind == .audio && after.audioMode == .afterVideo
+                    ? model?.timeoutSeconds ?? 3600
+                    : task.status == .pending ? 30 : model?.expectedSeconds ?? 60
+                let at = after.updatedAt.addingTimeInterval(TimeInterval(delay))
+                changes.append(.schedule(member: member, atMilliseconds: at.milliseconds))
+            }
+        }
+        return changes
+    }
+
+    static func member(jobID: String, kind: TaskKind) -> String { "\(jobID)|\(kind.rawValue)" }
+}
+
+extension Date {
+    var milliseconds: Int64 { Int64((timeIntervalSince1970 * 1000).rounded()) }
+}

@@ -1,0 +1,89 @@
+import Fal
+import Foundation
+import HTTPTypes
+import Hummingbird
+import Logging
+import Metrics
+
+/// `POST /v1/webhooks/fal/{jobId}/{task}?token=…`: fal's callbacks. The URL token is checked,
+/// then fal's Ed25519 signature over the raw body, before anything is parsed; nothing is stored
+/// for a webhook that fails either. Repeats and late arrivals are answered 200 so fal stops retrying.
+struct WebhookController {
+    let processor: JobProcessor
+    let tokens: WebhookToken
+    /// nil when verification is turned off (`CLAPPER_WEBHOOK_VERIFY=false`).
+    let verifier: FalWebhookVerifier?
+    let catalog: ModelCatalog
+
+    func register(on routes: inout RouteRegistrar<ClapperRequestContext>) {
+        routes.on(.post, "/v1/webhooks/fal/{jobId}/{task}") { request, context in try await receive(request, context) }
+    }
+
+    func receive(_ request: Request, _ context: ClapperRequestContext) async throws -> Response {
+        let jobID = try context.parameters.require("jobId")
+        guard let kind = TaskKind(rawValue: try context.parameters.require("task")) else {
+            throw APIError.notFound("no such task")
+        }
+        guard let token = request.uri.queryParameters["token"].map(String.init), tokens.verify(token: token, jobID: jobID, kind: kind) else {
+            Self.outcomes(.rejected).increment()
+            throw APIError.unauthorized("invalid webhook token", code: "invalid_webhook_token")
+        }
+        let body = try await request.bodyBytes(context: context)
+        if let verifier {
+            do {
+                try await verifier.verify(headers: FalWebhookHeaders { name in HTTPField.Name(name).flatMap { request.headers[$0] } }, body: body)
+            } catch {
+                Self.outcomes(.rejected).increment()
+                context.logger.notice("webhook signature rejected", metadata: ["job": "\(jobID)", "reason": "\(error.code)"])
+                throw APIError.unauthorized("webhook signature rejected: \(error.code)", code: "invalid_signature")
+            }
+        }
+        let webhook: FalWebhook
+        do {
+            webhook = try FalWebhook(parsing: body)
+        } catch {
+            throw APIError.badRequest("malformed webhook body", code: "invalid_webhook")
+        }
+        guard let loaded = try await processor.store.load(jobID), let task = loaded.job.task(kind) else {
+            throw APIError.notFound("no such job")
+        }
+        if task.isFromPreviousAttempt(requestID: webhook.requestID) || (task.falRequestID != nil && task.falRequestID != webhook.requestID) {
+            Self.outcomes(.ignored).increment()
+            return Self.acknowledge(applied: false, version: loaded.job.version)
+        }
+        var events: [TaskEvent] = []
+        if task.falRequestID == nil {
+            // Before the submit response was stored: record the id with the result, as one change.
+            events.append(.accepted(requestID: webhook.requestID, statusURL: nil, responseURL: nil, cancelURL: nil))
+        }
+        var output: [UInt8]?
+        switch webhook.status {
+        case .ok:
+            let payload = webhook.payloadBytes ?? []
+            if let url = catalog.mediaURL(inOutput: payload, model: task.model) {
+                events.append(.completed(mediaURL: url))
+                output = payload
+            } else {
+                events.append(.failed(TaskError(code: "no_media_url", message: "fal's output has no media URL", detail: String(decoding: payload, as: UTF8.self))))
+            }
+        case .error, .other:
+            let detail = webhook.payloadBytes.map { String(decoding: $0, as: UTF8.self) } ?? webhook.payloadError
+            let code = webhook.payloadBytes == nil && webhook.payloadError != nil ? "payload_error" : "fal_error"
+            events.append(.failed(TaskError(code: code, message: webhook.error ?? webhook.payloadError ?? "fal reported an error", detail: detail)))
+        }
+        let update = try await processor.apply(jobID: jobID, kind: kind, events: events, output: output)
+        let applied = update.transition.outcome.isChanged
+        Self.outcomes(applied ? .applied : .ignored).increment()
+        return Self.acknowledge(applied: applied, version: update.job.version)
+    }
+
+    static func acknowledge(applied: Bool, version: Int) -> Response {
+        Response.json(#"{"applied":\#(applied),"version":\#(version)}"#)
+    }
+
+    enum Outcome: String { case applied, ignored, rejected }
+
+    static func outcomes(_ outcome: Outcome) -> Counter {
+        Counter(label: "clapper_webhooks_total", dimensions: [("outcome", outcome.rawValue)])
+    }
+}
