@@ -25,6 +25,10 @@ extension FalClient {
         logger[metadataKey: "fal_operation"] = "\(operation.rawValue)"
         if let model { logger[metadataKey: "fal_model"] = "\(model)" }
         var attempt = 0
+        // The retry budget counts waits as requested (not as measured), so it holds even with
+        // an injected sleep that does not really wait.
+        var requestedWaits = Duration.zero
+        var measuredWaits = Duration.zero
         while true {
             attempt += 1
             if Task.isCancelled {
@@ -63,7 +67,7 @@ extension FalClient {
                 }
                 retryAfter = nil
             }
-            let elapsed = start.duration(to: clock.now)
+            let elapsed = start.duration(to: clock.now) - measuredWaits + requestedWaits
             let budget = min(configuration.retry.totalBudget, callTimeout(operation))
             var policy = configuration.retry
             policy.totalBudget = budget
@@ -74,11 +78,14 @@ extension FalClient {
             logger.info("fal request failed, retrying", metadata: [
                 "fal_error": "\(failure.code)", "fal_attempt": "\(attempt)", "fal_delay_ms": "\(delay.milliseconds)",
             ])
+            requestedWaits += delay
+            let sleepStart = clock.now
             do {
                 try await sleep(delay)
             } catch {
                 throw FalError(.cancelled, "cancelled while waiting to retry", mayHaveReachedFal: failure.mayHaveReachedFal)
             }
+            measuredWaits += sleepStart.duration(to: clock.now)
         }
     }
 

@@ -25,7 +25,9 @@ public struct URLSessionTransport: HTTPTransport {
     public func send(_ request: HTTPTransportRequest, timeout: Duration) async throws(HTTPTransportError) -> HTTPTransportResponse {
         var urlRequest = URLRequest(url: request.url)
         urlRequest.httpMethod = request.method
-        urlRequest.timeoutInterval = max(0.001, timeout.seconds)
+        // swift-corelibs-foundation truncates sub-second timeouts (0.6 s fires at once), so
+        // the request gets whole seconds, rounded up; callers enforce the precise deadline.
+        urlRequest.timeoutInterval = max(1, timeout.seconds.rounded(.up))
         urlRequest.cachePolicy = .reloadIgnoringLocalCacheData
         for (name, value) in request.headers {
             urlRequest.setValue(value, forHTTPHeaderField: name)
