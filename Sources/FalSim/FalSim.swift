@@ -113,18 +113,32 @@ public final class FalSim: Service, Sendable {
     }
 }
 
-/// Runs a `FalSim` in-process (port 0 by default) for the duration of `body`, then stops it.
+/// Runs a `FalSim` in-process (port 0 by default) for the duration of `body`, then shuts it
+/// down gracefully (open streams and stalled answers end; cancelled after 5 s at most).
 public func withFalSim<T>(
     configuration: FalSimConfiguration = .init(),
     logger: Logger = Logger(label: "fal-sim"),
     _ body: (FalSim) async throws -> T
 ) async throws -> T {
-    let sim = FalSim(configuration: configuration, logger: logger)
     _ = try FalSimFaults(names: configuration.faults)
-    return try await withThrowingTaskGroup(of: Void.self) { group in
-        group.addTask { try await sim.run() }
-        defer { group.cancelAll() }
-        return try await body(sim)
+    let sim = FalSim(configuration: configuration, logger: logger)
+    let group = ServiceGroup(configuration: .init(services: [sim], logger: logger))
+    return try await withThrowingTaskGroup(of: Void.self) { tasks in
+        tasks.addTask { try await group.run() }
+        let result: Result<T, any Error>
+        do {
+            result = .success(try await body(sim))
+        } catch {
+            result = .failure(error)
+        }
+        await group.triggerGracefulShutdown()
+        tasks.addTask {
+            try? await Task.sleep(for: .seconds(5))
+            throw CancellationError()
+        }
+        // The first task to end is the group (normally) or the fallback timer.
+        _ = try? await tasks.next()
+        tasks.cancelAll()
+        return try result.get()
     }
 }
-

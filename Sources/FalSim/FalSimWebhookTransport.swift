@@ -40,6 +40,8 @@ struct FalSimURLSessionTransport: FalSimWebhookTransport {
         do {
             let (_, response) = try await session.data(for: request)
             return FalSimDeliveryResult(statusCode: (response as? HTTPURLResponse)?.statusCode, error: nil)
+        } catch let error as URLError {
+            return FalSimDeliveryResult(statusCode: nil, error: "URLError \(error.code.rawValue): \(error.localizedDescription)")
         } catch {
             return FalSimDeliveryResult(statusCode: nil, error: String(describing: error))
         }
