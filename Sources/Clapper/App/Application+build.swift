@@ -14,6 +14,16 @@ public func buildApplication(
     logger: Logger? = nil,
     onServerRunning: @escaping @Sendable (Int) async -> Void = { _ in }
 ) async throws -> ClapperApplication {
+    try await buildApplication(configuration, logger: logger, onServerRunning: onServerRunning, routeTable: RouteTableBox())
+}
+
+/// As above; `table` receives every route served (tests compare it with openapi.yaml).
+func buildApplication(
+    _ configuration: ClapperConfiguration,
+    logger: Logger?,
+    onServerRunning: @escaping @Sendable (Int) async -> Void,
+    routeTable table: RouteTableBox
+) async throws -> ClapperApplication {
     _ = ClapperMetrics.registry
     var logger = logger ?? Logger(label: "clapper")
     logger.logLevel = configuration.logLevel
@@ -54,7 +64,6 @@ public func buildApplication(
     let router = Router(context: ClapperRequestContext.self)
     var routes = RouteRegistrar(router: router, table: RouteTable())
     // The table is complete before the first request: the error middleware reads it for 405s.
-    let table = RouteTableBox()
     router.add(middleware: RequestIDMiddleware())
     router.add(middleware: CORSPolicyMiddleware(origins: configuration.corsOrigins))
     router.add(middleware: MetricsMiddleware())
