@@ -1,0 +1,246 @@
+import Logging
+import Metrics
+import Redis
+import ServiceLifecycle
+import Synchronization
+
+/// Fans job changes out to this instance's event streams.
+///
+/// One Redis subscription per instance on `clapper:events` (every change of every job, from every
+/// instance, is published there by `JobScripts.apply`). Each message is parsed once and handed to
+/// the local subscribers of its job and of its owner, each through a bounded buffer. When the
+/// subscription comes back after a drop (`.resubscribed`) or its own buffer overflowed
+/// (`.overflow`), every subscribed job is read again from its Redis stream from just before the
+/// last change seen, so no change is lost across the gap (subscribers drop what they already
+/// have by stream id). Graceful shutdown ends every subscriber as `.shutdown`.
+///
+/// Run it as a `Service` after the `RedisClient` and before the HTTP server.
+public final class EventHub: Service, Sendable {
+    private let redis: RedisClient
+    private let subscriber: RedisSubscriber
+    private let keys: JobKeys
+    private let bufferSize: Int
+    private let logger: Logger
+    private let state = Mutex(State())
+    private let subscribersGauge = Gauge(label: "clapper_sse_subscribers")
+    private let droppedCounter = Counter(label: "clapper_sse_dropped_total")
+
+    private struct State {
+        var nextID = 0
+        var byJob: [String: [Int: EventSink]] = [:]
+        var byUser: [String: [Int: EventSink]] = [:]
+        var count = 0
+        /// The newest change id seen on the channel: catch-up after a gap starts just before it.
+        var lastSeen: StreamID?
+        var lastSeenJob = ""
+        var stopped = false
+        var subscribed = false
+        var catchUps = 0
+    }
+
+    /// How far before the last change seen a catch-up read starts (clock steps, other streams).
+    static let catchUpSlackMilliseconds: UInt64 = 5000
+    /// Jobs per pipeline in a catch-up, and the user's most recent jobs a catch-up looks at.
+    static let catchUpBatch = 256
+    static let recentJobsPerUser = 100
+
+    /// - Parameters:
+    ///   - redis: the pool (catch-up reads).
+    ///   - subscriberConfiguration: where the subscription connects (its own connection).
+    ///   - bufferSize: changes one subscriber may have pending before it is dropped.
+    public init(redis: RedisClient, subscriberConfiguration: RedisConfiguration, keyPrefix: String = "clapper", bufferSize: Int = 256, logger: Logger) {
+        self.redis = redis
+        self.keys = JobKeys(prefix: keyPrefix)
+        self.subscriber = RedisSubscriber(configuration: subscriberConfiguration, channels: [JobKeys(prefix: keyPrefix).channel], logger: logger)
+        self.bufferSize = max(1, bufferSize)
+        self.logger = logger
+        Self.registry.withLock { $0.append(Entry(redisURL: "\(subscriberConfiguration.url)", hub: self)) }
+    }
+
+    /// Local subscribers right now.
+    public var subscriberCount: Int { state.withLock { $0.count } }
+
+    /// Catch-ups done (after `.subscribed`, `.resubscribed` and `.overflow`).
+    var catchUpCount: Int { state.withLock { $0.catchUps } }
+
+    /// Whether the Redis subscription is in place (after the first `SUBSCRIBE`).
+    public var isSubscribed: Bool { state.withLock { $0.subscribed } }
+
+    // MARK: - Subscribing
+
+    /// Changes of one job.
+    func subscribe(jobID: String) -> EventSubscription {
+        add(jobID: jobID, userID: nil)
+    }
+
+    /// Changes of all of one user's jobs.
+    func subscribe(userID: String) -> EventSubscription {
+        add(jobID: nil, userID: userID)
+    }
+
+    private func add(jobID: String?, userID: String?) -> EventSubscription {
+        let (sink, floor, count) = state.withLock { state -> (EventSink, EventSubscription.Floor?, Int?) in
+            state.nextID += 1
+            let sink = EventSink(id: state.nextID, jobID: jobID, userID: userID, bufferSize: bufferSize)
+            let floor = state.lastSeen.map { EventSubscription.Floor(jobID: state.lastSeenJob, id: $0) }
+            guard !state.stopped else { return (sink, floor, nil) }
+            if let jobID { state.byJob[jobID, default: [:]][sink.id] = sink }
+            if let userID { state.byUser[userID, default: [:]][sink.id] = sink }
+            state.count += 1
+            return (sink, floor, state.count)
+        }
+        if let count {
+            subscribersGauge.record(count)
+        } else {
+            sink.end(.shutdown)
+        }
+        return EventSubscription(sink: sink, floor: floor, hub: self)
+    }
+
+    func remove(_ sink: EventSink) {
+        let count = state.withLock { state -> Int? in
+            var removed = false
+            if let jobID = sink.jobID, state.byJob[jobID]?.removeValue(forKey: sink.id) != nil {
+                removed = true
+                if state.byJob[jobID]?.isEmpty == true { state.byJob[jobID] = nil }
+            }
+            if let userID = sink.userID, state.byUser[userID]?.removeValue(forKey: sink.id) != nil {
+                removed = true
+                if state.byUser[userID]?.isEmpty == true { state.byUser[userID] = nil }
+            }
+            guard removed else { return nil }
+            state.count -= 1
+            return state.count
+        }
+        if let count { subscribersGauge.record(count) }
+    }
+
+    // MARK: - Running
+
+    public func run() async throws {
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask { try await self.subscriber.run() }
+            for await event in subscriber.events {
+                switch event {
+                case .message(_, let payload):
+                    guard let change = JobChange(message: payload) else {
+                        logger.warning("unreadable message on the events channel", metadata: ["bytes": "\(payload.count)"])
+                        continue
+                    }
+                    dispatch(change)
+                case .subscribed:
+                    state.withLock { $0.subscribed = true }
+                    await catchUp(reason: "subscribed")
+                case .resubscribed:
+                    await catchUp(reason: "resubscribed")
+                case .overflow:
+                    await catchUp(reason: "overflow")
+                }
+            }
+            try await group.waitForAll()
+        }
+        endAll()
+    }
+
+    /// Ends every subscriber as `.shutdown` and takes no more.
+    private func endAll() {
+        let sinks = state.withLock { state -> [EventSink] in
+            state.stopped = true
+            let all = state.byJob.values.flatMap(\.values) + state.byUser.values.flatMap(\.values)
+            state.byJob = [:]
+            state.byUser = [:]
+            state.count = 0
+            return all
+        }
+        for sink in sinks { sink.end(.shutdown) }
+        subscribersGauge.record(0)
+    }
+
+    /// Hands one change to the subscribers of its job and of its owner.
+    func dispatch(_ change: JobChange, toUsers: Bool = true) {
+        let targets = state.withLock { state -> [EventSink] in
+            if state.lastSeen.map({ $0 < change.id }) ?? true {
+                state.lastSeen = change.id
+                state.lastSeenJob = change.jobID
+            }
+            var targets = state.byJob[change.jobID].map { Array($0.values) } ?? []
+            if toUsers, let userID = change.userID, let users = state.byUser[userID] { targets += users.values }
+            return targets
+        }
+        var dropped: [EventSink] = []
+        for sink in targets where !sink.deliver(change) {
+            dropped.append(sink)
+        }
+        for sink in dropped {
+            remove(sink)
+            droppedCounter.increment()
+            logger.info("event stream fell behind and was dropped", metadata: ["job": "\(sink.jobID ?? "-")"])
+        }
+    }
+
+    // MARK: - Catching up after a gap
+
+    /// Reads every subscribed job's stream (and the recent jobs of every subscribed user) from just
+    /// before the last change seen and hands the entries out again; subscribers skip the ones they
+    /// have. When Redis cannot be read, every subscriber is dropped so it reconnects and replays.
+    private func catchUp(reason: String) async {
+        defer { state.withLock { $0.catchUps += 1 } }
+        let (jobIDs, userIDs, lastSeen) = state.withLock { state in
+            (Array(state.byJob.keys), Array(state.byUser.keys), state.lastSeen)
+        }
+        guard !jobIDs.isEmpty || !userIDs.isEmpty else { return }
+        let start = lastSeen.map { "\($0.milliseconds > Self.catchUpSlackMilliseconds ? $0.milliseconds - Self.catchUpSlackMilliseconds : 0)-0" } ?? "-"
+        logger.info("catching event streams up", metadata: ["reason": "\(reason)", "jobs": "\(jobIDs.count)", "users": "\(userIDs.count)", "from": "\(start)"])
+        do {
+            // Jobs of subscribed users, with their owner, so the users' streams get them too.
+            var owners: [String: String] = [:]
+            for batch in userIDs.chunked(Self.catchUpBatch) {
+                let replies = try await redis.pipeline(batch.map { RedisCommand("ZREVRANGE", keys.userJobs($0), 0, Self.recentJobsPerUser - 1) })
+                for (userID, reply) in zip(batch, replies) {
+                    for jobID in (reply.array ?? []).compactMap(\.string) { owners[jobID] = userID }
+                }
+            }
+            var all = Set(jobIDs)
+            all.formUnion(owners.keys)
+            for batch in Array(all).chunked(Self.catchUpBatch) {
+                let replies = try await redis.pipeline(batch.map { RedisCommand("XRANGE", keys.events($0), start, "+", "COUNT", 10_000) })
+                for (jobID, reply) in zip(batch, replies) {
+                    if case .error(let message) = reply { throw RedisError(.server, message) }
+                    for entry in EventHistory.entries(reply) {
+                        dispatch(JobChange(jobID: jobID, userID: owners[jobID], id: entry.id, view: entry.view), toUsers: owners[jobID] != nil)
+                    }
+                }
+            }
+        } catch {
+            logger.warning("catch-up failed; dropping every event stream so clients replay", metadata: ["error": "\(error)"])
+            let sinks = state.withLock { state in state.byJob.values.flatMap(\.values) + state.byUser.values.flatMap(\.values) }
+            for sink in sinks {
+                sink.end(.dropped)
+                remove(sink)
+            }
+        }
+    }
+
+    // MARK: - Test hook
+
+    private struct Entry: Sendable {
+        let redisURL: String
+        weak var hub: EventHub?
+    }
+
+    private static let registry = Mutex<[Entry]>([])
+
+    /// The live hubs subscribed through `redisURL` (tests find their gateway's hub by its Redis).
+    static func hubs(redisURL: RedisURL) -> [EventHub] {
+        registry.withLock { entries in
+            entries.removeAll { $0.hub == nil }
+            return entries.filter { $0.redisURL == "\(redisURL)" }.compactMap(\.hub)
+        }
+    }
+}
+
+fileprivate extension Array {
+    func chunked(_ size: Int) -> [ArraySlice<Element>] {
+        stride(from: 0, to: count, by: size).map { self[$0..<Swift.min($0 + size, count)] }
+    }
+}

@@ -1,0 +1,280 @@
+import Foundation
+import HTTPTypes
+import Hummingbird
+import Logging
+import NIOCore
+import Redis
+import ServiceLifecycle
+
+/// The server-sent event streams:
+/// - `GET /v1/jobs/{id}/events`: `snapshot` (or the changes after `Last-Event-ID`), then `job`
+///   per change with `id:` = the change's stream id, then `done` when the job is finished.
+/// - `GET /v1/events`: `job` events for every job of the caller.
+///
+/// The caller is the bearer token's user, or the user of a signed `?token=` (see
+/// `EventTokenSigner`). Every stream starts with `retry:`, sends a heartbeat comment every
+/// `CLAPPER_SSE_HEARTBEAT_SECONDS`, and ends with a short `retry:` on graceful shutdown or when it
+/// fell behind. A closed connection ends its stream at once and frees its subscription.
+struct EventsController: Sendable {
+    let hub: EventHub
+    let redis: RedisClient
+    let keys: JobKeys
+    let signer: EventTokenSigner
+    let heartbeat: Duration
+
+    /// `retry:` when a stream opens, and when it ends because the gateway stops or it fell behind.
+    static let retryMilliseconds = 3000
+    static let endRetryMilliseconds = 500
+    /// How long a stream may take to say goodbye on shutdown before it is cut.
+    static let shutdownGrace: Duration = .seconds(2)
+    static let lastEventIDHeader = HTTPField.Name("Last-Event-ID")!
+
+    static let headers: HTTPFields = [
+        .contentType: "text/event-stream; charset=utf-8",
+        .cacheControl: "no-cache, no-store",
+        HTTPField.Name("X-Accel-Buffering")!: "no",
+        // The connection closes when the stream ends: no client may reuse it for another request.
+        .connection: "close",
+    ]
+
+    func register(on routes: inout RouteRegistrar<ClapperRequestContext>) {
+        routes.on(.get, "/v1/jobs/{id}/events") { request, context in try await jobEvents(request, context) }
+        routes.on(.get, "/v1/events") { request, context in try await userEvents(request, context) }
+    }
+
+    // MARK: - One job
+
+    func jobEvents(_ request: Request, _ context: ClapperRequestContext) async throws -> Response {
+        let jobID = try context.parameters.require("id")
+        let userID = try caller(request, context, for: .job(jobID))
+        guard (1...200).contains(jobID.utf8.count) else { throw APIError.notFound("no job \(jobID)") }
+        // Subscribe before reading, so no change can fall between the read and the live stream.
+        let subscription = hub.subscribe(jobID: jobID)
+        let history: EventHistory?
+        do {
+            history = try await EventHistory.read(redis: redis, keys: keys, jobID: jobID, after: lastEventID(request))
+        } catch {
+            subscription.cancel()
+            context.logger.warning("cannot read a job's events", metadata: ["error": "\(error)"])
+            throw APIError.unavailable("events are unavailable right now")
+        }
+        guard let history, history.userID == userID else {
+            subscription.cancel()
+            throw APIError.notFound("no job \(jobID)")
+        }
+        return streamResponse(request, subscription) { sink, writer in
+            try await Self.pumpJob(jobID: jobID, history: history, sink: sink, writer: &writer)
+        }
+    }
+
+    static func pumpJob(jobID: String, history: EventHistory, sink: EventSink, writer: inout any ResponseBodyWriter) async throws {
+        try await writer.write(ServerSentEvent.retry(milliseconds: retryMilliseconds))
+        var position = history.lastID
+        switch history.start {
+        case .snapshot:
+            try await writer.write(ServerSentEvent.frame(event: "snapshot", id: history.lastID?.description, data: history.view))
+        case .replay(let entries):
+            for entry in entries {
+                try await writer.write(ServerSentEvent.frame(event: "job", id: entry.id.description, data: entry.view))
+            }
+        }
+        // The view was read with the entries: it is the state after the last one.
+        let status = JobChange.status(ofView: history.view) ?? ""
+        if JobChange.finishedStatuses.contains(status) {
+            try await writer.write(doneFrame(jobID: jobID, status: status))
+            return
+        }
+        for await item in sink.items {
+            switch item {
+            case .heartbeat:
+                try await writer.write(ServerSentEvent.comment("heartbeat"))
+            case .change(let change):
+                // Already sent (read with the snapshot or replay, or handed out twice by a catch-up).
+                if let position, change.id <= position { continue }
+                try await writer.write(change.frame)
+                position = change.id
+                if change.isFinished {
+                    try await writer.write(doneFrame(jobID: jobID, status: change.status))
+                    return
+                }
+            }
+        }
+        try await writeGoodbye(sink, &writer)
+    }
+
+    static func doneFrame(jobID: String, status: String) -> ByteBuffer {
+        ServerSentEvent.frame(event: "done", data: Array(#"{"jobId":\#(JobRepository.jsonString(jobID)),"status":\#(JobRepository.jsonString(status))}"#.utf8))
+    }
+
+    // MARK: - All of a user's jobs
+
+    func userEvents(_ request: Request, _ context: ClapperRequestContext) async throws -> Response {
+        let userID = try caller(request, context, for: .user)
+        let subscription = hub.subscribe(userID: userID)
+        var replay: [JobChange] = []
+        if let resume = lastEventID(request) {
+            do {
+                replay = try await EventHistory.userReplay(redis: redis, keys: keys, userID: userID, after: resume, recentJobs: EventHub.recentJobsPerUser)
+            } catch {
+                subscription.cancel()
+                context.logger.warning("cannot read a user's events", metadata: ["error": "\(error)"])
+                throw APIError.unavailable("events are unavailable right now")
+            }
+        }
+        return streamResponse(request, subscription) { [replay] sink, writer in
+            try await Self.pumpUser(replay: replay, floor: subscription.floor, sink: sink, writer: &writer)
+        }
+    }
+
+    /// - Parameter floor: the last change the hub had handed out when this stream subscribed;
+    ///   a catch-up after a gap can hand out older changes, which this stream never had to get.
+    static func pumpUser(replay: [JobChange], floor: EventSubscription.Floor?, sink: EventSink, writer: inout any ResponseBodyWriter) async throws {
+        try await writer.write(ServerSentEvent.retry(milliseconds: retryMilliseconds, comment: "connected"))
+        // The newest change sent per job; bounded (forgetting only risks a repeated change).
+        var positions: [String: StreamID] = [:]
+        if let floor { positions[floor.jobID] = floor.id }
+        func isNew(_ change: JobChange, live: Bool = true) -> Bool {
+            if live, let floor, change.id.milliseconds < floor.id.milliseconds { return false }
+            if let seen = positions[change.jobID], change.id <= seen { return false }
+            if positions.count >= 10_000 { positions.removeAll(keepingCapacity: true) }
+            positions[change.jobID] = change.id
+            return true
+        }
+        for change in replay where isNew(change, live: false) {
+            try await writer.write(change.frame)
+        }
+        for await item in sink.items {
+            switch item {
+            case .heartbeat:
+                try await writer.write(ServerSentEvent.comment("heartbeat"))
+            case .change(let change):
+                if isNew(change) { try await writer.write(change.frame) }
+            }
+        }
+        try await writeGoodbye(sink, &writer)
+    }
+
+    // MARK: - Streaming
+
+    /// After the sink ended: a short `retry:` so the client comes back (to another instance on
+    /// shutdown; with `Last-Event-ID` when it fell behind).
+    static func writeGoodbye(_ sink: EventSink, _ writer: inout any ResponseBodyWriter) async throws {
+        switch sink.endReason {
+        case .shutdown:
+            try await writer.write(ServerSentEvent.retry(milliseconds: endRetryMilliseconds, comment: "shutting down; reconnect"))
+        case .dropped:
+            try await writer.write(ServerSentEvent.retry(milliseconds: endRetryMilliseconds, comment: "fell behind; reconnect with Last-Event-ID"))
+        case .clientClosed, .completed, nil:
+            break
+        }
+    }
+
+    struct StreamClosed: Error {
+        let reason: EventSink.EndReason
+    }
+
+    /// A `text/event-stream` response whose body runs `pump` until it returns, the client goes
+    /// away, the stream falls behind (cut at once, even in a blocked write) or the gateway shuts
+    /// down (the pump says `retry:`; cut after `shutdownGrace`). The subscription ends with it.
+    func streamResponse(
+        _ request: Request,
+        _ subscription: EventSubscription,
+        pump: @escaping @Sendable (EventSink, inout any ResponseBodyWriter) async throws -> Void
+    ) -> Response {
+        let heartbeat = self.heartbeat
+        return Response(status: .ok, headers: Self.headers, body: ResponseBody { writer in
+            let sink = subscription.sink
+            let box = WriterBox(writer)
+            defer { subscription.cancel() }
+            try await request.body.consumeWithInboundCloseHandler { _ in
+                try await withGracefulShutdownHandler {
+                    try await withThrowingTaskGroup(of: Void.self) { group in
+                        group.addTask {
+                            var writer = box.take()
+                            try await pump(sink, &writer)
+                            try await writer.finish(nil)
+                        }
+                        group.addTask {
+                            while true {
+                                try await Task.sleep(for: heartbeat)
+                                sink.tick()
+                            }
+                        }
+                        group.addTask {
+                            for await reason in sink.ended {
+                                switch reason {
+                                case .completed: return
+                                case .shutdown: try await Task.sleep(for: Self.shutdownGrace)
+                                case .dropped, .clientClosed: break
+                                }
+                                throw StreamClosed(reason: reason)
+                            }
+                        }
+                        try await group.next()
+                        group.cancelAll()
+                    }
+                } onGracefulShutdown: {
+                    sink.end(.shutdown)
+                }
+            } onInboundClosed: {
+                sink.end(.clientClosed)
+            }
+        })
+    }
+
+    // MARK: - Who is asking
+
+    enum Target {
+        case job(String)
+        case user
+    }
+
+    /// The user of a valid `?token=` (scoped to this job or to the user), else the bearer's user.
+    func caller(_ request: Request, _ context: ClapperRequestContext, for target: Target) throws -> String {
+        if let token = request.uri.queryParameters.get("token") {
+            guard let claims = signer.verify(token, now: Date()) else {
+                throw APIError.unauthorized("the event token is invalid or expired", code: "invalid_token")
+            }
+            switch (claims.scope, target) {
+            case (.user, _):
+                return claims.userID
+            case (.job(let tokenJob), .job(let jobID)) where tokenJob == jobID:
+                return claims.userID
+            case (.job, _):
+                throw APIError(.forbidden, code: "forbidden", message: "this token opens the events of another job")
+            }
+        }
+        guard let userID = context.userID else { throw APIError.unauthorized() }
+        return userID
+    }
+
+    /// `Last-Event-ID` (header, or `lastEventId` in the query); a malformed one counts as none.
+    func lastEventID(_ request: Request) -> StreamID? {
+        let raw = request.headers[Self.lastEventIDHeader] ?? request.uri.queryParameters.get("lastEventId")
+        return raw.flatMap { StreamID($0.trimmingCharacters(in: .whitespaces)) }
+    }
+}
+
+/// Moves the response body writer into the one child task that writes the stream.
+///
+/// `@unchecked Sendable` proof: `writer` is set in `init` and read once by `take()`, called by
+/// exactly one child task that starts after `init` returned (task creation orders the two); the
+/// creating task never touches it afterwards.
+final class WriterBox: @unchecked Sendable {
+    private var writer: (any ResponseBodyWriter)?
+
+    init(_ writer: any ResponseBodyWriter) {
+        self.writer = writer
+    }
+
+    func take() -> any ResponseBodyWriter {
+        defer { writer = nil }
+        return writer!
+    }
+}
+
+extension EventsController {
+    init(configuration: ClapperConfiguration, redis: RedisClient, hub: EventHub) {
+        self.init(hub: hub, redis: redis, keys: JobKeys(), signer: EventTokenSigner(secret: configuration.webhookSecret), heartbeat: configuration.sseHeartbeat)
+    }
+}

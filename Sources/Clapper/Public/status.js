@@ -1,0 +1,209 @@
+// Clapper status page: creates jobs with POST /v1/jobs and follows each one over server-sent
+// events (its eventsUrl). Everything from the server goes into the page as text (textContent)
+// or as a checked http(s) media URL; nothing is ever parsed as HTML.
+"use strict";
+
+const FINISHED = new Set(["completed", "failed", "canceled"]);
+const form = document.getElementById("create-job");
+const formStatus = document.getElementById("form-status");
+const jobsSection = document.getElementById("jobs");
+const tokenInput = document.getElementById("token");
+const cards = new Map();
+
+tokenInput.value = sessionStorage.getItem("clapper.token") || "";
+tokenInput.addEventListener("change", () => sessionStorage.setItem("clapper.token", tokenInput.value.trim()));
+
+function el(tag, className, text) {
+  const node = document.createElement(tag);
+  if (className) node.className = className;
+  if (text !== undefined && text !== null) node.textContent = String(text);
+  return node;
+}
+
+// Only http(s) URLs become media sources.
+function mediaURL(value) {
+  if (typeof value !== "string" || value === "") return null;
+  try {
+    const url = new URL(value, location.href);
+    return url.protocol === "http:" || url.protocol === "https:" ? url.href : null;
+  } catch (_) {
+    return null;
+  }
+}
+
+// The stream is opened on this page's origin: the gateway serves both.
+function sameOriginStreamURL(eventsUrl) {
+  const url = new URL(eventsUrl, location.href);
+  return url.pathname + url.search;
+}
+
+function setFormStatus(text, isError) {
+  formStatus.textContent = text;
+  formStatus.classList.toggle("error", Boolean(isError));
+}
+
+function syncAudioControls() {
+  const audio = document.getElementById("audio").checked;
+  const tier = document.getElementById("tier");
+  const mode = document.getElementById("mode");
+  tier.disabled = !audio;
+  mode.disabled = !audio;
+  // The synced tier needs the finished video.
+  if (tier.value === "synced") mode.value = "after-video";
+  mode.querySelector('option[value="parallel"]').disabled = tier.value === "synced";
+}
+document.getElementById("audio").addEventListener("change", syncAudioControls);
+document.getElementById("tier").addEventListener("change", syncAudioControls);
+syncAudioControls();
+
+form.addEventListener("submit", async (event) => {
+  event.preventDefault();
+  const button = document.getElementById("submit");
+  const audio = document.getElementById("audio").checked;
+  const body = {
+    prompt: document.getElementById("prompt").value,
+    durationSeconds: Number(document.getElementById("duration").value),
+    feature: { audio, audioTier: audio ? document.getElementById("tier").value : null },
+  };
+  if (audio) body.audioMode = document.getElementById("mode").value;
+  const headers = { "Content-Type": "application/json", "Accept": "application/json" };
+  const token = tokenInput.value.trim();
+  if (token) headers["Authorization"] = "Bearer " + token;
+  button.disabled = true;
+  setFormStatus("Creating…", false);
+  try {
+    const response = await fetch("/v1/jobs", { method: "POST", headers, body: JSON.stringify(body) });
+    const text = await response.text();
+    let answer = null;
+    try { answer = JSON.parse(text); } catch (_) { /* not JSON */ }
+    if (!response.ok) {
+      const message = answer && answer.error ? answer.error.message : text || response.statusText;
+      setFormStatus(`Error ${response.status}: ${message}`, true);
+      return;
+    }
+    const job = answer && answer.job ? answer.job : answer;
+    const eventsUrl = (answer && answer.eventsUrl) || (job && job.eventsUrl);
+    if (!job || !job.jobId || !eventsUrl) {
+      setFormStatus("Unexpected answer from the gateway", true);
+      return;
+    }
+    setFormStatus(`Created ${job.jobId}`, false);
+    follow(job, eventsUrl);
+    remember(job.jobId, eventsUrl);
+  } catch (error) {
+    setFormStatus("Network error: " + error.message, true);
+  } finally {
+    button.disabled = false;
+  }
+});
+
+function remember(jobId, eventsUrl) {
+  const saved = JSON.parse(sessionStorage.getItem("clapper.jobs") || "[]").filter((j) => j.jobId !== jobId);
+  saved.unshift({ jobId, eventsUrl });
+  sessionStorage.setItem("clapper.jobs", JSON.stringify(saved.slice(0, 20)));
+}
+
+function makeCard(jobId) {
+  const card = el("article", "job-card");
+  card.dataset.jobId = jobId;
+  const title = el("h2");
+  const id = el("span", "job-id", jobId);
+  const badge = el("span", "badge status", "…");
+  const connection = el("span", "connection", "connecting");
+  title.append(id, badge, connection);
+  const prompt = el("p", "prompt");
+  const tasks = el("dl", "tasks");
+  const videoStatus = el("dd", "video-status", "…");
+  const audioStatus = el("dd", "audio-status", "…");
+  tasks.append(el("dt", null, "Video"), videoStatus, el("dt", null, "Audio"), audioStatus);
+  const videoError = el("p", "error-text video-error");
+  const audioError = el("p", "error-text audio-failed");
+  videoError.hidden = true;
+  audioError.hidden = true;
+  const media = el("div", "media");
+  card.append(title, prompt, tasks, videoError, audioError, media);
+  jobsSection.prepend(card);
+  return { card, badge, connection, prompt, videoStatus, audioStatus, videoError, audioError, media, video: null, audio: null, source: null, version: 0 };
+}
+
+function render(entry, job) {
+  if (typeof job.version === "number") {
+    if (job.version < entry.version) return; // an older view: keep the newer one
+    entry.version = job.version;
+  }
+  entry.badge.textContent = job.status || "unknown";
+  entry.badge.className = "badge status " + (job.status || "");
+  entry.prompt.textContent = job.prompt || "";
+  entry.videoStatus.textContent = job.videoStatus || "—";
+  entry.audioStatus.textContent = job.feature && job.feature.audio ? (job.audioStatus || "—") + (job.audioModel ? ` (${job.audioModel})` : "") : "off";
+
+  entry.videoError.hidden = !job.videoError;
+  entry.videoError.textContent = job.videoError ? "Video generation failed: " + job.videoError : "";
+
+  if (job.audioStatus === "failed") {
+    entry.audioError.hidden = false;
+    const detail = job.audioError || "Audio generation failed";
+    entry.audioError.textContent = detail.startsWith("Audio generation failed") ? detail : "Audio generation failed: " + detail;
+  } else {
+    entry.audioError.hidden = true;
+    entry.audioError.textContent = "";
+  }
+
+  const videoURL = mediaURL(job.videoUrl);
+  if (videoURL && (!entry.video || entry.video.src !== videoURL)) {
+    if (!entry.video) {
+      entry.video = el("video", "job-video");
+      entry.video.controls = true;
+      entry.video.preload = "metadata";
+      entry.video.playsInline = true;
+      entry.media.prepend(entry.video);
+    }
+    entry.video.src = videoURL;
+  }
+  const audioURL = mediaURL(job.audioUrl);
+  if (audioURL && (!entry.audio || entry.audio.src !== audioURL)) {
+    if (!entry.audio) {
+      entry.audio = el("audio", "job-audio");
+      entry.audio.controls = true;
+      entry.audio.preload = "metadata";
+      entry.media.append(entry.audio);
+    }
+    entry.audio.src = audioURL;
+  }
+}
+
+function follow(job, eventsUrl) {
+  let entry = cards.get(job.jobId);
+  if (!entry) {
+    entry = makeCard(job.jobId);
+    cards.set(job.jobId, entry);
+  }
+  render(entry, job);
+  if (entry.source) entry.source.close();
+  const source = new EventSource(sameOriginStreamURL(eventsUrl));
+  entry.source = source;
+  const onView = (event) => {
+    try {
+      render(entry, JSON.parse(event.data));
+    } catch (error) {
+      console.warn("unreadable event", error);
+    }
+  };
+  source.addEventListener("snapshot", onView);
+  source.addEventListener("job", onView);
+  source.addEventListener("done", () => {
+    source.close();
+    entry.connection.textContent = "finished";
+  });
+  source.addEventListener("open", () => { entry.connection.textContent = "live"; });
+  source.addEventListener("error", () => {
+    entry.connection.textContent = source.readyState === EventSource.CLOSED ? "closed" : "reconnecting";
+  });
+}
+
+// Follow the jobs created earlier in this tab.
+for (const saved of JSON.parse(sessionStorage.getItem("clapper.jobs") || "[]").reverse()) {
+  if (saved && typeof saved.jobId === "string" && typeof saved.eventsUrl === "string") {
+    follow({ jobId: saved.jobId }, saved.eventsUrl);
+  }
+}
