@@ -17,7 +17,12 @@ do {
     logger.critical("\(error)")
     exit(2)
 }
-let app = try await buildApplication(configuration, logger: logger) { port in
-    logger.notice("Clapper listening", metadata: ["url": "http://\(configuration.httpHost):\(port)"])
+do {
+    let app = try await buildApplication(configuration, logger: logger) { port in
+        logger.notice("Clapper listening", metadata: ["url": "http://\(configuration.httpHost):\(port)"])
+    }
+    try await app.runService()
+} catch {
+    logger.critical("Clapper stopped: \(error)")
+    exit(1)
 }
-try await app.runService()

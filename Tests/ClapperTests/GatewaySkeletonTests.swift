@@ -44,6 +44,17 @@ struct GatewaySkeletonTests {
                 try await client.execute(uri: "/readyz", method: .get) { response in
                     #expect(response.status == .ok)
                 }
+                // A Redis that hangs (SIGSTOP) still gets an answer at the ready deadline.
+                kill(server.pid, SIGSTOP)
+                let hung = ContinuousClock.now
+                try await client.execute(uri: "/readyz", method: .get) { response in
+                    #expect(response.status == .serviceUnavailable)
+                }
+                #expect(ContinuousClock.now - hung < .milliseconds(1500))
+                kill(server.pid, SIGCONT)
+                try await client.execute(uri: "/readyz", method: .get) { response in
+                    #expect(response.status == .ok)
+                }
             }
         }
     }
@@ -126,5 +137,55 @@ struct ClapperConfigurationTests {
         let error = #expect(throws: ClapperConfiguration.Error.self) { try ClapperConfiguration(environment: [:]) }
         #expect(error?.key == "CLAPPER_WEBHOOK_SECRET")
         #expect(throws: Never.self) { try ClapperConfiguration(environment: ["CLAPPER_DEV_MODE": "1"]) }
+    }
+}
+
+@Suite("The clapper executable")
+struct ExecutableTests {
+    /// `.build/<config>/clapper`, next to the test bundle (ops/test builds it with the tests).
+    static var binary: URL {
+        URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("clapper")
+    }
+
+    @Test(.timeLimit(.minutes(1)))
+    func sigtermExitsZeroWithinFiveSeconds() async throws {
+        try await withRedisServer { server in
+            let port = try FreePort.find()
+            let process = Process()
+            process.executableURL = Self.binary
+            process.environment = [
+                "CLAPPER_DEV_MODE": "1",
+                "CLAPPER_HTTP_PORT": "\(port)",
+                "CLAPPER_REDIS_URL": server.urlString,
+                "CLAPPER_LOG_LEVEL": "error",
+            ]
+            process.standardError = FileHandle.nullDevice
+            let exited = AsyncStream.makeStream(of: Int32.self)
+            process.terminationHandler = { exited.continuation.yield($0.terminationStatus) }
+            try process.run()
+            while !FreePort.canConnect(port: port) {
+                #expect(process.isRunning, "clapper exited before listening")
+                try await Task.sleep(for: .milliseconds(20))
+            }
+            let start = ContinuousClock.now
+            process.terminate()
+            var statuses = exited.stream.makeAsyncIterator()
+            let status = await statuses.next()
+            #expect(status == 0)
+            #expect(ContinuousClock.now - start < .seconds(5))
+        }
+    }
+
+    @Test func aMalformedSettingStopsItWithTheKeyNamed() async throws {
+        let process = Process()
+        process.executableURL = Self.binary
+        process.environment = ["CLAPPER_DEV_MODE": "1", "CLAPPER_HTTP_PORT": "eighty"]
+        let stderr = Pipe()
+        process.standardError = stderr
+        try process.run()
+        let output = String(decoding: stderr.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        process.waitUntilExit()
+        #expect(process.terminationStatus == 2)
+        #expect(output.contains("CLAPPER_HTTP_PORT"))
     }
 }

@@ -53,6 +53,9 @@ public final class RedisServer: Sendable {
         try await waitUntilReady()
     }
 
+    /// The server's process id (to pause it with SIGSTOP in tests).
+    public var pid: Int32 { process.pid }
+
     /// Kills the server (SIGKILL: as if it crashed) and waits for it to exit.
     public func stop() {
         process.kill()
@@ -148,12 +151,15 @@ final class LockedProcess: @unchecked Sendable {
 
     var isRunning: Bool { lock.withLock { process?.isRunning ?? false } }
 
+    var pid: Int32 { lock.withLock { process?.processIdentifier ?? 0 } }
+
     func kill() {
         let process = lock.withLock { () -> Process? in
             defer { self.process = nil }
             return self.process
         }
         guard let process, process.isRunning else { return }
+        Foundation.kill(process.processIdentifier, SIGCONT)
         Foundation.kill(process.processIdentifier, SIGKILL)
         process.waitUntilExit()
     }

@@ -2,6 +2,7 @@ import HTTPTypes
 import Hummingbird
 import Logging
 import Redis
+import Synchronization
 
 /// `/healthz`: the process answers. `/readyz`: Redis answers PING within the deadline.
 struct HealthController {
@@ -18,30 +19,53 @@ struct HealthController {
     }
 
     func ready(context: ClapperRequestContext) async throws -> Response {
-        let outcome = await withTaskGroup(of: String?.self) { group in
-            group.addTask {
-                do {
-                    let reply = try await redis.send("PING")
-                    return reply == .status("PONG") ? nil : "unexpected reply to PING"
-                } catch let error as RedisError {
-                    return "redis: \(error.code)"
-                } catch {
-                    return "redis: unavailable"
-                }
-            }
-            group.addTask {
-                try? await Task.sleep(for: readyTimeout)
-                return "redis: no answer within \(readyTimeout)"
-            }
-            let first = await group.next() ?? "redis: unknown"
-            group.cancelAll()
-            return first
-        }
-        if let reason = outcome {
+        if let reason = await pingWithin(readyTimeout) {
             context.logger.warning("not ready", metadata: ["reason": "\(reason)"])
             throw APIError.unavailable(reason, code: "not_ready")
         }
         return Response.json(#"{"status":"ready"}"#)
+    }
+
+    /// PINGs Redis; answers at the deadline even when the PING is still blocked (it ends on its
+    /// own within the command timeout), so /readyz never waits longer than `timeout`.
+    private func pingWithin(_ timeout: Duration) async -> String? {
+        let answer = OneShot<String?>()
+        return await withCheckedContinuation { continuation in
+            answer.set(continuation)
+            Task {
+                do {
+                    let reply = try await redis.send("PING")
+                    answer.resume(reply == .status("PONG") ? nil : "unexpected reply to PING")
+                } catch let error as RedisError {
+                    answer.resume("redis: \(error.code)")
+                } catch {
+                    answer.resume("redis: unavailable")
+                }
+            }
+            Task {
+                try? await Task.sleep(for: timeout)
+                answer.resume("redis: no answer within \(timeout)")
+            }
+        }
+    }
+}
+
+/// A continuation resumed by whichever answer comes first; later answers are dropped.
+/// `set` runs before any answer can arrive (the answering tasks start after it).
+final class OneShot<Value: Sendable>: Sendable {
+    private let state = Mutex<(continuation: CheckedContinuation<Value, Never>?, done: Bool)>((nil, false))
+
+    func set(_ continuation: CheckedContinuation<Value, Never>) {
+        state.withLock { $0.continuation = continuation }
+    }
+
+    func resume(_ value: Value) {
+        let continuation = state.withLock { state -> CheckedContinuation<Value, Never>? in
+            guard !state.done else { return nil }
+            state.done = true
+            return state.continuation
+        }
+        continuation?.resume(returning: value)
     }
 }
 
