@@ -44,6 +44,27 @@ struct EventsStreamTests {
     }
 
     @Test(.timeLimit(.minutes(1)))
+    func doneWaitsForEveryTaskToSettle() async throws {
+        try await withEventsGateway { context in
+            let job = uniqueID()
+            try await context.jobs.create(job, user: "quinn")
+            let stream = try await context.open(context.jobs.jobPath(job, user: "quinn"))
+            #expect(try await stream.nextEvent()?.event == "snapshot")
+            // The video failed while a parallel audio task still runs: failed, but not done yet.
+            try await context.jobs.write(job, user: "quinn", from: 1, status: "failed", extra: #","videoStatus":"failed","audioStatus":"running""#)
+            try await context.jobs.write(job, user: "quinn", from: 2, status: "failed", extra: #","videoStatus":"failed","audioStatus":"completed""#)
+            #expect(try await stream.nextEvent()?.view?.version == 2)
+            #expect(try await stream.nextEvent()?.view?.version == 3)
+            #expect(try await stream.nextEvent()?.event == "done")
+            // Opening a finished job's stream: its snapshot, then done.
+            let again = try await context.open(context.jobs.jobPath(job, user: "quinn"))
+            #expect(try await again.nextEvent()?.event == "snapshot")
+            #expect(try await again.nextEvent()?.event == "done")
+            #expect(try await again.next() == nil)
+        }
+    }
+
+    @Test(.timeLimit(.minutes(1)))
     func replayFromEveryLastEventIDHasNoGapAndNoDuplicate() async throws {
         try await withEventsGateway { context in
             let job = uniqueID()

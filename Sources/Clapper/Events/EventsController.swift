@@ -79,9 +79,8 @@ struct EventsController: Sendable {
             }
         }
         // The view was read with the entries: it is the state after the last one.
-        let status = JobChange.status(ofView: history.view) ?? ""
-        if JobChange.finishedStatuses.contains(status) {
-            try await writer.write(doneFrame(jobID: jobID, status: status))
+        if let head = JobChange.Head(view: history.view), head.isFinished {
+            try await writer.write(doneFrame(jobID: jobID, status: head.status))
             return
         }
         for await item in sink.items {

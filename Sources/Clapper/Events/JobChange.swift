@@ -10,16 +10,17 @@ struct JobChange: Sendable {
     let id: StreamID
     /// `status` of the view.
     let status: String
+    /// The job is finished and none of its tasks can still change (see `Head.isFinished`).
+    let isFinished: Bool
     let frame: ByteBuffer
-
-    static let finishedStatuses: Set<String> = ["completed", "failed", "canceled"]
-    var isFinished: Bool { Self.finishedStatuses.contains(status) }
 
     init(jobID: String, userID: String?, id: StreamID, view: [UInt8]) {
         self.jobID = jobID
         self.userID = userID
         self.id = id
-        self.status = Self.status(ofView: view) ?? ""
+        let head = Head(view: view)
+        self.status = head?.status ?? ""
+        self.isFinished = head?.isFinished ?? false
         self.frame = ServerSentEvent.frame(event: "job", id: id.description, data: view)
     }
 
@@ -54,8 +55,26 @@ struct JobChange: Sendable {
         return nil
     }
 
-    static func status(ofView view: [UInt8]) -> String? {
-        struct Head: Decodable { let status: String }
-        return (try? JSONDecoder().decode(Head.self, from: Data(view)))?.status
+    /// What the streams read from a view: its status and its tasks' statuses.
+    struct Head: Decodable {
+        let status: String
+        let videoStatus: String?
+        let audioStatus: String?
+
+        static let finishedStatuses: Set<String> = ["completed", "failed", "canceled"]
+        static let terminalTaskStatuses: Set<String> = ["completed", "failed", "canceled", "timed_out"]
+
+        init?(view: [UInt8]) {
+            guard let head = try? JSONDecoder().decode(Head.self, from: Data(view)) else { return nil }
+            self = head
+        }
+
+        /// `status` is finished (completed, failed, canceled) and no task is still pending, queued
+        /// or running: a parallel audio task can still settle after the video failed, and its
+        /// result must reach the stream before `done`.
+        var isFinished: Bool {
+            Self.finishedStatuses.contains(status)
+                && [videoStatus, audioStatus].allSatisfy { $0.map(Self.terminalTaskStatuses.contains) ?? true }
+        }
     }
 }
