@@ -89,9 +89,15 @@ func buildApplication(
         publicURL: configuration.publicURL
     ).register(on: &routes)
     WebhookController(processor: processor, tokens: WebhookToken(secret: configuration.webhookSecret), verifier: verifier, catalog: catalog).register(on: &routes)
+    let reconcileWorker = TaskReconciler(processor: processor, queue: DueQueue(redis: redis, keys: keys), policy: configuration.reconcilePolicy)
+    AdminController(worker: reconcileWorker, now: { Date() }).register(on: &routes)
     table.set(routes.table)
 
-    let services: [any Service] = [redis, events]
+    // The reconciler after the event hub: it stops before it on shutdown (reverse order).
+    var services: [any Service] = [redis, events]
+    if configuration.reconcileInterval > .zero {
+        services.append(Reconciler(worker: reconcileWorker, interval: configuration.reconcileInterval, logger: logger, now: { Date() }))
+    }
     return Application(
         router: router,
         configuration: .init(address: .hostname(configuration.httpHost, port: configuration.httpPort), serverName: "clapper"),

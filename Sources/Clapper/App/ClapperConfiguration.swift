@@ -51,6 +51,10 @@ public struct ClapperConfiguration: Sendable {
     public var eventsMaxLength: Int
     /// `CLAPPER_RECONCILE_INTERVAL_MS` (1000): how often the reconciler looks for due tasks; 0 turns it off.
     public var reconcileInterval: Duration
+    /// `CLAPPER_RECONCILE_POLICY`: JSON with the reconciler's schedule per model (first check
+    /// after the expected time, exponential backoff, cap), the submit grace, batch and lease
+    /// (see `ReconcilePolicy.load(json:)`); the defaults when unset.
+    public var reconcilePolicy: ReconcilePolicy
 
     public struct Error: Swift.Error, CustomStringConvertible, Sendable {
         public let key: String
@@ -80,7 +84,8 @@ public struct ClapperConfiguration: Sendable {
         corsOrigins: [String] = [],
         sseHeartbeat: Duration = .seconds(15),
         eventsMaxLength: Int = 100,
-        reconcileInterval: Duration = .seconds(1)
+        reconcileInterval: Duration = .seconds(1),
+        reconcilePolicy: ReconcilePolicy = ReconcilePolicy()
     ) {
         self.httpHost = httpHost
         self.httpPort = httpPort
@@ -104,6 +109,7 @@ public struct ClapperConfiguration: Sendable {
         self.sseHeartbeat = sseHeartbeat
         self.eventsMaxLength = eventsMaxLength
         self.reconcileInterval = reconcileInterval
+        self.reconcilePolicy = reconcilePolicy
     }
 
     /// Reads the environment, then applies `--key value` overrides from `arguments`.
@@ -145,6 +151,12 @@ public struct ClapperConfiguration: Sendable {
                 throw Error(key: "CLAPPER_AUTH_JWT_SECRET", message: "is required (or set CLAPPER_DEV_MODE=1)")
             }
         }
+        let reconcilePolicy: ReconcilePolicy
+        do {
+            reconcilePolicy = try ReconcilePolicy.load(json: reader.string("CLAPPER_RECONCILE_POLICY"))
+        } catch {
+            throw Error(key: "CLAPPER_RECONCILE_POLICY", message: error.message)
+        }
         if let secret = webhookSecret, secret.utf8.count < 16 {
             throw Error(key: "CLAPPER_WEBHOOK_SECRET", message: "must be at least 16 bytes")
         }
@@ -170,7 +182,8 @@ public struct ClapperConfiguration: Sendable {
             corsOrigins: (reader.string("CLAPPER_CORS_ORIGINS") ?? "").split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty },
             sseHeartbeat: .seconds(try reader.int("CLAPPER_SSE_HEARTBEAT_SECONDS", default: 15, range: 1...3600)),
             eventsMaxLength: try reader.int("CLAPPER_EVENTS_MAX_LEN", default: 100, range: 1...100_000),
-            reconcileInterval: .milliseconds(try reader.int("CLAPPER_RECONCILE_INTERVAL_MS", default: 1000, range: 0...3_600_000))
+            reconcileInterval: .milliseconds(try reader.int("CLAPPER_RECONCILE_INTERVAL_MS", default: 1000, range: 0...3_600_000)),
+            reconcilePolicy: reconcilePolicy
         )
     }
 

@@ -1,0 +1,94 @@
+import Foundation
+import Redis
+
+/// The reconciler's view of the due set (`clapper:due`, unfinished tasks `jobId|task` scored by
+/// their next check in ms): claiming, rescheduling, listing.
+struct DueQueue: Sendable {
+    let redis: RedisClient
+    let keys: JobKeys
+
+    /// One due task.
+    struct Entry: Sendable, Hashable {
+        var jobID: String
+        var kind: TaskKind
+        /// The next check, in ms since 1970.
+        var score: Int64
+
+        var member: String { JobStore.member(jobID: jobID, kind: kind) }
+        var nextCheck: Date { Date(timeIntervalSince1970: Double(score) / 1000) }
+
+        init?(member: String, score: Int64) {
+            guard let bar = member.lastIndex(of: "|"), let kind = TaskKind(rawValue: String(member[member.index(after: bar)...])) else { return nil }
+            self.jobID = String(member[..<bar])
+            self.kind = kind
+            self.score = score
+        }
+    }
+
+    /// Takes up to `limit` members due at `now` and pushes their scores to `leaseUntil`, in one
+    /// atomic step: another instance claiming in the same round never sees them. A claim that is
+    /// never released (a crash) simply comes due again when the lease ends.
+    /// KEYS: 1 due zset. ARGV: 1 now ms, 2 lease-until ms, 3 limit. Returns the members.
+    static let claimScript = RedisScript(#"""
+    local members = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[3]))
+    for _, member in ipairs(members) do
+      redis.call('ZADD', KEYS[1], 'XX', ARGV[2], member)
+    end
+    return members
+    """#)
+
+    func claim(now: Date, lease: TimeInterval, limit: Int) async throws -> [Entry] {
+        let leaseUntil = now.addingTimeInterval(lease).milliseconds
+        let reply = try await redis.eval(Self.claimScript, keys: [keys.due], arguments: [now.milliseconds, leaseUntil, limit])
+        return (reply.array ?? []).compactMap { $0.string.flatMap { Entry(member: $0, score: leaseUntil) } }
+    }
+
+    /// Sets the next check of a task still on the set (`XX`: a task that finished meanwhile,
+    /// and so left the set, is not put back).
+    func reschedule(_ member: String, at date: Date) async throws {
+        _ = try await redis.send(RedisCommand("ZADD", keys.due, "XX", date.milliseconds, member))
+    }
+
+    /// Drops a member whose job is gone or whose task is finished (a stale entry).
+    func remove(_ member: String) async throws {
+        _ = try await redis.send(RedisCommand("ZREM", keys.due, member))
+    }
+
+    /// Up to `limit` entries, soonest next check first.
+    func entries(limit: Int) async throws -> [Entry] {
+        let reply = try await redis.send(RedisCommand("ZRANGE", keys.due, 0, max(0, limit - 1), "WITHSCORES"))
+        let flat = reply.array ?? []
+        var entries: [Entry] = []
+        var index = 0
+        while index + 1 < flat.count {
+            if let member = flat[index].string, let score = flat[index + 1].string.flatMap(Double.init),
+               let entry = Entry(member: member, score: Int64(score)) {
+                entries.append(entry)
+            }
+            index += 2
+        }
+        return entries
+    }
+
+    /// Next check of one member, nil when it is not on the set.
+    func score(_ member: String) async throws -> Date? {
+        let reply = try await redis.send(RedisCommand("ZSCORE", keys.due, member))
+        return reply.string.flatMap(Double.init).map { Date(timeIntervalSince1970: $0 / 1000) }
+    }
+
+    /// Job ids the reconciler or an admin recently acted on (newest first), for the admin listing.
+    var recentKey: String { "\(keys.prefix):reconcile:recent" }
+
+    func noteRecent(_ jobID: String) async {
+        _ = try? await redis.pipeline([
+            RedisCommand("LREM", recentKey, 0, jobID),
+            RedisCommand("LPUSH", recentKey, jobID),
+            RedisCommand("LTRIM", recentKey, 0, 999),
+        ])
+    }
+
+    func recent(limit: Int) async throws -> [String] {
+        let reply = try await redis.send(RedisCommand("LRANGE", recentKey, 0, max(0, limit - 1)))
+        return (reply.array ?? []).compactMap(\.string)
+    }
+}
