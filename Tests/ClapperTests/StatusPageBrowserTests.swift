@@ -1,0 +1,229 @@
+import FalSim
+import Foundation
+import Testing
+import TestSupport
+
+/// The status page in a real browser: headless Chromium (Debian's `chromium` package) driven over
+/// the DevTools protocol on a pipe (`--remote-debugging-pipe`: fd 3 in, fd 4 out, NUL-separated
+/// JSON), against a gateway running with fal-sim in dev mode. Skipped when Chromium is missing
+/// (`apt-get install -y chromium`).
+@Suite("Status page in headless Chromium")
+struct StatusPageBrowserTests {
+    @Test(.timeLimit(.minutes(1)), .enabled(if: chromiumExecutable() != nil, "chromium is not installed: apt-get install -y chromium"))
+    func creatingAJobWithAudioShowsBothPlayers() async throws {
+        let chromium = try #require(chromiumExecutable())
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("clapper-status-page-\(UUID().uuidString.prefix(8))")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        try await withStack({ $0.devMode = true }) { gateway, _, _ in
+            let browser = try Browser(executable: chromium, profile: directory.appendingPathComponent("profile"))
+            do {
+                let target = try await browser.call("Target.createTarget", ["url": gateway.baseURL + "/"])
+                let targetID = try #require(target["targetId"] as? String)
+                let attached = try await browser.call("Target.attachToTarget", ["targetId": targetID, "flatten": true])
+                let session = try #require(attached["sessionId"] as? String)
+
+                // The page is there (retried while the first document is replaced).
+                _ = try await browser.evaluate(session, retries: 50, """
+                    new Promise((resolve, reject) => {
+                      const start = Date.now();
+                      (function check() {
+                        if (document.readyState === "complete" && document.getElementById("create-job")) resolve(true);
+                        else if (Date.now() - start > 10000) reject(new Error("no form"));
+                        else setTimeout(check, 20);
+                      })();
+                    })
+                    """)
+
+                // Fill the form as a person would and submit it.
+                _ = try await browser.evaluate(session, """
+                    (() => {
+                      document.getElementById("prompt").value = "a paper boat on a rainy street\\n<b>not bold</b>";
+                      document.getElementById("duration").value = "2";
+                      document.getElementById("audio").checked = true;
+                      document.getElementById("tier").value = "fast";
+                      document.getElementById("tier").dispatchEvent(new Event("change"));
+                      document.getElementById("mode").value = "parallel";
+                      document.getElementById("submit").click();
+                      return true;
+                    })()
+                    """)
+
+                // Wait (on DOM changes, not a timer) for the card to show both players.
+                let result = try await browser.evaluate(session, """
+                    new Promise((resolve, reject) => {
+                      const state = () => {
+                        const card = document.querySelector(".job-card");
+                        const video = card && card.querySelector("video.job-video");
+                        const audio = card && card.querySelector("audio.job-audio");
+                        const status = card && card.querySelector(".badge.status").textContent;
+                        return { video: video ? video.src : null, audio: audio ? audio.src : null, status,
+                                 prompt: card ? card.querySelector(".prompt").textContent : null,
+                                 bold: card ? card.querySelectorAll("b").length : -1,
+                                 formStatus: document.getElementById("form-status").textContent };
+                      };
+                      const done = () => { const s = state(); return s.video && s.audio && s.status === "completed"; };
+                      if (done()) return resolve(state());
+                      const observer = new MutationObserver(() => { if (done()) { observer.disconnect(); resolve(state()); } });
+                      observer.observe(document.body, { subtree: true, childList: true, characterData: true, attributes: true });
+                      setTimeout(() => { observer.disconnect(); reject(new Error("players did not appear: " + JSON.stringify(state()))); }, 40000);
+                    })
+                    """)
+                let state = try #require(result as? [String: Any])
+                #expect((state["video"] as? String)?.hasPrefix("http") == true)
+                #expect((state["audio"] as? String)?.hasPrefix("http") == true)
+                #expect(state["status"] as? String == "completed")
+                #expect(state["prompt"] as? String == "a paper boat on a rainy street\n<b>not bold</b>")
+                #expect(state["bold"] as? Int == 0)
+
+                let shot = try await browser.call("Page.captureScreenshot", ["format": "png", "captureBeyondViewport": true], session: session)
+                let png = try #require((shot["data"] as? String).flatMap { Data(base64Encoded: $0) })
+                let file = directory.appendingPathComponent("status-page.png")
+                try png.write(to: file)
+                #expect(png.count > 1000)
+                print("status page screenshot: \(file.path)")
+                await browser.close()
+            } catch {
+                await browser.close()
+                throw error
+            }
+        }
+    }
+}
+
+func chromiumExecutable() -> String? {
+    ["/usr/bin/chromium", "/usr/bin/chromium-browser", "/usr/bin/google-chrome"].first { FileManager.default.isExecutableFile(atPath: $0) }
+}
+
+/// Headless Chromium with a DevTools-protocol connection on a pipe.
+///
+/// `@unchecked Sendable` proof: the mutable state (`nextID`, `pending`, `buffer`) is only touched
+/// while `lock` is held; the process and pipes are set in `init` and only read afterwards.
+final class Browser: @unchecked Sendable {
+    private let process = Process()
+    private let input = Pipe()
+    private let output = Pipe()
+    private let lock = NSLock()
+    private var nextID = 0
+    /// Each waiting call, resumed with the raw JSON of its `result`.
+    private var pending: [Int: CheckedContinuation<Data, any Error>] = [:]
+    private var buffer = Data()
+
+    struct ProtocolError: Error, CustomStringConvertible {
+        let description: String
+    }
+
+    init(executable: String, profile: URL) throws {
+        let arguments = [
+            "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run",
+            "--no-default-browser-check", "--mute-audio", "--window-size=1100,1300", "--remote-debugging-pipe",
+            "--user-data-dir=\(profile.path)", "about:blank",
+        ]
+        let quoted = ([executable] + arguments).map { "'" + $0.replacingOccurrences(of: "'", with: "'\\''") + "'" }.joined(separator: " ")
+        process.executableURL = URL(fileURLWithPath: "/bin/sh")
+        // fd 3 <- our input pipe, fd 4 -> our output pipe; Chromium's own output is discarded.
+        process.arguments = ["-c", "exec \(quoted) 3<&0 4>&1 </dev/null >/dev/null 2>/dev/null"]
+        process.standardInput = input
+        process.standardOutput = output
+        output.fileHandleForReading.readabilityHandler = { [weak self] handle in
+            let data = handle.availableData
+            guard let self else { return }
+            if data.isEmpty {
+                handle.readabilityHandler = nil
+                self.failAll(ProtocolError(description: "the browser closed its pipe"))
+            } else {
+                self.received(data)
+            }
+        }
+        try process.run()
+    }
+
+    /// Calls a DevTools method (on a page when `session` is given) and returns its `result`.
+    func call(_ method: String, _ params: [String: Any] = [:], session: String? = nil) async throws -> [String: Any] {
+        let result = try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Data, any Error>) in
+            let message: Data
+            lock.lock()
+            nextID += 1
+            let id = nextID
+            var object: [String: Any] = ["id": id, "method": method, "params": params]
+            if let session { object["sessionId"] = session }
+            do {
+                message = try JSONSerialization.data(withJSONObject: object)
+            } catch {
+                lock.unlock()
+                continuation.resume(throwing: error)
+                return
+            }
+            pending[id] = continuation
+            lock.unlock()
+            input.fileHandleForWriting.write(message + Data([0]))
+        }
+        return (try JSONSerialization.jsonObject(with: result) as? [String: Any]) ?? [:]
+    }
+
+    /// Evaluates `expression` in the page (awaiting a promise) and returns its value.
+    func evaluate(_ session: String, retries: Int = 0, _ expression: String) async throws -> Any? {
+        var attempt = 0
+        while true {
+            let result: [String: Any]
+            do {
+                result = try await call("Runtime.evaluate", ["expression": expression, "awaitPromise": true, "returnByValue": true], session: session)
+            } catch let error as ProtocolError where attempt < retries {
+                // "Execution context was destroyed": the document was replaced under the script.
+                _ = error
+                attempt += 1
+                try await Task.sleep(for: .milliseconds(100))
+                continue
+            }
+            if let exception = result["exceptionDetails"] as? [String: Any] {
+                if attempt < retries {
+                    attempt += 1
+                    try await Task.sleep(for: .milliseconds(100))
+                    continue
+                }
+                let text = ((exception["exception"] as? [String: Any])?["description"] as? String) ?? "\(exception)"
+                throw ProtocolError(description: "page script failed: \(text)")
+            }
+            return (result["result"] as? [String: Any])?["value"]
+        }
+    }
+
+    func close() async {
+        _ = try? await call("Browser.close")
+        if process.isRunning { process.terminate() }
+        process.waitUntilExit()
+        output.fileHandleForReading.readabilityHandler = nil
+    }
+
+    private func received(_ data: Data) {
+        var messages: [Data] = []
+        lock.lock()
+        buffer.append(data)
+        while let end = buffer.firstIndex(of: 0) {
+            messages.append(buffer[buffer.startIndex..<end])
+            buffer = Data(buffer[(end + 1)...])
+        }
+        lock.unlock()
+        for message in messages {
+            guard let object = (try? JSONSerialization.jsonObject(with: message)) as? [String: Any],
+                  let id = object["id"] as? Int
+            else { continue }  // events: not needed
+            lock.lock()
+            let continuation = pending.removeValue(forKey: id)
+            lock.unlock()
+            if let error = object["error"] as? [String: Any] {
+                continuation?.resume(throwing: ProtocolError(description: "\(error["message"] ?? error)"))
+            } else {
+                let result = (try? JSONSerialization.data(withJSONObject: object["result"] ?? [String: Any]())) ?? Data("{}".utf8)
+                continuation?.resume(returning: result)
+            }
+        }
+    }
+
+    private func failAll(_ error: any Error) {
+        lock.lock()
+        let waiting = pending
+        pending = [:]
+        lock.unlock()
+        for continuation in waiting.values { continuation.resume(throwing: error) }
+    }
+}
