@@ -9,12 +9,17 @@ import TestSupport
 /// (`apt-get install -y chromium`).
 @Suite("Status page in headless Chromium")
 struct StatusPageBrowserTests {
-    @Test(.timeLimit(.minutes(1)), .enabled(if: chromiumExecutable() != nil, "chromium is not installed: apt-get install -y chromium"))
-    func creatingAJobWithAudioShowsBothPlayers() async throws {
+    /// With `audioFails`, fal-sim fails the audio: the card shows the video player and
+    /// "Audio generation failed" with the error, and no audio player.
+    @Test(.timeLimit(.minutes(1)), .enabled(if: chromiumExecutable() != nil, "chromium is not installed: apt-get install -y chromium"), arguments: [false, true])
+    func creatingAJobWithAudioShowsThePlayers(audioFails: Bool) async throws {
         let chromium = try #require(chromiumExecutable())
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("clapper-status-page-\(UUID().uuidString.prefix(8))")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
-        try await withStack({ $0.devMode = true }) { gateway, _, _ in
+        try await withStack({ $0.devMode = true }) { gateway, sim, _ in
+            if audioFails {
+                try await sim.addFaultRule(FalSimFaultRule(model: "cassetteai/sound-effects-generator", faults: ["fail"]))
+            }
             let browser = try Browser(executable: chromium, profile: directory.appendingPathComponent("profile"))
             do {
                 let target = try await browser.call("Target.createTarget", ["url": gateway.baseURL + "/"])
@@ -56,12 +61,15 @@ struct StatusPageBrowserTests {
                         const video = card && card.querySelector("video.job-video");
                         const audio = card && card.querySelector("audio.job-audio");
                         const status = card && card.querySelector(".badge.status").textContent;
+                        const failure = card && card.querySelector(".audio-failed");
                         return { video: video ? video.src : null, audio: audio ? audio.src : null, status,
+                                 audioFailure: failure && !failure.hidden ? failure.textContent : null,
                                  prompt: card ? card.querySelector(".prompt").textContent : null,
                                  bold: card ? card.querySelectorAll("b").length : -1,
                                  formStatus: document.getElementById("form-status").textContent };
                       };
-                      const done = () => { const s = state(); return s.video && s.audio && s.status === "completed"; };
+                      const audioFails = \(audioFails);
+                      const done = () => { const s = state(); return s.video && (audioFails ? s.audioFailure : s.audio) && s.status === "completed"; };
                       if (done()) return resolve(state());
                       const observer = new MutationObserver(() => { if (done()) { observer.disconnect(); resolve(state()); } });
                       observer.observe(document.body, { subtree: true, childList: true, characterData: true, attributes: true });
@@ -70,14 +78,20 @@ struct StatusPageBrowserTests {
                     """)
                 let state = try #require(result as? [String: Any])
                 #expect((state["video"] as? String)?.hasPrefix("http") == true)
-                #expect((state["audio"] as? String)?.hasPrefix("http") == true)
+                if audioFails {
+                    #expect(state["audio"] is NSNull)
+                    #expect((state["audioFailure"] as? String)?.hasPrefix("Audio generation failed: ") == true)
+                } else {
+                    #expect((state["audio"] as? String)?.hasPrefix("http") == true)
+                    #expect(state["audioFailure"] is NSNull)
+                }
                 #expect(state["status"] as? String == "completed")
                 #expect(state["prompt"] as? String == "a paper boat on a rainy street\n<b>not bold</b>")
                 #expect(state["bold"] as? Int == 0)
 
                 let shot = try await browser.call("Page.captureScreenshot", ["format": "png", "captureBeyondViewport": true], session: session)
                 let png = try #require((shot["data"] as? String).flatMap { Data(base64Encoded: $0) })
-                let file = directory.appendingPathComponent("status-page.png")
+                let file = directory.appendingPathComponent(audioFails ? "status-page-audio-failed.png" : "status-page.png")
                 try png.write(to: file)
                 #expect(png.count > 1000)
                 print("status page screenshot: \(file.path)")
