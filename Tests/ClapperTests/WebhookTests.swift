@@ -145,6 +145,39 @@ struct WebhookTests {
     }
 
     @Test(.timeLimit(.minutes(1)))
+    func afterVideoSubmitsTheAudioOnceWhenTwoInstancesGetTheVideoWebhookTwiceAtOnce() async throws {
+        let setup = SimSetup()
+        try await withRedisServer { redis in
+            try await withFalSim(configuration: setup.configuration) { sim in
+                try await withGateway(redis: redis, sim: sim) { first in
+                    try await withGateway(redis: redis, sim: sim) { second in
+                        let marker = "synced-\(UUID())"
+                        try await sim.addFaultRule(FalSimFaultRule(model: "fal-ai/ltx-video-13b-distilled", promptContains: marker, faults: ["drop-webhook"]))
+                        let created = try await first.send(.POST, "/v1/jobs", token: alice, body: jobBody(marker, tier: "synced"))
+                        let jobID = try #require(created.json["jobId"] as? String)
+                        let requestID = try #require(try await first.job(jobID, token: alice)["videoRequestId"] as? String)
+                        let record = try #require(await sim.wait(requestID: requestID) { $0.webhookBody != nil })
+                        let body = Array(try #require(record.webhookBody).utf8)
+                        let url = try #require(record.webhookURL)
+                        let path = String(url.drop(while: { $0 != "/" }).dropFirst(2).drop(while: { $0 != "/" }))
+                        let sender = WebhookSender(key: setup.signingKey)
+                        async let a1 = sender.send(body, requestID: requestID, to: first.baseURL + path)
+                        async let b1 = sender.send(body, requestID: requestID, to: second.baseURL + path)
+                        async let a2 = sender.send(body, requestID: requestID, to: first.baseURL + path)
+                        async let b2 = sender.send(body, requestID: requestID, to: second.baseURL + path)
+                        let replies = try await [a1, b1, a2, b2]
+                        #expect(replies.filter { $0.body.contains("\"applied\":true") }.count == 1)
+                        let done = try await waitForJob(jobID, gateway: second, redis: redis, token: alice, until: isFinished)
+                        #expect(done["audioStatus"] as? String == "completed")
+                        let audioSubmits = await sim.requests().filter { $0.model == "fal-ai/mmaudio-v2" && $0.input.contains(marker) }
+                        #expect(audioSubmits.count == 1)
+                    }
+                }
+            }
+        }
+    }
+
+    @Test(.timeLimit(.minutes(1)))
     func forgedStaleTamperedForeignAndWrongTokenWebhooksAreRejected() async throws {
         let setup = SimSetup()
         try await withStack(sim: setup) { gateway, sim, _ in
