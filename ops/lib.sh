@@ -20,6 +20,8 @@ ensure_packages() {
 # What building and testing Clapper needs on Debian 12.
 ensure_build_deps() {
     ensure_packages libhiredis-dev libcurl4-openssl-dev redis-server pkg-config python3
+    # The status-page test drives a real headless browser.
+    ensure_packages chromium
     # The webhook-signature test checks fal-sim's signatures with Python's `cryptography`.
     if ! python3 -c 'import cryptography' 2>/dev/null; then
         ensure_packages python3-cryptography
