@@ -110,7 +110,12 @@ struct ReconcilerTests {
 
     @Test(.timeLimit(.minutes(1)))
     func aTaskPastItsModelTimeoutIsCanceledAtFalAndTimedOut() async throws {
-        let slowSim = ReconcileSetup.sim(faults: ["drop-webhook"]) { $0.runDelay = .seconds(30) }
+        // One slot at fal, taken for a minute by the first job: the second waits in fal's queue,
+        // where a cancel ends it (a running request may finish anyway).
+        let slowSim = ReconcileSetup.sim(faults: ["drop-webhook"]) {
+            $0.concurrency = 1
+            $0.runDelay = .seconds(60)
+        }
         try await withReconcileStack(sim: slowSim, {
             ReconcileSetup.on(&$0)
             var catalog = try! ModelCatalog.load(json: ReconcileSetup.catalogJSON)
@@ -118,13 +123,19 @@ struct ReconcilerTests {
             $0.modelCatalogJSON = String(decoding: try! JSONEncoder().encode(catalog), as: UTF8.self)
         }) { gateway, sim, redis in
             let token = TestUsers.token("slow-\(UUID())")
-            let id = try #require(try await gateway.send(.POST, "/v1/jobs", token: token, body: jobBody("slow \(UUID())", audio: false)).json["jobId"] as? String)
-            let done = try await waitForJob(id, gateway: gateway, redis: redis, token: token, until: isFinished)
-            #expect(done["videoStatus"] as? String == "timed_out")
-            #expect(done["videoErrorCode"] as? String == "timed_out")
-            let requestID = try #require(done["videoRequestId"] as? String)
-            let record = await sim.wait(requestID: requestID) { $0.state == .completed }
-            #expect(record?.outcome == .canceled)
+            let running = try #require(try await gateway.send(.POST, "/v1/jobs", token: token, body: jobBody("slow \(UUID())", audio: false)).json["jobId"] as? String)
+            let queued = try #require(try await gateway.send(.POST, "/v1/jobs", token: token, body: jobBody("waiting \(UUID())", audio: false)).json["jobId"] as? String)
+            for id in [running, queued] {
+                let done = try await waitForJob(id, gateway: gateway, redis: redis, token: token, until: isFinished)
+                #expect(done["status"] as? String == "failed")
+                #expect(done["videoStatus"] as? String == "timed_out")
+                #expect(done["videoErrorCode"] as? String == "timed_out")
+            }
+            let queuedRequest = try #require(try await gateway.job(queued, token: token)["videoRequestId"] as? String)
+            let record = await sim.wait(requestID: queuedRequest) { $0.state == .completed }
+            #expect(record?.outcome == .canceled, "the queued request was canceled at fal")
+            let metrics = try await gateway.send(.GET, "/metrics").text
+            #expect(metrics.contains(#"clapper_reconcile_fixes_total{kind="timeout"}"#))
         }
     }
 
@@ -150,8 +161,8 @@ struct ReconcilerTests {
             let (workerB, redisB) = try makeWorker(server: server, simURL: simURL, publicURL: gateway.baseURL, transport: countB)
             var policy = ReconcileSetup.policy
             policy.batchSize = 10
-            let a = Reconciler(worker: TaskReconciler(processor: workerA.processor, queue: workerA.queue, policy: policy), interval: .milliseconds(10), logger: Logger(label: "a"), now: { Date() })
-            let b = Reconciler(worker: TaskReconciler(processor: workerB.processor, queue: workerB.queue, policy: policy), interval: .milliseconds(10), logger: Logger(label: "b"), now: { Date() })
+            let a = Reconciler(worker: TaskReconciler(processor: workerA.processor, queue: workerA.queue, policy: policy), interval: .milliseconds(10), logger: quiet("a"), now: { Date() })
+            let b = Reconciler(worker: TaskReconciler(processor: workerB.processor, queue: workerB.queue, policy: policy), interval: .milliseconds(10), logger: quiet("b"), now: { Date() })
             var rounds = 0
             while rounds < 100 {
                 async let claimedA = a.round()
@@ -298,4 +309,10 @@ final class ClapperProcess: Sendable {
 struct ReconcileTestFailure: Error, CustomStringConvertible {
     let description: String
     init(_ description: String) { self.description = description }
+}
+
+func quiet(_ label: String) -> Logger {
+    var logger = Logger(label: label)
+    logger.logLevel = .warning
+    return logger
 }
