@@ -1,4 +1,5 @@
 import Crypto
+import Fal
 import Foundation
 
 /// A validated `POST /v1/jobs` body:
@@ -65,8 +66,8 @@ public struct CreateJobRequest: Sendable, Hashable {
     /// Parses and validates a body. Throws `JobValidationError` with 400 (`invalid_json`,
     /// `invalid_field`) or 422 (`unknown_field`, `validation_failed`).
     public static func parse(_ body: [UInt8], catalog: ModelCatalog) throws(JobValidationError) -> CreateJobRequest {
-        guard let members = RawJSON.members(in: body) else {
-            throw RawJSON.isValid(body) ? .invalidJSON("the body must be a JSON object") : .invalidJSON("the body is not valid JSON")
+        guard let members = Fields.members(of: body[...]) else {
+            throw (try? RawJSON.validate(body[...])) != nil ? .invalidJSON("the body must be a JSON object") : .invalidJSON("the body is not valid JSON")
         }
         let top = try Fields(members, in: body, prefix: "", allowed: ["prompt", "durationSeconds", "feature", "audioMode", "video", "metadata"])
 
@@ -174,6 +175,29 @@ private struct Fields {
     let prefix: String
     let values: [String: Range<Int>]
 
+    /// What kind of JSON value starts with a byte (the text is already validated).
+    enum Kind {
+        case object, array, string, number, bool, null
+
+        init(startingWith byte: UInt8) {
+            switch byte {
+            case UInt8(ascii: "{"): self = .object
+            case UInt8(ascii: "["): self = .array
+            case UInt8(ascii: "\""): self = .string
+            case UInt8(ascii: "t"), UInt8(ascii: "f"): self = .bool
+            case UInt8(ascii: "n"): self = .null
+            default: self = .number
+            }
+        }
+    }
+
+    /// The members of the object in `bytes` with the range of each value in the whole body;
+    /// nil unless `bytes` is one valid JSON object in UTF-8.
+    static func members(of bytes: ArraySlice<UInt8>) -> [(key: String, range: Range<Int>)]? {
+        guard String(validating: bytes, as: UTF8.self) != nil, let members = try? RawJSON.members(of: bytes) else { return nil }
+        return members.map { ($0.key, $0.value.startIndex..<$0.value.endIndex) }
+    }
+
     init(_ members: [(key: String, range: Range<Int>)], in body: [UInt8], prefix: String, allowed: Set<String>) throws(JobValidationError) {
         var values: [String: Range<Int>] = [:]
         for member in members {
@@ -190,9 +214,9 @@ private struct Fields {
     }
 
     /// The value's range, nil when absent or null.
-    private func range(_ key: String, expecting: RawJSON.ValueType, described: String) throws(JobValidationError) -> Range<Int>? {
+    private func range(_ key: String, expecting: Kind, described: String) throws(JobValidationError) -> Range<Int>? {
         guard let range = values[key] else { return nil }
-        let type = RawJSON.type(at: range.lowerBound, in: body)
+        let type = Kind(startingWith: body[range.lowerBound])
         if type == .null { return nil }
         guard type == expecting else { throw .invalidField(prefix + key, expected: described) }
         return range
@@ -223,7 +247,7 @@ private struct Fields {
 
     func object(_ key: String, allowed: Set<String>) throws(JobValidationError) -> Fields? {
         guard let range = try range(key, expecting: .object, described: "an object") else { return nil }
-        guard let members = RawJSON.members(in: body, range: range) else { throw .invalidField(prefix + key, expected: "an object") }
+        guard let members = Self.members(of: body[range]) else { throw .invalidField(prefix + key, expected: "an object") }
         return try Fields(members, in: body, prefix: prefix + key + ".", allowed: allowed)
     }
 

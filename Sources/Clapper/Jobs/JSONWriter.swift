@@ -1,3 +1,4 @@
+import Fal
 import Foundation
 
 /// Writes JSON text by hand, for bodies that splice in raw JSON bytes (fal's outputs, the
@@ -47,7 +48,7 @@ struct JSONWriter {
     /// Splices `raw` in byte for byte when it is one valid JSON value; writes `null` otherwise,
     /// so a broken input can never break the document.
     mutating func raw(_ raw: [UInt8]?) {
-        if let raw, RawJSON.isValid(raw) { bytes.append(contentsOf: raw) } else { null() }
+        if let raw, String(validating: raw, as: UTF8.self) != nil, (try? RawJSON.validate(raw[...])) != nil { bytes.append(contentsOf: raw) } else { null() }
     }
 
     mutating func field(_ name: String, _ value: String?) { key(name); string(value) }

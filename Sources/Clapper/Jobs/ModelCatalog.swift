@@ -1,3 +1,4 @@
+import Fal
 import Foundation
 
 /// The fal models Clapper uses: the video model and the audio tiers, with the data the rules need
@@ -238,7 +239,7 @@ public struct ModelCatalog: Codable, Sendable, Hashable {
     public func mediaURL(inOutput output: [UInt8], model id: String) -> String? {
         let paths = model(id: id).map { [$0.outputMediaPath] } ?? ["video.url", "audio_file.url", "audio.url"]
         for path in paths {
-            if let url = RawJSON.string(at: RawJSON.path(path), in: output) { return url }
+            if let url = RawJSON.string(atPath: path, in: output) { return url }
         }
         return nil
     }
