@@ -55,7 +55,9 @@ struct StatusPageTests {
     func aCreatedJobStreamsToDoneWithBothPlayersURLs() async throws {
         try await withStack { gateway, _, _ in
             let prompt = "a lighthouse\nin fog\r\u{2028}at night \(UUID())"
+            print("e2e: gateway up on \(gateway.port)")
             let created = try await gateway.send(.POST, "/v1/jobs", token: TestUsers.token("sam"), body: jobBody(prompt))
+            print("e2e: created \(created.status)")
             #expect(created.status == 202)
             let eventsURL = try #require(created.json["eventsUrl"] as? String)
             let url = try #require(URL(string: eventsURL))
@@ -73,6 +75,7 @@ struct StatusPageTests {
                 }
                 #expect(event.dataLines == 1)
                 last = try #require(try JSONSerialization.jsonObject(with: Data((event.data ?? "").utf8)) as? [String: Any])
+                print("e2e: \(event.event ?? "?") v\(last["version"] ?? "?") \(last["status"] ?? "?") video \(last["videoStatus"] ?? "?") audio \(last["audioStatus"] ?? "?")")
                 versions.append(last["version"] as? Int ?? -1)
             }
             #expect(sawDone)
