@@ -37,7 +37,7 @@ func buildApplication(
         logger: logger
     )
     let processor = JobProcessor(
-        store: JobStore(repository: repository, catalog: catalog),
+        store: JobStore(repository: repository, catalog: catalog, policy: configuration.reconcilePolicy),
         fal: fal,
         catalog: catalog,
         webhookTokens: WebhookToken(secret: configuration.webhookSecret),

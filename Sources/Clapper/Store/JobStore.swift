@@ -6,6 +6,8 @@ import Redis
 struct JobStore: Sendable {
     let repository: JobRepository
     let catalog: ModelCatalog
+    /// When the reconciler first looks at a task (the same schedule it keeps afterwards).
+    var policy = ReconcilePolicy()
 
     struct Loaded: Sendable {
         var job: Job
@@ -132,10 +134,16 @@ struct JobStore: Sendable {
                 changes.append(.unschedule(member: member))
             } else {
                 let model = catalog.model(id: task.model)
-                let delay = task.status == .pending && task.submitStartedAt == nil && task.kind == .audio && after.audioMode == .afterVideo
-                    ? model?.timeoutSeconds ?? 3600
-                    : task.status == .pending ? 30 : model?.expectedSeconds ?? 60
-                let at = after.updatedAt.addingTimeInterval(TimeInterval(delay))
+                let at: Date
+                if task.status == .pending, task.kind == .audio, after.audioMode == .afterVideo, task.submitStartedAt == nil {
+                    // Waits for the video: the video's completion submits it; a late look catches a crash in between.
+                    at = after.updatedAt.addingTimeInterval(TimeInterval(model?.timeoutSeconds ?? 3600))
+                } else if task.status == .pending {
+                    // Not acknowledged by fal yet: a crash or an unknown submit outcome shows here.
+                    at = after.updatedAt.addingTimeInterval(policy.submitGraceSeconds)
+                } else {
+                    at = policy.firstCheck(acceptedAt: task.submittedAt ?? after.updatedAt, model: task.model, expectedSeconds: model?.expectedSeconds ?? 60)
+                }
                 changes.append(.schedule(member: member, atMilliseconds: at.milliseconds))
             }
         }
