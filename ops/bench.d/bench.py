@@ -1,0 +1,420 @@
+#!/usr/bin/env python3
+"""ops/bench's driver: starts redis-server, fal-sim, a JWKS file server, Clapper (release) and
+nginx+nchan on loopback, runs each measurement at least 3 times, prints one table and writes it
+to bench/results/<date>.md. Everything it starts is stopped on exit (by pid)."""
+import datetime, hashlib, hmac, http.server, json, os, re, resource, secrets, signal, socket
+import statistics, subprocess, sys, tempfile, threading, time, uuid
+
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+QUICK = "--quick" in sys.argv
+BIN = sys.argv[sys.argv.index("--bin") + 1]
+RUNS = 3
+WEBHOOK_SECRET = "bench-webhook-secret-0123456789abcdef"
+FAL_USER = "bench-user"
+TMP = tempfile.mkdtemp(prefix="clapper-bench.")
+procs = []
+deadline = time.monotonic() + (170 if QUICK else 1500)  # hard stop of the whole run
+
+
+def log(msg):
+    print(f"==> {msg}", file=sys.stderr, flush=True)
+
+
+def free_port():
+    s = socket.socket(); s.bind(("127.0.0.1", 0)); port = s.getsockname()[1]; s.close(); return port
+
+
+def wait_port(port, limit=30):
+    end = time.monotonic() + limit
+    while time.monotonic() < end:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.5).close(); return
+        except OSError:
+            time.sleep(0.1)
+    raise SystemExit(f"nothing listens on {port} after {limit}s")
+
+
+def start(name, argv, env=None):
+    out = open(os.path.join(TMP, f"{name}.log"), "wb")
+    p = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+    procs.append(p)
+    return p
+
+
+def stop_all():
+    for p in reversed(procs):
+        if p.poll() is None:
+            try: os.killpg(p.pid, signal.SIGTERM)
+            except OSError: pass
+    for p in reversed(procs):
+        try: p.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            try: os.killpg(p.pid, signal.SIGKILL)
+            except OSError: pass
+
+
+def child_cpu():
+    r = resource.getrusage(resource.RUSAGE_CHILDREN); return r.ru_utime + r.ru_stime
+
+
+def run_timed(argv, limit):
+    """Runs a load generator; returns (stdout, its CPU seconds, wall seconds)."""
+    c0, t0 = child_cpu(), time.monotonic()
+    out = subprocess.run(argv, capture_output=True, text=True, timeout=limit)
+    if out.returncode != 0:
+        raise SystemExit(f"{argv[0]} failed: {out.stderr[:1500]}")
+    return out.stdout, child_cpu() - c0, time.monotonic() - t0
+
+
+def tool(mode, limit=90, **flags):
+    argv = [os.path.join(BIN, "clapper-bench"), mode, "--timeout", str(limit - 10)]
+    for k, v in flags.items():
+        argv += ["--" + k.replace("_", "-"), str(v)]
+    stdout, _, _ = run_timed(argv, limit)
+    result = json.loads(stdout.strip().splitlines()[-1])
+    if result.get("error"): raise SystemExit(f"clapper-bench {mode}: {result['error']}")
+    return result
+
+
+# MARK: - a small RESP client (setup only; nothing measured goes through it)
+
+class Redis:
+    def __init__(self, port):
+        self.sock = socket.create_connection(("127.0.0.1", port)); self.f = self.sock.makefile("rb")
+
+    @staticmethod
+    def encode(args):
+        parts = [b"*%d\r\n" % len(args)]
+        for a in args:
+            a = a if isinstance(a, bytes) else str(a).encode()
+            parts += [b"$%d\r\n" % len(a), a, b"\r\n"]
+        return b"".join(parts)
+
+    def read(self):
+        line = self.f.readline(); kind, rest = line[:1], line[1:-2]
+        if kind == b"+": return rest.decode()
+        if kind == b"-": raise RuntimeError(rest.decode())
+        if kind == b":": return int(rest)
+        if kind == b"$":
+            n = int(rest)
+            if n < 0: return None
+            data = self.f.read(n + 2); return data[:-2]
+        if kind == b"*":
+            n = int(rest); return None if n < 0 else [self.read() for _ in range(n)]
+        raise RuntimeError(f"bad reply {line!r}")
+
+    def call(self, *args):
+        self.sock.sendall(self.encode(args)); return self.read()
+
+    def pipeline(self, commands, chunk=500):
+        replies = []
+        for i in range(0, len(commands), chunk):
+            batch = commands[i:i + chunk]
+            self.sock.sendall(b"".join(self.encode(c) for c in batch))
+            replies += [self.read() for _ in batch]
+        return replies
+
+
+def lua_apply_script():
+    """JobScripts.apply, read out of the Swift source: the script ops/bench runs is Clapper's."""
+    text = open(os.path.join(ROOT, "Sources/Clapper/Store/JobScripts.swift")).read()
+    body = re.search(r'RedisScript\(#"""\n(.*?)\n\s*"""#\)', text, re.S).group(1)
+    return "\n".join(line[4:] if line.startswith("    ") else line for line in body.splitlines())
+
+
+# MARK: - Ed25519 signing (fal's scheme) and the JWKS Clapper fetches
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives import serialization
+import base64
+
+SIGNING_KEY = Ed25519PrivateKey.generate()
+
+
+def jwks_document():
+    raw = SIGNING_KEY.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+    x = base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+    return json.dumps({"keys": [{"kty": "OKP", "crv": "Ed25519", "x": x, "kid": "bench"}]}).encode()
+
+
+def webhook_request(job_id, request_id, port):
+    body = json.dumps({"request_id": request_id, "gateway_request_id": request_id, "status": "OK",
+                       "payload": {"video": {"url": f"http://127.0.0.1:1/_sim/media/video/{request_id}.mp4",
+                                             "content_type": "video/mp4", "file_name": "v.mp4", "file_size": 123456}}},
+                      separators=(", ", ": ")).encode()
+    ts = str(int(time.time()))
+    message = f"{request_id}\n{FAL_USER}\n{ts}\n{hashlib.sha256(body).hexdigest()}".encode()
+    signature = SIGNING_KEY.sign(message).hex()
+    token = hmac.new(WEBHOOK_SECRET.encode(), f"{job_id}:video".encode(), hashlib.sha256).hexdigest()
+    head = (f"POST /v1/webhooks/fal/{job_id}/video?token={token} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
+            f"Content-Type: application/json\r\nX-Fal-Webhook-Request-Id: {request_id}\r\n"
+            f"X-Fal-Webhook-User-Id: {FAL_USER}\r\nX-Fal-Webhook-Timestamp: {ts}\r\n"
+            f"X-Fal-Webhook-Signature: {signature}\r\nContent-Length: {len(body)}\r\n\r\n").encode()
+    return head + body
+
+
+def write_records(path, records):
+    with open(path, "wb") as f:
+        for key, raw in records:
+            f.write(f"{key} {len(raw)}\n".encode()); f.write(raw)
+    return path
+
+
+def write_paths(path, pairs):
+    with open(path, "w") as f:
+        for key, p in pairs: f.write(f"{key} {p}\n")
+    return path
+
+
+# MARK: - figures
+
+rss_after_fanout = 0
+results = {}  # name -> list of per-run dicts
+
+
+def record(name, value):
+    results.setdefault(name, []).append(value)
+
+
+def med(name, key):
+    values = [r[key] for r in results.get(name, []) if isinstance(r.get(key), (int, float)) and r[key] >= 0]
+    return (statistics.median(values), min(values), max(values), len(values)) if values else None
+
+
+def fmt(stat, unit="", digits=0):
+    if not stat: return "n/a"
+    m, lo, hi, n = stat
+    f = lambda v: f"{v:,.{digits}f}"
+    return f"{f(m)}{unit} ({f(lo)}–{f(hi)}, n={n})"
+
+
+def main():
+    os.makedirs(os.path.join(ROOT, "bench", "results"), exist_ok=True)
+    quiet_start = subprocess.run("pgrep -fc 'swift-build|swift-test' || true", shell=True, capture_output=True, text=True).stdout.strip()
+    load_start = open("/proc/loadavg").read().split()[:3]
+
+    # --- servers
+    redis_port, sim_port, jwks_port, http_port, nginx_port = (free_port() for _ in range(5))
+    start("redis", ["redis-server", "--port", str(redis_port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+                    "--dir", TMP, "--loglevel", "warning"])
+    wait_port(redis_port)
+    jwks_dir = os.path.join(TMP, "jwks"); os.makedirs(jwks_dir)
+    open(os.path.join(jwks_dir, "jwks.json"), "wb").write(jwks_document())
+    start("jwks", [sys.executable, "-m", "http.server", str(jwks_port), "--bind", "127.0.0.1", "--directory", jwks_dir])
+    start("fal-sim", [os.path.join(BIN, "fal-sim"), "--host", "127.0.0.1", "--port", str(sim_port), "--key", "sim-key:sim-secret",
+                      "--user-id", FAL_USER, "--queue-delay-ms", "0", "--run-delay-ms", "0", "--concurrency", "100000",
+                      "--fault", "drop-webhook"])
+    wait_port(jwks_port); wait_port(sim_port)
+    env = dict(os.environ,
+               CLAPPER_HTTP_HOST="127.0.0.1", CLAPPER_HTTP_PORT=str(http_port), CLAPPER_PUBLIC_URL=f"http://127.0.0.1:{http_port}",
+               CLAPPER_REDIS_URL=f"redis://127.0.0.1:{redis_port}", FAL_KEY="sim-key:sim-secret",
+               FAL_QUEUE_URL=f"http://127.0.0.1:{sim_port}", FAL_JWKS_URL=f"http://127.0.0.1:{jwks_port}/jwks.json",
+               FAL_WEBHOOK_USER_ID=FAL_USER, CLAPPER_WEBHOOK_VERIFY="true", CLAPPER_WEBHOOK_SECRET=WEBHOOK_SECRET,
+               CLAPPER_DEV_MODE="1", CLAPPER_RECONCILE_INTERVAL_MS="0", CLAPPER_LOG_LEVEL="warning")
+    def start_clapper():
+        p = start("clapper", [os.path.join(BIN, "clapper")], env=env); wait_port(http_port); return p
+    clapper = start_clapper()
+    conf = open(os.path.join(ROOT, "ops/bench.d/nginx.conf")).read().replace("@TMP@", TMP) \
+        .replace("@PORT@", str(nginx_port)).replace("@REDIS_PORT@", str(redis_port))
+    open(os.path.join(TMP, "nginx.conf"), "w").write(conf)
+    def start_nginx():
+        p = start("nginx", ["nginx", "-e", os.path.join(TMP, "nginx-error.log"), "-p", TMP, "-c", os.path.join(TMP, "nginx.conf")])
+        wait_port(nginx_port); return p
+    nginx = start_nginx()
+    redis = Redis(redis_port)
+    sha = redis.call("SCRIPT", "LOAD", lua_apply_script())
+    log(f"servers up in {TMP} (redis {redis_port}, fal-sim {sim_port}, clapper {http_port}, nginx+nchan {nginx_port})")
+
+    # --- 6. Jobs API (and the template job the other sections clone)
+    n_jobs = 300 if QUICK else 1000
+    for run in range(RUNS):
+        body = lambda i: json.dumps({"prompt": f"bench run {run} job {i}", "durationSeconds": 2, "feature": {"audio": False}}).encode()
+        recs = [(f"j{run}-{i}", (f"POST /v1/jobs HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+                                  f"Content-Length: {len(body(i))}\r\n\r\n").encode() + body(i)) for i in range(n_jobs)]
+        record("jobs", tool("post", port=http_port, requests=write_records(os.path.join(TMP, "jobs.req"), recs), concurrency=32))
+    log(f"jobs API: {fmt(med('jobs', 'rps'), ' jobs/s')}")
+
+    key = redis.call("SCAN", 0, "MATCH", "clapper:{*}:job", "COUNT", 1000)[1][0].decode()
+    template_id = key[len("clapper:{"):-len("}:job")]
+    version, user, doc, view = redis.call("HMGET", key, "version", "user", "doc", "view")
+    template_request = json.loads(view)["videoRequestId"]
+    assert json.loads(view)["status"] not in ("completed", "failed", "canceled"), "template job already finished"
+
+    def clone(n, channel="bench:setup"):
+        """n new unfinished jobs written with JobScripts.apply itself (as the create path does)."""
+        jobs, commands = [], []
+        for _ in range(n):
+            job_id, request_id = str(uuid.uuid4()), str(uuid.uuid4())
+            d = doc.replace(template_id.encode(), job_id.encode()).replace(template_request.encode(), request_id.encode())
+            v = view.replace(template_id.encode(), job_id.encode()).replace(template_request.encode(), request_id.encode())
+            commands.append(["EVALSHA", sha, 6, f"clapper:{{{job_id}}}:job", f"clapper:{{{job_id}}}:events", "clapper:due",
+                             "clapper:requests", f"clapper:user:{{{user.decode()}}}:jobs", f"clapper:{{{job_id}}}:job",
+                             0, version, d, v, channel, json.dumps(job_id), json.dumps(user.decode()), 100, user, "", 0,
+                             "hset", request_id, f"{job_id}|video"])
+            jobs.append((job_id, request_id))
+        for reply in redis.pipeline(commands):
+            assert reply[0] == 1, reply
+        return jobs
+
+    # --- 1. ceilings
+    bench_n = 20000 if QUICK else 100000
+    rb_args = ["EVALSHA", sha, "6", "bench:{__rand_int__}:job", "bench:{__rand_int__}:events", "bench:due", "bench:requests",
+               "bench:user:{dev}:jobs", "bench:{__rand_int__}:job", "0", version.decode(), doc.decode(), view.decode(), "bench:ceiling",
+               json.dumps(template_id), json.dumps(user.decode()), "100", user.decode(), "", "0", "hset", template_request, "m|video"]
+    message = '{"jobId":%s,"userId":%s,"id":"1-1","job":%s}' % (json.dumps(template_id), json.dumps(user.decode()), view.decode())
+    for run in range(RUNS):
+        for name, args in (("evalsha", rb_args), ("publish", ["PUBLISH", "bench:ceiling", message])):
+            out, cpu, wall = run_timed(["redis-benchmark", "-p", str(redis_port), "-n", str(bench_n), "-c", "32", "-r", "100000000", "--csv", *args], 120)
+            # The last 7 CSV fields: rps, avg, min, p50, p95, p99, max (the test name holds commas).
+            row = [float(v) for v in re.findall(r'"([0-9.]+)"', out.strip().splitlines()[-1])[-7:]]
+            record(name, {"rps": row[0], "p50_ms": row[3], "p99_ms": row[5], "tool_cpu_percent": cpu / wall * 100})
+        secs = 3 if QUICK else 5
+        out, cpu, wall = run_timed(["wrk", "-t1", "-c64", f"-d{secs}s", "--latency", f"http://127.0.0.1:{http_port}/healthz"], secs + 30)
+        record("healthz", {"rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),
+                           "p50_ms": wrk_ms(out, "50%"), "p99_ms": wrk_ms(out, "99%"), "tool_cpu_percent": cpu / wall * 100})
+    redis.call("DEL", "bench:due", "bench:requests", "bench:user:{dev}:jobs")
+    log(f"ceilings: evalsha {fmt(med('evalsha', 'rps'))}/s, publish {fmt(med('publish', 'rps'))}/s, healthz {fmt(med('healthz', 'rps'))}/s")
+
+    # --- 2. webhook ingest: distinct, then the same webhooks again (duplicates)
+    n_hooks = 2000 if QUICK else 10000
+    for run in range(RUNS):
+        jobs = clone(n_hooks)
+        path = write_records(os.path.join(TMP, "hooks.req"), [(j, webhook_request(j, r, http_port)) for j, r in jobs])
+        record("ingest", tool("post", port=http_port, requests=path, concurrency=64))
+        record("ingest_dup", tool("post", port=http_port, requests=path, concurrency=64))
+    log(f"ingest: {fmt(med('ingest', 'rps'))}/s, duplicates {fmt(med('ingest_dup', 'rps'))}/s")
+
+    # --- 3. webhook -> SSE at 1,000 webhooks/s with S streams open
+    for streams in (1000, 10000):
+        hooks = 1000 if streams == 1000 else (2000 if QUICK else 3000)
+        for run in range(RUNS):
+            jobs = clone(streams)
+            paths = write_paths(os.path.join(TMP, "sse.paths"), [(j, f"/v1/jobs/{j}/events") for j, _ in jobs])
+            reqs = write_records(os.path.join(TMP, "sse.req"), [(j, webhook_request(j, r, http_port)) for j, r in jobs[:hooks]])
+            record(f"sse{streams}", tool("sse", limit=120, port=http_port, paths=paths, post_port=http_port, requests=reqs, rate=1000, concurrency=32))
+        log(f"webhook->SSE with {streams} streams: p99 {fmt(med(f'sse{streams}', 'p99_ms'), ' ms', 2)}")
+
+    # --- 4. fan-out: one job (one channel) with N subscribers
+    fan_job = clone(1)[0][0]
+    fan_view = view.replace(template_id.encode(), fan_job.encode()).decode()
+    template_path = os.path.join(TMP, "fanout.msg")
+    open(template_path, "w").write('{"jobId":%s,"userId":%s,"id":"@ID@","job":{"bseq":@SEQ@,%s}' % (json.dumps(fan_job), json.dumps(user.decode()), fan_view[1:]))
+    for n in (1000, 10000):
+        events = (30 if n == 1000 else 10) if QUICK else (100 if n == 1000 else 30)
+        for run in range(RUNS):
+            record(f"fan_clapper{n}", tool("fanout", limit=120, port=http_port, path=f"/v1/jobs/{fan_job}/events", n=n, events=events, window=4,
+                                            redis_port=redis_port, channel="clapper:events", message_template=template_path))
+            record(f"fan_nchan{n}", tool("fanout", limit=120, port=nginx_port, path=f"/sub/fan{run}", n=n, events=events, window=4,
+                                          publish_port=nginx_port, publish_path=f"/pub/fan{run}"))
+        log(f"fan-out {n}: clapper {fmt(med(f'fan_clapper{n}', 'events_per_s'))}/s, nchan {fmt(med(f'fan_nchan{n}', 'events_per_s'))}/s")
+
+    global rss_after_fanout
+    rss_after_fanout = int(next(l.split()[1] for l in open(f"/proc/{clapper.pid}/status") if l.startswith("VmRSS")))
+
+    # --- 5. idle connections: RSS delta / N (50,000 cannot be opened here: hard RLIMIT_NOFILE)
+    nofile = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    idle_sizes = [10000] + ([] if QUICK else [min(50000, nofile - 2000)])
+    def restart(p, starter):
+        """A fresh process per idle run: a used one keeps freed memory and hides the delta."""
+        os.killpg(p.pid, signal.SIGTERM); p.wait(timeout=20); time.sleep(0.5); return starter()
+    for size in idle_sizes:
+        for run in range(RUNS):
+            clapper = restart(clapper, start_clapper); nginx = restart(nginx, start_nginx); time.sleep(1)
+            nginx_pids = [int(p) for p in subprocess.run(["pgrep", "-s", str(nginx.pid)], capture_output=True, text=True).stdout.split()]
+            jobs = clone(size)
+            paths = write_paths(os.path.join(TMP, "idle.paths"), [(j, f"/v1/jobs/{j}/events") for j, _ in jobs])
+            record(f"idle_clapper{size}", tool("idle", limit=150, port=http_port, paths=paths, pids=clapper.pid, settle=2))
+            paths = write_paths(os.path.join(TMP, "idle.paths"), [(f"c{i}", f"/sub/idle{run}x{i}") for i in range(size)])
+            record(f"idle_nchan{size}", tool("idle", limit=150, port=nginx_port, paths=paths, pids=",".join(map(str, nginx_pids)), settle=2))
+        log(f"idle {size}: clapper {fmt(med(f'idle_clapper{size}', 'kb_per_stream'), ' KB', 1)}, nchan {fmt(med(f'idle_nchan{size}', 'kb_per_stream'), ' KB', 1)}")
+
+    quiet_end = subprocess.run("pgrep -fc 'swift-build|swift-test' || true", shell=True, capture_output=True, text=True).stdout.strip()
+    load_end = open("/proc/loadavg").read().split()[:3]
+    report(idle_sizes, nofile, quiet_start, quiet_end, load_start, load_end)
+
+
+def csv_rows(text):
+    import csv, io
+    for row in csv.reader(io.StringIO(text)):
+        if row and row[0] != "test": yield row
+
+
+def wrk_ms(text, label):
+    m = re.search(rf"^\s+{re.escape(label)}\s+([\d.]+)(us|ms|s)\s*$", text, re.M)
+    if not m: return -1
+    return float(m.group(1)) * {"us": 0.001, "ms": 1, "s": 1000}[m.group(2)]
+
+
+def ratio(a, b):
+    return f"{a[0] / b[0]:.2f}" if a and b and b[0] else "n/a"
+
+
+def machine():
+    model = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
+    mem = next((l.split(":", 1)[1].strip() for l in open("/proc/meminfo") if l.startswith("MemTotal")), "?")
+    swift = subprocess.run(["swift", "--version"], capture_output=True, text=True).stdout.strip().splitlines()
+    return (f"nproc {os.cpu_count()}, {model}, MemTotal {mem}, kernel {os.uname().release}, "
+            f"{swift[0] if swift else 'swift ?'}, redis {subprocess.run(['redis-server', '--version'], capture_output=True, text=True).stdout.split()[2]}, "
+            f"nginx+nchan (Debian libnginx-mod-nchan)")
+
+
+def report(idle_sizes, nofile, quiet_start, quiet_end, load_start, load_end):
+    cpu = lambda name: fmt(med(name, "tool_cpu_percent"), "%")
+    rows = []
+    add = lambda *r: rows.append("| " + " | ".join(r) + " |")
+    add("figure", "median (min–max, runs)", "p50 / p99 ms (median)", "vs baseline", "load-gen CPU (% of a core)")
+    add("---", "---", "---", "---", "---")
+    p = lambda name: f"{fmt(med(name, 'p50_ms'), '', 2)} / {fmt(med(name, 'p99_ms'), '', 2)}"
+    add("1. redis EVALSHA JobScripts.apply (req/s)", fmt(med("evalsha", "rps")), p("evalsha"), "baseline: Redis ceiling", cpu("evalsha"))
+    add("1. redis PUBLISH of a change (req/s)", fmt(med("publish", "rps")), p("publish"), "", cpu("publish"))
+    add("1. wrk GET /healthz (req/s)", fmt(med("healthz", "rps")), p("healthz"), "baseline: HTTP ceiling", cpu("healthz"))
+    add("2. signed webhooks, distinct (req/s, c=64)", fmt(med("ingest", "rps")), p("ingest"),
+        f"{ratio(med('ingest', 'rps'), med('healthz', 'rps'))} × /healthz (target ≥ 0.40); {ratio(med('ingest', 'rps'), med('evalsha', 'rps'))} × EVALSHA", cpu("ingest"))
+    add("2. signed webhooks, duplicates (req/s, c=64)", fmt(med("ingest_dup", "rps")), p("ingest_dup"),
+        f"{ratio(med('ingest_dup', 'rps'), med('healthz', 'rps'))} × /healthz", cpu("ingest_dup"))
+    for s in (1000, 10000):
+        name = f"sse{s}"
+        add(f"3. webhook -> SSE, 1,000 webhooks/s, {s:,} streams: p50 / p99 / max ms",
+            f"{fmt(med(name, 'p50_ms'), '', 2)} / {fmt(med(name, 'p99_ms'), '', 2)} / {fmt(med(name, 'max_ms'), '', 2)}",
+            f"missing {fmt(med(name, 'missing'))}", f"p99 {med(name, 'p99_ms')[0] / 2:.2f} × 2 ms target" if med(name, "p99_ms") else "", cpu(name))
+    for n in (1000, 10000):
+        c, x = f"fan_clapper{n}", f"fan_nchan{n}"
+        add(f"4. fan-out, 1 job, {n:,} subscribers: Clapper (events/s)", fmt(med(c, "events_per_s")), p(c),
+            f"{ratio(med(c, 'events_per_s'), med(x, 'events_per_s'))} × nchan (target ≥ 1)", cpu(c))
+        add(f"4. fan-out, 1 channel, {n:,} subscribers: nchan+Redis (events/s)", fmt(med(x, "events_per_s")), p(x), "baseline", cpu(x))
+    for s in idle_sizes:
+        c, x = f"idle_clapper{s}", f"idle_nchan{s}"
+        add(f"5. idle SSE streams, {s:,}: Clapper (KB RSS / stream)", fmt(med(c, "kb_per_stream"), "", 1), "", f"{ratio(med(c, 'kb_per_stream'), med(x, 'kb_per_stream'))} × nchan (target < 10 KB)", "")
+        add(f"5. idle SSE streams, {s:,}: nchan (KB RSS / stream, all nginx processes)", fmt(med(x, "kb_per_stream"), "", 1), "", "baseline", "")
+    add("6. POST /v1/jobs, fal-sim zero delays (jobs/s, c=32)", fmt(med("jobs", "rps")), p("jobs"),
+        f"{ratio(med('jobs', 'rps'), med('healthz', 'rps'))} × /healthz", cpu("jobs"))
+    stamp = datetime.datetime.now().strftime("%Y-%m-%d-%H%M")
+    notes = [
+        f"# ops/bench{' --quick' if QUICK else ''} — {stamp}", "",
+        f"Machine: {machine()}.",
+        f"Quiet: swift-build/swift-test processes at start {quiet_start}, at end {quiet_end}; load average at start {' '.join(load_start)}, at end {' '.join(load_end)}.",
+        "Everything on 127.0.0.1 on the same 2 cores: redis-server (no persistence), fal-sim (zero delays, drop-webhook), "
+        "Clapper release build (CLAPPER_DEV_MODE=1, CLAPPER_LOG_LEVEL=warning, reconciler off, webhook verification ON against a JWKS "
+        "ops/bench serves: webhooks are Ed25519-signed by ops/bench before each run), nginx + nchan (2 workers, `nchan_redis_url` storage).",
+        "Jobs for sections 2–5 are written with JobScripts.apply itself (EVALSHA of the script read from the Swift source), cloned from a job made through POST /v1/jobs.",
+        f"Each figure: median of {RUNS} runs (min–max). Latency p50/p99 are medians of the per-run percentiles. Load-generator CPU is % of one core (redis-benchmark, wrk, clapper-bench).",
+        f"Clapper's RSS after sections 1–4 (before the idle section restarts it): {rss_after_fanout / 1024:.0f} MiB.",
+        f"Idle streams at 50,000 are not measurable here: the hard RLIMIT_NOFILE is {nofile} and cannot be raised in this sandbox." if 50000 > nofile else "",
+        "", *rows, "",
+    ]
+    text = "\n".join(notes)
+    print(text)
+    path = os.path.join(ROOT, "bench", "results", f"{stamp}{'-quick' if QUICK else ''}.md")
+    open(path, "w").write(text)
+    json.dump(results, open(path[:-3] + ".json", "w"), indent=1)
+    log(f"written to {os.path.relpath(path, ROOT)}")
+
+
+if __name__ == "__main__":
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))
+    signal.signal(signal.SIGALRM, lambda *_: (_ for _ in ()).throw(SystemExit("ops/bench: time limit reached")))
+    signal.alarm(int(deadline - time.monotonic()))
+    try:
+        main()
+    finally:
+        stop_all()
