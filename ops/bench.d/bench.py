@@ -276,11 +276,19 @@ def main():
     log(f"ceilings: evalsha {fmt(med('evalsha', 'rps'))}/s, publish {fmt(med('publish', 'rps'))}/s, healthz {fmt(med('healthz', 'rps'))}/s")
 
     # --- 2. webhook ingest: distinct, then the same webhooks again (duplicates)
-    n_hooks = 2000 if QUICK else 10000
+    n_hooks = int(os.environ.get("CLAPPER_BENCH_HOOKS", 2000 if QUICK else 10000))
     for run in range(RUNS):
         jobs = clone(n_hooks)
         path = write_records(os.path.join(TMP, "hooks.req"), [(j, webhook_request(j, r, http_port)) for j, r in jobs])
+        # CLAPPER_BENCH_PERF=<file>: a cpu-clock profile of Clapper during the first distinct ingest run.
+        perf = None
+        if run == 0 and os.environ.get("CLAPPER_BENCH_PERF"):
+            perf = subprocess.Popen(["perf", "record", "-e", "cpu-clock", "-F", "999", "-g", "-p", str(clapper.pid),
+                                     "-o", os.environ["CLAPPER_BENCH_PERF"]], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            time.sleep(1)
         record("ingest", tool("post", port=http_port, requests=path, concurrency=64))
+        if perf:
+            perf.send_signal(signal.SIGINT); perf.wait(timeout=60)
         record("ingest_dup", tool("post", port=http_port, requests=path, concurrency=64))
     log(f"ingest: {fmt(med('ingest', 'rps'))}/s, duplicates {fmt(med('ingest_dup', 'rps'))}/s")
 
