@@ -120,7 +120,8 @@ struct EventsFanOutTests {
                 try await http.shutdown()
                 return ContinuousClock.now - start
             }
-            #expect(elapsed < .seconds(2), "streams took \(elapsed) to end")
+            // Far below a hang (a stream that ignored shutdown would never end), far above noise.
+            #expect(elapsed < .seconds(10), "streams took \(elapsed) to end")
             await redis.shutdown()
         }
     }

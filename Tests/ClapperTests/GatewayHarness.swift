@@ -70,14 +70,37 @@ struct SimSetup: Sendable {
     }
 }
 
+struct GatewayDidNotStart: Error, CustomStringConvertible {
+    let port: Int
+    var description: String { "the gateway did not start on port \(port)" }
+}
+
 /// Starts a gateway on `redis` talking to `sim`, runs `body`, then shuts the gateway down.
+/// The port is picked before the start (webhook URLs need it); if another process takes it in
+/// between, the start is tried again on a new one.
 func withGateway<T: Sendable>(
     redis server: RedisServer,
     sim: FalSim,
     _ customize: @Sendable (inout ClapperConfiguration) -> Void = { _ in },
     _ body: @Sendable (Gateway) async throws -> T
 ) async throws -> T {
-    let port = try FreePort.find()
+    for _ in 0..<2 {
+        do {
+            return try await startGateway(port: try FreePort.find(), redis: server, sim: sim, customize, body)
+        } catch is GatewayDidNotStart {
+            continue
+        }
+    }
+    return try await startGateway(port: try FreePort.find(), redis: server, sim: sim, customize, body)
+}
+
+private func startGateway<T: Sendable>(
+    port: Int,
+    redis server: RedisServer,
+    sim: FalSim,
+    _ customize: @Sendable (inout ClapperConfiguration) -> Void,
+    _ body: @Sendable (Gateway) async throws -> T
+) async throws -> T {
     let simURL = await sim.baseURL.absoluteString
     let jwks = await sim.jwksURL.absoluteString
     var configuration = testConfiguration(redis: server) {
@@ -94,9 +117,16 @@ func withGateway<T: Sendable>(
     let app = try await buildApplication(configuration) { port in readyContinuation.yield(port) }
     let group = ServiceGroup(configuration: .init(services: [app], gracefulShutdownSignals: [], logger: Logger(label: "test")))
     return try await withThrowingTaskGroup(of: Void.self) { tasks in
-        tasks.addTask { try await group.run() }
+        tasks.addTask {
+            // If the gateway cannot start (say the port was taken meanwhile), end the wait below.
+            defer { readyContinuation.finish() }
+            try await group.run()
+        }
         var iterator = ready.makeAsyncIterator()
-        _ = await iterator.next()
+        guard await iterator.next() != nil else {
+            try? await tasks.waitForAll()
+            throw GatewayDidNotStart(port: port)
+        }
         do {
             let result = try await body(Gateway(port: port, configuration: configuration))
             await group.triggerGracefulShutdown()

@@ -28,7 +28,11 @@ struct GatewaySkeletonTests {
     @Test(.timeLimit(.minutes(1)))
     func readyzFollowsRedisInTheSameProcess() async throws {
         try await withRedisServer { server in
-            let app = try await buildApplication(testConfiguration(redis: server))
+            // A long command timeout: only the ready deadline can make /readyz answer in time.
+            let app = try await buildApplication(testConfiguration(redis: server) {
+                $0.redis.commandTimeout = .seconds(10)
+                $0.readyTimeout = .milliseconds(500)
+            })
             try await app.test(.live) { client in
                 try await client.execute(uri: "/readyz", method: .get) { response in
                     #expect(response.status == .ok)
@@ -39,7 +43,8 @@ struct GatewaySkeletonTests {
                     #expect(response.status == .serviceUnavailable)
                     #expect(client.errorCode(response) == "not_ready")
                 }
-                #expect(ContinuousClock.now - start < .seconds(2))
+                // Bounds far above the deadline (these machines are noisy) and far below a hang.
+                #expect(ContinuousClock.now - start < .seconds(5))
                 try await server.restart()
                 try await client.execute(uri: "/readyz", method: .get) { response in
                     #expect(response.status == .ok)
@@ -50,7 +55,7 @@ struct GatewaySkeletonTests {
                 try await client.execute(uri: "/readyz", method: .get) { response in
                     #expect(response.status == .serviceUnavailable)
                 }
-                #expect(ContinuousClock.now - hung < .milliseconds(1500))
+                #expect(ContinuousClock.now - hung < .seconds(5))
                 kill(server.pid, SIGCONT)
                 try await client.execute(uri: "/readyz", method: .get) { response in
                     #expect(response.status == .ok)

@@ -220,6 +220,7 @@ struct ReconcilerTests {
                     "CLAPPER_AUTH_JWT_SECRET": "test-jwt-secret-0123456789abcdef",
                     "CLAPPER_ADMIN_TOKEN": ReconcileSetup.adminToken,
                     "CLAPPER_RECONCILE_INTERVAL_MS": "50",
+                    "CLAPPER_FAL_SUBMIT_TIMEOUT_MS": "1000",
                     "CLAPPER_MODEL_CATALOG": ReconcileSetup.catalogJSON,
                     "CLAPPER_RECONCILE_POLICY": #"{"defaults":{"graceSeconds":0,"baseSeconds":0.2,"factor":2,"maxSeconds":1},"submitGraceSeconds":1}"#,
                     "CLAPPER_LOG_LEVEL": "warning",

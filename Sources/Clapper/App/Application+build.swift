@@ -33,7 +33,11 @@ func buildApplication(
     let keys = JobKeys()
     let repository = JobRepository(redis: redis, keys: keys, eventsMaxLength: configuration.eventsMaxLength)
     let fal = FalClient(
-        configuration: FalClientConfiguration(queueURL: configuration.falQueueURL, key: configuration.falKey),
+        configuration: FalClientConfiguration(
+            queueURL: configuration.falQueueURL,
+            key: configuration.falKey,
+            timeouts: .init(submit: configuration.falSubmitTimeout)
+        ),
         logger: logger
     )
     let processor = JobProcessor(

@@ -55,6 +55,9 @@ public struct ClapperConfiguration: Sendable {
     /// after the expected time, exponential backoff, cap), the submit grace, batch and lease
     /// (see `ReconcilePolicy.load(json:)`); the defaults when unset.
     public var reconcilePolicy: ReconcilePolicy
+    /// `CLAPPER_FAL_SUBMIT_TIMEOUT_MS` (30000): the deadline of one submit to fal. A task whose
+    /// submit outcome is unknown is given up no sooner than this after the submit started.
+    public var falSubmitTimeout: Duration = .seconds(30)
 
     public struct Error: Swift.Error, CustomStringConvertible, Sendable {
         public let key: String
@@ -185,6 +188,7 @@ public struct ClapperConfiguration: Sendable {
             reconcileInterval: .milliseconds(try reader.int("CLAPPER_RECONCILE_INTERVAL_MS", default: 1000, range: 0...3_600_000)),
             reconcilePolicy: reconcilePolicy
         )
+        self.falSubmitTimeout = .milliseconds(try reader.int("CLAPPER_FAL_SUBMIT_TIMEOUT_MS", default: 30_000, range: 100...600_000))
     }
 
     /// `--http-port 9000` / `--http-port=9000` -> `CLAPPER_HTTP_PORT`; `--fal-key x` -> `FAL_KEY`.

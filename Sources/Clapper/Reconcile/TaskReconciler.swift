@@ -141,7 +141,7 @@ struct TaskReconciler: Sendable {
 
         case .outcomeUnknown, .accepted:
             let started = task.submitStartedAt ?? job.updatedAt
-            let giveUp = started.addingTimeInterval(policy.submitGraceSeconds)
+            let giveUp = started.addingTimeInterval(submitGiveUpSeconds)
             guard now >= giveUp else {
                 report.action = .wait
                 report.fal = "not asked (a submit started \(Timestamp.iso8601(started)); its outcome is unknown)"
@@ -156,9 +156,15 @@ struct TaskReconciler: Sendable {
         }
     }
 
+    /// How long after a submit started its outcome may still be coming: the grace, and never less
+    /// than the submit's own deadline (plus a second), so a submit still in flight is not failed.
+    var submitGiveUpSeconds: Double {
+        max(policy.submitGraceSeconds, Double(processor.fal.configuration.timeouts.submit.components.seconds) + 1)
+    }
+
     private func nextAfterSubmit(_ task: JobTask) -> Date {
         if task.status == .pending, let started = task.submitStartedAt {
-            return started.addingTimeInterval(policy.submitGraceSeconds)
+            return started.addingTimeInterval(submitGiveUpSeconds)
         }
         let expected = catalog.model(id: task.model)?.expectedSeconds ?? catalog.video.expectedSeconds
         return policy.firstCheck(acceptedAt: task.submittedAt ?? Date(), model: task.model, expectedSeconds: expected)

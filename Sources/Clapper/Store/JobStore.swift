@@ -85,38 +85,65 @@ struct JobStore: Sendable {
         now: Date = Date(),
         _ change: @Sendable (inout Job) -> (JobTransition, newOutput: (TaskKind, [UInt8])?)
     ) async throws -> Update {
+        var backoff = Duration.milliseconds(25)
+        var passingFailures = 0
         for _ in 0..<16 {
-            guard let loaded = try await load(jobID) else { throw NotFound() }
-            var job = loaded.job
-            let before = job
-            let (transition, newOutput) = change(&job)
-            guard transition.outcome.isChanged else {
-                return Update(job: before, transition: transition, streamID: nil)
-            }
-            job.version = before.version + 1
-            var outputs = loaded.outputs
-            var newOutputs: [(String, [UInt8])] = []
-            if let (kind, bytes) = newOutput {
-                outputs[kind.rawValue] = bytes
-                newOutputs.append((kind.rawValue, bytes))
-            }
-            let write = JobWrite(
-                jobID: jobID,
-                userID: job.userID,
-                expectedVersion: before.version,
-                doc: try Array(Self.encoder.encode(job)),
-                view: JobView.encode(job, videoOutput: outputs["video"], audioOutput: outputs["audio"]),
-                outputs: newOutputs,
-                indexChanges: scheduleChanges(before: before, after: job)
-            )
-            switch try await repository.write(write) {
-            case .written(let streamID):
-                return Update(job: job, transition: transition, streamID: streamID)
-            case .conflict, .idempotent:
+            do {
+                return try await attempt(jobID, now: now, change)
+            } catch let error as RedisError where Self.isPassing(error) && passingFailures < 5 {
+                // A busy pool or a reconnect: read again and retry. A write whose reply was lost
+                // may have landed; the fresh read then shows it and the rules ignore the repeat.
+                passingFailures += 1
+                try await Task.sleep(for: backoff)
+                backoff *= 2
+            } catch is Conflict {
                 continue
             }
         }
         throw Contention()
+    }
+
+    private struct Conflict: Error {}
+
+    static func isPassing(_ error: RedisError) -> Bool {
+        [.poolTimeout, .connectionFailed, .connectionClosed, .timeout].contains(error.code)
+    }
+
+    /// One read, rules, compare-and-set round; throws `Conflict` when another writer won.
+    private func attempt(
+        _ jobID: String,
+        now: Date,
+        _ change: @Sendable (inout Job) -> (JobTransition, newOutput: (TaskKind, [UInt8])?)
+    ) async throws -> Update {
+        guard let loaded = try await load(jobID) else { throw NotFound() }
+        var job = loaded.job
+        let before = job
+        let (transition, newOutput) = change(&job)
+        guard transition.outcome.isChanged else {
+            return Update(job: before, transition: transition, streamID: nil)
+        }
+        job.version = before.version + 1
+        var outputs = loaded.outputs
+        var newOutputs: [(String, [UInt8])] = []
+        if let (kind, bytes) = newOutput {
+            outputs[kind.rawValue] = bytes
+            newOutputs.append((kind.rawValue, bytes))
+        }
+        let write = JobWrite(
+            jobID: jobID,
+            userID: job.userID,
+            expectedVersion: before.version,
+            doc: try Array(Self.encoder.encode(job)),
+            view: JobView.encode(job, videoOutput: outputs["video"], audioOutput: outputs["audio"]),
+            outputs: newOutputs,
+            indexChanges: scheduleChanges(before: before, after: job)
+        )
+        switch try await repository.write(write) {
+        case .written(let streamID):
+            return Update(job: job, transition: transition, streamID: streamID)
+        case .conflict, .idempotent:
+            throw Conflict()
+        }
     }
 
     /// Index changes that follow from a task's move: request ids mapped when fal accepts,
