@@ -1,3 +1,4 @@
+import Fal
 import Foundation
 import NIOCore
 
@@ -25,38 +26,29 @@ struct JobChange: Sendable {
     }
 
     /// A message of the `clapper:events` channel: `{"jobId":…,"userId":…,"id":"…","job":<view>}`,
-    /// as `JobScripts.apply` publishes it. The view is sliced out byte for byte.
+    /// as `JobScripts.apply` publishes it. One scan of the bytes (no decoding of the view); the
+    /// view is sliced out byte for byte.
     init?(message payload: [UInt8]) {
-        struct Header: Decodable {
-            let jobId: String
-            let userId: String
-            let id: String
-        }
-        guard let header = try? JSONDecoder().decode(Header.self, from: Data(payload)),
-              let id = StreamID(header.id),
-              let view = Self.slice(payload, after: Array(#","job":"#.utf8))
-        else { return nil }
-        self.init(jobID: header.jobId, userID: header.userId, id: id, view: view)
-    }
-
-    /// The bytes after the first `marker` up to the closing `}` of the message. The marker's
-    /// quotes are unescaped, so it cannot occur inside the JSON strings before it.
-    private static func slice(_ payload: [UInt8], after marker: [UInt8]) -> [UInt8]? {
-        guard payload.count > marker.count, payload.last == UInt8(ascii: "}") else { return nil }
-        var index = 0
-        let end = payload.count - marker.count
-        while index <= end {
-            if payload[index] == marker[0], Array(payload[index..<index + marker.count]) == marker {
-                let start = index + marker.count
-                return start < payload.count - 1 ? Array(payload[start..<payload.count - 1]) : nil
+        guard let members = try? RawJSON.members(of: payload) else { return nil }
+        var jobID: String?
+        var userID: String?
+        var id: StreamID?
+        var view: ArraySlice<UInt8>?
+        for member in members {
+            switch member.key {
+            case "jobId": jobID = RawJSON.string(member.value)
+            case "userId": userID = RawJSON.string(member.value)
+            case "id": id = RawJSON.string(member.value).flatMap(StreamID.init)
+            case "job": view = member.value
+            default: continue
             }
-            index += 1
         }
-        return nil
+        guard let jobID, let userID, let id, let view else { return nil }
+        self.init(jobID: jobID, userID: userID, id: id, view: Array(view))
     }
 
     /// What the streams read from a view: its status and its tasks' statuses.
-    struct Head: Decodable {
+    struct Head {
         let status: String
         let videoStatus: String?
         let audioStatus: String?
@@ -65,8 +57,22 @@ struct JobChange: Sendable {
         static let terminalTaskStatuses: Set<String> = ["completed", "failed", "canceled", "timed_out"]
 
         init?(view: [UInt8]) {
-            guard let head = try? JSONDecoder().decode(Head.self, from: Data(view)) else { return nil }
-            self = head
+            guard let members = try? RawJSON.members(of: view) else { return nil }
+            var status: String?
+            var videoStatus: String?
+            var audioStatus: String?
+            for member in members {
+                switch member.key {
+                case "status": status = RawJSON.string(member.value)
+                case "videoStatus": videoStatus = RawJSON.string(member.value)
+                case "audioStatus": audioStatus = RawJSON.string(member.value)
+                default: continue
+                }
+            }
+            guard let status else { return nil }
+            self.status = status
+            self.videoStatus = videoStatus
+            self.audioStatus = audioStatus
         }
 
         /// `status` is finished (completed, failed, canceled) and no task is still pending, queued

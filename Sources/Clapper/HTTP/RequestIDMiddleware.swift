@@ -22,9 +22,19 @@ struct RequestIDMiddleware: RouterMiddleware {
         (1...128).contains(id.utf8.count) && id.utf8.allSatisfy { $0 > 0x20 && $0 < 0x7F }
     }
 
+    /// 128 random bits as 32 lowercase hex digits.
     static func make() -> String {
         var generator = SystemRandomNumberGenerator()
-        return (0..<16).map { _ in String(format: "%02x", UInt8.random(in: 0...255, using: &generator)) }.joined()
+        let digits = Array("0123456789abcdef".utf8)
+        var text = [UInt8](repeating: 0, count: 32)
+        for half in 0..<2 {
+            var bits = generator.next()
+            for index in 0..<16 {
+                text[half * 16 + index] = digits[Int(bits & 0xF)]
+                bits >>= 4
+            }
+        }
+        return String(decoding: text, as: UTF8.self)
     }
 }
 

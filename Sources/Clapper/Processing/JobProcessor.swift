@@ -79,8 +79,52 @@ struct JobProcessor: Sendable {
     /// Several events of one task as one change (e.g. a webhook that arrives before the submit
     /// response: the request id is recorded and the result applied together, one version).
     func apply(jobID: String, kind: TaskKind, events: [TaskEvent], output: [UInt8]? = nil) async throws -> JobStore.Update {
+        try await apply(jobID: jobID, kind: kind) { _ in (events, output) }
+    }
+
+    /// fal's webhook for one task, decided against the job as it is in the same atomic step (one
+    /// read): a webhook of an earlier attempt or of another request is ignored; one that comes
+    /// before the submit response records the request id with the result.
+    func applyWebhook(jobID: String, kind: TaskKind, webhook: FalWebhook) async throws -> JobStore.Update {
+        let catalog = self.catalog
+        return try await apply(jobID: jobID, kind: kind) { task in
+            if task.isFromPreviousAttempt(requestID: webhook.requestID) || (task.falRequestID != nil && task.falRequestID != webhook.requestID) {
+                return ([], nil)
+            }
+            var events: [TaskEvent] = []
+            if task.falRequestID == nil {
+                events.append(.accepted(requestID: webhook.requestID, statusURL: nil, responseURL: nil, cancelURL: nil))
+            }
+            switch webhook.status {
+            case .ok:
+                let payload = webhook.payloadBytes ?? []
+                if let url = catalog.mediaURL(inOutput: payload, model: task.model) {
+                    events.append(.completed(mediaURL: url))
+                    return (events, payload)
+                }
+                events.append(.failed(TaskError(code: "no_media_url", message: "fal's output has no media URL", detail: String(decoding: payload, as: UTF8.self))))
+            case .error, .other:
+                let detail = webhook.payloadBytes.map { String(decoding: $0, as: UTF8.self) } ?? webhook.payloadError
+                let code = webhook.payloadBytes == nil && webhook.payloadError != nil ? "payload_error" : "fal_error"
+                events.append(.failed(TaskError(code: code, message: webhook.error ?? webhook.payloadError ?? "fal reported an error", detail: detail)))
+            }
+            return (events, nil)
+        }
+    }
+
+    /// The one path every change of a task takes: `decide` sees the task as stored and names the
+    /// events (and fal's raw output, kept when the task completes); they are applied in order as
+    /// one change, and the follow-ups of that change are performed.
+    private func apply(
+        jobID: String,
+        kind: TaskKind,
+        decide: @escaping @Sendable (JobTask) -> (events: [TaskEvent], output: [UInt8]?)
+    ) async throws -> JobStore.Update {
         let at = now()
         let update = try await store.update(jobID, now: at) { job in
+            guard let task = job.task(kind) else { return (.ignored("no \(kind.rawValue) task in this job"), nil) }
+            let (events, output) = decide(task)
+            guard !events.isEmpty else { return (.ignored("webhook for another request"), nil) }
             var changed = false
             var actions: [JobAction] = []
             var reasons: [String] = []

@@ -44,34 +44,13 @@ struct WebhookController {
         } catch {
             throw APIError.badRequest("malformed webhook body", code: "invalid_webhook")
         }
-        guard let loaded = try await processor.store.load(jobID), let task = loaded.job.task(kind) else {
+        let update: JobStore.Update
+        do {
+            update = try await processor.applyWebhook(jobID: jobID, kind: kind, webhook: webhook)
+        } catch is JobStore.NotFound {
             throw APIError.notFound("no such job")
         }
-        if task.isFromPreviousAttempt(requestID: webhook.requestID) || (task.falRequestID != nil && task.falRequestID != webhook.requestID) {
-            Self.outcomes(.ignored).increment()
-            return Self.acknowledge(applied: false, version: loaded.job.version)
-        }
-        var events: [TaskEvent] = []
-        if task.falRequestID == nil {
-            // Before the submit response was stored: record the id with the result, as one change.
-            events.append(.accepted(requestID: webhook.requestID, statusURL: nil, responseURL: nil, cancelURL: nil))
-        }
-        var output: [UInt8]?
-        switch webhook.status {
-        case .ok:
-            let payload = webhook.payloadBytes ?? []
-            if let url = catalog.mediaURL(inOutput: payload, model: task.model) {
-                events.append(.completed(mediaURL: url))
-                output = payload
-            } else {
-                events.append(.failed(TaskError(code: "no_media_url", message: "fal's output has no media URL", detail: String(decoding: payload, as: UTF8.self))))
-            }
-        case .error, .other:
-            let detail = webhook.payloadBytes.map { String(decoding: $0, as: UTF8.self) } ?? webhook.payloadError
-            let code = webhook.payloadBytes == nil && webhook.payloadError != nil ? "payload_error" : "fal_error"
-            events.append(.failed(TaskError(code: code, message: webhook.error ?? webhook.payloadError ?? "fal reported an error", detail: detail)))
-        }
-        let update = try await processor.apply(jobID: jobID, kind: kind, events: events, output: output)
+        guard update.job.task(kind) != nil else { throw APIError.notFound("no such task") }
         let applied = update.transition.outcome.isChanged
         Self.outcomes(applied ? .applied : .ignored).increment()
         return Self.acknowledge(applied: applied, version: update.job.version)
