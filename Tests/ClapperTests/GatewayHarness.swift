@@ -81,23 +81,25 @@ struct GatewayDidNotStart: Error, CustomStringConvertible {
 func withGateway<T: Sendable>(
     redis server: RedisServer,
     sim: FalSim,
+    logger: Logger? = nil,
     _ customize: @Sendable (inout ClapperConfiguration) -> Void = { _ in },
     _ body: @Sendable (Gateway) async throws -> T
 ) async throws -> T {
     for _ in 0..<2 {
         do {
-            return try await startGateway(port: try FreePort.find(), redis: server, sim: sim, customize, body)
+            return try await startGateway(port: try FreePort.find(), redis: server, sim: sim, logger: logger, customize, body)
         } catch is GatewayDidNotStart {
             continue
         }
     }
-    return try await startGateway(port: try FreePort.find(), redis: server, sim: sim, customize, body)
+    return try await startGateway(port: try FreePort.find(), redis: server, sim: sim, logger: logger, customize, body)
 }
 
 private func startGateway<T: Sendable>(
     port: Int,
     redis server: RedisServer,
     sim: FalSim,
+    logger: Logger?,
     _ customize: @Sendable (inout ClapperConfiguration) -> Void,
     _ body: @Sendable (Gateway) async throws -> T
 ) async throws -> T {
@@ -114,7 +116,7 @@ private func startGateway<T: Sendable>(
     }
     customize(&configuration)
     let (ready, readyContinuation) = AsyncStream.makeStream(of: Int.self)
-    let app = try await buildApplication(configuration) { port in readyContinuation.yield(port) }
+    let app = try await buildApplication(configuration, logger: logger) { port in readyContinuation.yield(port) }
     let group = ServiceGroup(configuration: .init(services: [app], gracefulShutdownSignals: [], logger: Logger(label: "test")))
     return try await withThrowingTaskGroup(of: Void.self) { tasks in
         tasks.addTask {

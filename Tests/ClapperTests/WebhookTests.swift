@@ -116,6 +116,10 @@ struct WebhookTests {
             let done = try await waitForJob(id, gateway: gateway, redis: redis, token: alice, until: isFinished)
             #expect(done["status"] as? String == "completed")
             #expect(done["videoRequestId"] as? String == record!.id)
+            // create, submit started, the webhook (request id and result as one change); the
+            // stalled submit response that ends the POST above changes nothing.
+            let settled = try await gateway.job(id, token: alice)
+            #expect(settled["version"] as? Int == 3)
         }
     }
 

@@ -61,6 +61,9 @@ func buildApplication(
     if verifier == nil {
         logger.warning("CLAPPER_WEBHOOK_VERIFY=false: fal webhook signatures are NOT verified; anyone who learns a webhook URL can complete its task")
     }
+    if verifier != nil, configuration.falWebhookUserID == nil {
+        logger.warning("FAL_WEBHOOK_USER_ID is not set: a webhook signed by any fal account is accepted when its URL token is right")
+    }
     if configuration.falKey == nil {
         logger.warning("FAL_KEY is not set: submits to fal will be refused")
     }
@@ -71,7 +74,7 @@ func buildApplication(
     router.add(middleware: RequestIDMiddleware())
     router.add(middleware: CORSPolicyMiddleware(origins: configuration.corsOrigins))
     router.add(middleware: MetricsMiddleware())
-    router.add(middleware: LogRequestsMiddleware(.debug))
+    router.add(middleware: RequestLogMiddleware())
     router.add(middleware: ErrorMiddleware(table: table))
     router.add(middleware: BodyLimitMiddleware(limit: configuration.maxBodyBytes))
     router.add(middleware: AuthMiddleware(

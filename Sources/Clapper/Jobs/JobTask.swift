@@ -154,6 +154,11 @@ public struct JobTask: Codable, Sendable, Hashable {
         if let current = falRequestID, current != requestID {
             return .ignored(reason: "task already has request \(current)")
         }
+        if falRequestID == requestID, status.isTerminal, status != .canceled {
+            // A submit response after the webhook finished the task: its URLs change nothing a
+            // client sees (a canceled task still takes them, to cancel at fal).
+            return .ignored(reason: "request \(requestID) already finished")
+        }
         var changed = false
         if falRequestID == nil { falRequestID = requestID; changed = true }
         if self.statusURL == nil, let statusURL { self.statusURL = statusURL; changed = true }

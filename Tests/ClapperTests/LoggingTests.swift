@@ -1,0 +1,68 @@
+import Clapper
+import FalSim
+import Foundation
+import Logging
+import Synchronization
+import Testing
+import TestSupport
+
+/// Keeps every log line (message and metadata) in memory.
+final class CapturedLogs: Sendable {
+    private let lines = Mutex<[String]>([])
+    var all: [String] { lines.withLock { $0 } }
+
+    func logger() -> Logger {
+        Logger(label: "captured") { _ in Handler(sink: self) }
+    }
+
+    fileprivate func append(_ line: String) { lines.withLock { $0.append(line) } }
+
+    struct Handler: LogHandler {
+        let sink: CapturedLogs
+        var metadata: Logger.Metadata = [:]
+        var logLevel: Logger.Level = .trace
+        subscript(metadataKey key: String) -> Logger.Metadata.Value? {
+            get { metadata[key] }
+            set { metadata[key] = newValue }
+        }
+        func log(event: LogEvent) {
+            let merged = metadata.merging(event.metadata ?? [:]) { $1 }
+            sink.append("\(event.level) \(event.message) \(merged)")
+        }
+    }
+}
+
+@Suite("Secrets stay out of logs")
+struct LoggingTests {
+    @Test(.timeLimit(.minutes(1)))
+    func tokensKeysAndSignaturesNeverReachTheLogsEvenAtTrace() async throws {
+        let logs = CapturedLogs()
+        let setup = SimSetup()
+        try await withRedisServer { redis in
+            try await withFalSim(configuration: setup.configuration) { sim in
+                try await withGateway(redis: redis, sim: sim, logger: logs.logger(), { $0.logLevel = .trace }) { gateway in
+                    let alice = TestUsers.token("alice")
+                    let created = try await gateway.send(.POST, "/v1/jobs", token: alice, body: jobBody("log \(UUID())", audio: false))
+                    let eventsURL = try #require(created.json["eventsUrl"] as? String)
+                    let eventsToken = try #require(URLComponents(string: eventsURL)?.queryItems?.first { $0.name == "token" }?.value)
+                    let jobID = try #require(created.json["jobId"] as? String)
+                    let requestID = try #require(try await gateway.job(jobID, token: alice)["videoRequestId"] as? String)
+                    let record = try #require(await sim.wait(requestID: requestID) { !$0.deliveries.isEmpty })
+                    let webhookToken = try #require(record.webhookURL.flatMap { URLComponents(string: $0)?.queryItems?.first { $0.name == "token" }?.value })
+                    // A rejected webhook (bad signature) and a bad bearer token are logged too.
+                    let forged = try await WebhookSender(key: .init()).send(Array(#"{"request_id":"x","status":"OK","payload":{}}"#.utf8), requestID: "x", to: try #require(record.webhookURL))
+                    #expect(forged.status == 401)
+                    #expect(try await gateway.send(.GET, "/v1/jobs", token: "not-a-real-token-abcdef").status == 401)
+                    _ = try await gateway.send(.GET, "/v1/jobs/\(jobID)", token: alice)
+
+                    let text = logs.all.joined(separator: "\n")
+                    #expect(!logs.all.isEmpty)
+                    #expect(text.contains("/v1/jobs"), "requests are logged at trace")
+                    for secret in [eventsToken, webhookToken, alice, "not-a-real-token-abcdef", "sim-key:sim-secret", gateway.configuration.webhookSecret, gateway.configuration.jwtSecret ?? "-"] {
+                        #expect(!text.contains(secret), "a secret reached the logs")
+                    }
+                }
+            }
+        }
+    }
+}
