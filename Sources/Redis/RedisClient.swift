@@ -16,6 +16,8 @@ public final class RedisClient: Service, Sendable {
     private let timerLoop: any EventLoop
     private let state: Mutex<PoolStateMachine<RedisConnection, CheckedContinuation<PoolGrant<RedisConnection>, any Error>>>
     private let nextWaiterID = Atomic<Int>(0)
+    /// Deadline timers of waiting leases, cancelled once the lease is served.
+    private let timers = Mutex<[Int: Scheduled<Void>]>([:])
     private let logger: Logger
     private let inUseGauge = Gauge(label: "clapper_redis_pool_in_use")
     private let waitersGauge = Gauge(label: "clapper_redis_pool_waiters")
@@ -103,8 +105,13 @@ public final class RedisClient: Service, Sendable {
                     case .grant(.create): continuation.resume(returning: .create)
                     case .shutdown: continuation.resume(throwing: RedisError(.shutdown, "Redis client is shut down"))
                     case .wait:
-                        timerLoop.scheduleTask(in: .nanoseconds(Int64(configuration.poolTimeout.nanoseconds))) { [self] in
+                        let timer = timerLoop.scheduleTask(in: .nanoseconds(Int64(configuration.poolTimeout.nanoseconds))) { [self] in
                             failWaiter(id, RedisError(.poolTimeout, "no Redis connection free within \(configuration.poolTimeout)"))
+                        }
+                        timers.withLock { $0[id] = timer }
+                        // Cancelled before it was registered: onCancel found nothing to fail.
+                        if Task.isCancelled {
+                            failWaiter(id, RedisError(.timeout, "cancelled while waiting for a Redis connection"))
                         }
                     }
                     updateGauges()
@@ -113,10 +120,13 @@ public final class RedisClient: Service, Sendable {
                 failWaiter(id, RedisError(.timeout, "cancelled while waiting for a Redis connection"))
             }
         } catch let error as RedisError {
+            timers.withLock { $0.removeValue(forKey: id) }?.cancel()
             throw error
         } catch {
+            timers.withLock { $0.removeValue(forKey: id) }?.cancel()
             throw RedisError(.shutdown, "\(error)")
         }
+        timers.withLock { $0.removeValue(forKey: id) }?.cancel()
         switch grant {
         case .connection(let connection):
             return connection

@@ -1,6 +1,7 @@
 import Clapper
 import FalSim
 import Foundation
+import Redis
 import Testing
 import TestSupport
 
@@ -163,6 +164,31 @@ struct JobsAPITests {
             #expect(again.errorCode == "job_finished")
             #expect(try await gateway.job(id, token: alice)["version"] as? Int == version)
             _ = redis
+        }
+    }
+
+    @Test(.timeLimit(.minutes(1)))
+    func finishedJobsExpireAndLeaveTheRequestIndex() async throws {
+        try await withStack({ $0.jobRetention = .seconds(2 * 24 * 3600) }) { gateway, sim, redis in
+            let marker = "ttl-\(UUID())"
+            try await sim.addFaultRule(FalSimFaultRule(model: "cassetteai/sound-effects-generator", promptContains: marker, faults: ["drop-webhook"]))
+            let id = try #require(try await gateway.send(.POST, "/v1/jobs", token: alice, body: jobBody(marker)).json["jobId"] as? String)
+            let client = RedisClient(configuration: RedisConfiguration(url: redis.url))
+            defer { Task { await client.shutdown() } }
+            // The video finishes; the audio's webhook never comes: the job is not settled yet.
+            let videoDone = try await waitForJob(id, gateway: gateway, redis: redis, token: alice) { $0["videoStatus"] as? String == "completed" }
+            let videoRequest = try #require(videoDone["videoRequestId"] as? String)
+            let audioRequest = try #require(videoDone["audioRequestId"] as? String)
+            #expect(try await client.send("TTL", "clapper:{\(id)}:job") == .integer(-1))
+            #expect(try await client.send("HGET", "clapper:requests", videoRequest) == .null)
+            #expect(try await client.send("HGET", "clapper:requests", audioRequest).string == "\(id)|audio")
+
+            _ = try await gateway.send(.POST, "/v1/jobs/\(id)/cancel", token: alice)
+            for key in ["clapper:{\(id)}:job", "clapper:{\(id)}:events"] {
+                let ttl = try #require(try await client.send("TTL", key).integer)
+                #expect(ttl > 2 * 24 * 3600 - 60 && ttl <= 2 * 24 * 3600)
+            }
+            #expect(try await client.send("HGET", "clapper:requests", audioRequest) == .null)
         }
     }
 

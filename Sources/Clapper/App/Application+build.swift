@@ -41,7 +41,7 @@ func buildApplication(
         logger: logger
     )
     let processor = JobProcessor(
-        store: JobStore(repository: repository, catalog: catalog, policy: configuration.reconcilePolicy),
+        store: JobStore(repository: repository, catalog: catalog, policy: configuration.reconcilePolicy, retention: configuration.jobRetention),
         fal: fal,
         catalog: catalog,
         webhookTokens: WebhookToken(secret: configuration.webhookSecret),

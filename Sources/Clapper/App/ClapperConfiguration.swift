@@ -58,6 +58,8 @@ public struct ClapperConfiguration: Sendable {
     /// `CLAPPER_FAL_SUBMIT_TIMEOUT_MS` (30000): the deadline of one submit to fal. A task whose
     /// submit outcome is unknown is given up no sooner than this after the submit started.
     public var falSubmitTimeout: Duration = .seconds(30)
+    /// `CLAPPER_JOB_RETENTION_DAYS` (30): how long a finished job (and its change stream) is kept.
+    public var jobRetention: Duration = .seconds(30 * 24 * 3600)
 
     public struct Error: Swift.Error, CustomStringConvertible, Sendable {
         public let key: String
@@ -189,6 +191,7 @@ public struct ClapperConfiguration: Sendable {
             reconcilePolicy: reconcilePolicy
         )
         self.falSubmitTimeout = .milliseconds(try reader.int("CLAPPER_FAL_SUBMIT_TIMEOUT_MS", default: 30_000, range: 100...600_000))
+        self.jobRetention = .seconds(24 * 3600 * (try reader.int("CLAPPER_JOB_RETENTION_DAYS", default: 30, range: 1...3650)))
     }
 
     /// `--http-port 9000` / `--http-port=9000` -> `CLAPPER_HTTP_PORT`; `--fal-key x` -> `FAL_KEY`.

@@ -54,6 +54,8 @@ struct Reconciler: Service {
                     await group.next()
                     running -= 1
                 }
+                // On shutdown start nothing new: unstarted claims come due again when their lease ends.
+                if Task.isShuttingDownGracefully || Task.isCancelled { break }
                 group.addTask { await handle(entry) }
                 running += 1
             }

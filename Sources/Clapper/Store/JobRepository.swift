@@ -19,6 +19,13 @@ enum IndexChange: Sendable, Hashable {
     case mapRequest(requestID: String, member: String)
     /// The user's job list, by creation time.
     case addToUser(atMilliseconds: Int64)
+    /// Drop the user's list entries created before this (their jobs have expired).
+    case trimUser(beforeMilliseconds: Int64)
+    /// A finished request leaves the request index.
+    case unmapRequest(requestID: String)
+    /// A finished job's keys expire after the retention; a job that runs again keeps them.
+    case expire(seconds: Int)
+    case persist
 }
 
 /// One compare-and-set write of a job.
@@ -95,6 +102,10 @@ struct JobRepository: Sendable {
             case .unschedule(let member): arguments += ["zrem", "-", member]
             case .mapRequest(let requestID, let member): arguments += ["hset", requestID, member]
             case .addToUser(let at): arguments += ["user", at, change.jobID]
+            case .trimUser(let before): arguments += ["usertrim", before, "-"]
+            case .unmapRequest(let requestID): arguments += ["hdel", requestID, "-"]
+            case .expire(let seconds): arguments += ["expire", seconds, "-"]
+            case .persist: arguments += ["persist", "-", "-"]
             }
         }
         let idempotencyKey = change.idempotency.map { keys.idempotency(userID: change.userID, keyHash: $0.keyHash) } ?? keys.job(change.jobID)

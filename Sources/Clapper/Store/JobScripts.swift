@@ -12,7 +12,8 @@ enum JobScripts {
     ///       7 userId (JSON string), 8 stream max length, 9 user id, 10 idempotency value ("" = none),
     ///       11 number of output pairs N, then N (field, bytes), then triples (op, a, b):
     ///       `zadd score member` on the due set, `zrem - member`, `hset requestId member` on requests,
-    ///       `user score jobId` on the user's jobs.
+    ///       `user score jobId` on the user's jobs, `usertrim minScore -` (drop older entries),
+    ///       `hdel requestId -` on requests, `expire seconds -` / `persist - -` on the job's keys.
     /// Returns {1, streamId} when written, {0, currentVersion} on a version conflict,
     ///         {2, idempotencyValue} when the idempotency key already names a job.
     static let apply = RedisScript(#"""
@@ -39,6 +40,10 @@ enum JobScripts {
       elseif op == 'zrem' then redis.call('ZREM', KEYS[3], b)
       elseif op == 'hset' then redis.call('HSET', KEYS[4], a, b)
       elseif op == 'user' then redis.call('ZADD', KEYS[5], a, b)
+      elseif op == 'usertrim' then redis.call('ZREMRANGEBYSCORE', KEYS[5], '-inf', '(' .. a)
+      elseif op == 'hdel' then redis.call('HDEL', KEYS[4], a)
+      elseif op == 'expire' then redis.call('EXPIRE', KEYS[1], a); redis.call('EXPIRE', KEYS[2], a)
+      elseif op == 'persist' then redis.call('PERSIST', KEYS[1]); redis.call('PERSIST', KEYS[2])
       end
       i = i + 3
     end

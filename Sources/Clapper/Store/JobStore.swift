@@ -8,6 +8,8 @@ struct JobStore: Sendable {
     let catalog: ModelCatalog
     /// When the reconciler first looks at a task (the same schedule it keeps afterwards).
     var policy = ReconcilePolicy()
+    /// How long a finished job is kept (its hash and change stream then expire).
+    var retention: Duration = .seconds(30 * 24 * 3600)
 
     struct Loaded: Sendable {
         var job: Job
@@ -47,7 +49,11 @@ struct JobStore: Sendable {
     func create(_ job: Job, idempotency: (keyHash: String, bodyHash: String)?) async throws -> CreateResult {
         var job = job
         job.version = 1
-        var indexes: [IndexChange] = [.addToUser(atMilliseconds: job.createdAt.milliseconds)]
+        let retentionMilliseconds = Int64(retention.components.seconds) * 1000
+        var indexes: [IndexChange] = [
+            .addToUser(atMilliseconds: job.createdAt.milliseconds),
+            .trimUser(beforeMilliseconds: job.createdAt.milliseconds - retentionMilliseconds),
+        ]
         indexes += scheduleChanges(before: nil, after: job)
         let write = JobWrite(
             jobID: job.id,
@@ -159,6 +165,7 @@ struct JobStore: Sendable {
             guard old?.status != task.status || old?.falRequestID != task.falRequestID || old?.submitStartedAt != task.submitStartedAt else { continue }
             if task.status.isTerminal {
                 changes.append(.unschedule(member: member))
+                if let requestID = task.falRequestID { changes.append(.unmapRequest(requestID: requestID)) }
             } else {
                 let model = catalog.model(id: task.model)
                 let at: Date
@@ -174,7 +181,18 @@ struct JobStore: Sendable {
                 changes.append(.schedule(member: member, atMilliseconds: at.milliseconds))
             }
         }
+        let wasSettled = before.map(Self.isSettled) ?? false
+        if Self.isSettled(after), !wasSettled {
+            changes.append(.expire(seconds: Int(retention.components.seconds)))
+        } else if wasSettled, !Self.isSettled(after) {
+            changes.append(.persist)
+        }
         return changes
+    }
+
+    /// Every task of the job is terminal: nothing more comes from fal.
+    static func isSettled(_ job: Job) -> Bool {
+        job.tasks.allSatisfy(\.status.isTerminal)
     }
 
     static func member(jobID: String, kind: TaskKind) -> String { "\(jobID)|\(kind.rawValue)" }
