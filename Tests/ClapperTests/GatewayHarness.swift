@@ -59,13 +59,15 @@ enum TestUsers {
 /// fal-sim settings for gateway tests: fast, with a signing key the test holds too.
 struct SimSetup: Sendable {
     let signingKey = Curve25519.Signing.PrivateKey()
+    /// How long `submit-stall` holds fal-sim's answer.
+    var stall: Duration = .seconds(3)
     var configuration: FalSimConfiguration {
         var configuration = FalSimConfiguration()
         configuration.queueDelay = .milliseconds(5)
         configuration.runDelay = .milliseconds(20)
         configuration.webhookRetryScale = 0.0005
         configuration.signingKey = signingKey
-        configuration.stallDuration = .seconds(3)
+        configuration.stallDuration = stall
         return configuration
     }
 }

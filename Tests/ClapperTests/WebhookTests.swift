@@ -181,6 +181,34 @@ struct WebhookTests {
         }
     }
 
+    /// fal wants webhooks answered fast: the audio submit that a video's completion triggers
+    /// runs after the answer, not before it.
+    @Test(.timeLimit(.minutes(1)))
+    func theWebhookIsAnsweredBeforeTheAudioSubmitItTriggers() async throws {
+        let setup = {
+            var setup = SimSetup()
+            setup.stall = .seconds(20)
+            return setup
+        }()
+        try await withStack(sim: setup) { gateway, sim, _ in
+            let marker = "quick-\(UUID())"
+            try await sim.addFaultRule(FalSimFaultRule(model: "fal-ai/mmaudio-v2", promptContains: marker, faults: ["submit-stall"]))
+            try await sim.addFaultRule(FalSimFaultRule(model: "fal-ai/ltx-video-13b-distilled", promptContains: marker, faults: ["drop-webhook"]))
+            let jobID = try #require(try await gateway.send(.POST, "/v1/jobs", token: alice, body: jobBody(marker, tier: "synced")).json["jobId"] as? String)
+            let requestID = try #require(try await gateway.job(jobID, token: alice)["videoRequestId"] as? String)
+            let record = try #require(await sim.wait(requestID: requestID) { $0.webhookBody != nil })
+            let start = ContinuousClock.now
+            let reply = try await WebhookSender(key: setup.signingKey).send(Array(try #require(record.webhookBody).utf8), requestID: requestID, to: try #require(record.webhookURL))
+            #expect(reply.status == 200)
+            #expect(reply.body.contains("\"applied\":true"))
+            #expect(ContinuousClock.now - start < .seconds(10), "the answer waited for the stalled audio submit")
+            // The audio submit did go out (and is stalled at fal-sim right now).
+            while await sim.requests().first(where: { $0.model == "fal-ai/mmaudio-v2" && $0.input.contains(marker) }) == nil {
+                try await Task.sleep(for: .milliseconds(20))
+            }
+        }
+    }
+
     @Test(.timeLimit(.minutes(1)))
     func forgedStaleTamperedForeignAndWrongTokenWebhooksAreRejected() async throws {
         let setup = SimSetup()

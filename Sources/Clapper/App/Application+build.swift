@@ -40,6 +40,7 @@ func buildApplication(
         ),
         logger: logger
     )
+    let followUps = FollowUps()
     let processor = JobProcessor(
         store: JobStore(repository: repository, catalog: catalog, policy: configuration.reconcilePolicy, retention: configuration.jobRetention),
         fal: fal,
@@ -47,7 +48,8 @@ func buildApplication(
         webhookTokens: WebhookToken(secret: configuration.webhookSecret),
         publicURL: configuration.publicURL,
         logger: logger,
-        now: { Date() }
+        now: { Date() },
+        followUps: followUps
     )
     let verifier = configuration.verifyWebhookSignatures
         ? FalWebhookVerifier(
@@ -101,7 +103,9 @@ func buildApplication(
     table.set(routes.table)
 
     // The reconciler after the event hub: it stops before it on shutdown (reverse order).
-    var services: [any Service] = [redis, events]
+    // Follow-ups after Redis (they use it) and before the server (which feeds them): on shutdown
+    // the server stops first, then the queued follow-ups finish, then Redis closes.
+    var services: [any Service] = [redis, events, followUps]
     if configuration.reconcileInterval > .zero {
         services.append(Reconciler(worker: reconcileWorker, interval: configuration.reconcileInterval, logger: logger, now: { Date() }))
     }

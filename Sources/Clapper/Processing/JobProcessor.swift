@@ -14,6 +14,8 @@ struct JobProcessor: Sendable {
     let publicURL: String
     let logger: Logger
     let now: @Sendable () -> Date
+    /// Where follow-ups run after the answer; nil runs them before returning (tools, tests).
+    var followUps: FollowUps? = nil
 
     /// The URL fal calls back: it names the job and task, with an HMAC token over both, so a
     /// webhook that arrives before the submit response was stored still lands on the right task.
@@ -145,7 +147,12 @@ struct JobProcessor: Sendable {
         } else {
             Self.ignored.increment()
         }
-        await perform(update.transition.actions, job: update.job)
+        if !update.transition.actions.isEmpty {
+            let actions = update.transition.actions, job = update.job
+            if followUps?.enqueue({ await perform(actions, job: job) }) != true {
+                await perform(actions, job: job)
+            }
+        }
         return update
     }
 

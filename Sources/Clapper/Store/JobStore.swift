@@ -181,6 +181,13 @@ struct JobStore: Sendable {
                 changes.append(.schedule(member: member, atMilliseconds: at.milliseconds))
             }
         }
+        // After-video: once the video completes the audio is due now (its follow-up submits it;
+        // if that is lost, the reconciler does, a submit grace later).
+        if after.audioMode == .afterVideo, after.video.status == .completed, before?.video.status != .completed,
+           let audio = after.audio, audio.status == .pending, audio.submitStartedAt == nil {
+            let at = after.updatedAt.addingTimeInterval(policy.submitGraceSeconds)
+            changes.append(.schedule(member: Self.member(jobID: after.id, kind: .audio), atMilliseconds: at.milliseconds))
+        }
         let wasSettled = before.map(Self.isSettled) ?? false
         if Self.isSettled(after), !wasSettled {
             changes.append(.expire(seconds: Int(retention.components.seconds)))
