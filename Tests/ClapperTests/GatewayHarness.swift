@@ -61,10 +61,13 @@ struct SimSetup: Sendable {
     let signingKey = Curve25519.Signing.PrivateKey()
     /// How long `submit-stall` holds fal-sim's answer.
     var stall: Duration = .seconds(3)
+    var runDelay: Duration = .milliseconds(20)
+    var concurrency: Int?
     var configuration: FalSimConfiguration {
         var configuration = FalSimConfiguration()
         configuration.queueDelay = .milliseconds(5)
-        configuration.runDelay = .milliseconds(20)
+        configuration.runDelay = runDelay
+        configuration.concurrency = concurrency
         configuration.webhookRetryScale = 0.0005
         configuration.signingKey = signingKey
         configuration.stallDuration = stall

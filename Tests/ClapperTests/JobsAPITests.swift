@@ -58,6 +58,8 @@ struct JobsAPITests {
             #expect(done["videoUrl"] is String)
             #expect(done["audioStatus"] as? String == "failed")
             #expect((done["audioError"] as? String)?.hasPrefix("Audio generation failed: ") == true)
+            // fal's error payload (a 422 `detail` list) is kept with the error.
+            #expect((done["audioErrorDetail"] as? String)?.contains("\"detail\"") == true)
             #expect(done["audioUrl"] is NSNull)
         }
     }
@@ -150,20 +152,30 @@ struct JobsAPITests {
     }
 
     @Test(.timeLimit(.minutes(1)))
-    func cancelStopsUnfinishedTasksAndAFinishedJobIsAConflict() async throws {
-        try await withStack { gateway, sim, redis in
-            let marker = "slow-\(UUID())"
-            try await sim.addFaultRule(FalSimFaultRule(promptContains: marker, faults: ["drop-webhook"]))
-            let id = try #require(try await gateway.send(.POST, "/v1/jobs", token: alice, body: jobBody(marker)).json["jobId"] as? String)
+    func cancelStopsUnfinishedTasksAtFalTooAndAFinishedJobIsAConflict() async throws {
+        // One slot at fal, held by a long first job: the second job waits in fal's queue.
+        let setup = {
+            var setup = SimSetup()
+            setup.concurrency = 1
+            setup.runDelay = .seconds(30)
+            return setup
+        }()
+        try await withStack(sim: setup) { gateway, sim, _ in
+            _ = try await gateway.send(.POST, "/v1/jobs", token: alice, body: jobBody("blocker \(UUID())", audio: false))
+            let id = try #require(try await gateway.send(.POST, "/v1/jobs", token: alice, body: jobBody("waiting \(UUID())", audio: false)).json["jobId"] as? String)
+            let requestID = try #require(try await gateway.job(id, token: alice)["videoRequestId"] as? String)
             let canceled = try await gateway.send(.POST, "/v1/jobs/\(id)/cancel", token: alice)
             #expect(canceled.status == 200)
             #expect(canceled.json["status"] as? String == "canceled")
+            #expect(canceled.json["videoStatus"] as? String == "canceled")
+            // fal was asked to cancel, and did (the request was still queued there).
+            let record = await sim.wait(requestID: requestID) { $0.state == .completed }
+            #expect(record?.outcome == .canceled)
             let version = canceled.json["version"] as? Int
             let again = try await gateway.send(.POST, "/v1/jobs/\(id)/cancel", token: alice)
             #expect(again.status == 409)
             #expect(again.errorCode == "job_finished")
             #expect(try await gateway.job(id, token: alice)["version"] as? Int == version)
-            _ = redis
         }
     }
 

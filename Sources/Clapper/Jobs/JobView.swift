@@ -48,6 +48,7 @@ public enum JobView {
         w.field("videoUrl", job.video.mediaURL)
         w.field("videoError", job.video.error?.message)
         w.field("videoErrorCode", job.video.error?.code)
+        w.field("videoErrorDetail", job.video.error?.detail)
         w.field("videoRequestId", job.video.falRequestID)
 
         let audio = job.audio
@@ -56,6 +57,7 @@ public enum JobView {
         w.field("audioUrl", audio?.mediaURL)
         w.field("audioError", audio?.error.map { audioErrorPrefix + $0.message })
         w.field("audioErrorCode", audio?.error?.code)
+        w.field("audioErrorDetail", audio?.error?.detail)
         w.field("audioRequestId", audio?.falRequestID)
 
         w.rawField("videoOutput", videoOutput)
