@@ -185,3 +185,22 @@ import Testing
         #expect(String(decoding: try JSONEncoder().encode(TaskStatus.timedOut), as: UTF8.self) == #""timed_out""#)
     }
 }
+
+@Suite struct JobTaskSubmitAbandonedTests {
+    @Test func anAbandonedSubmitGoesBackToNotStartedOnlyWhileNothingIsKnownAtFal() {
+        let t0 = Date(timeIntervalSince1970: 1_000)
+        var task = JobTask(kind: .video, model: "m")
+        #expect(task.apply(.submitAbandoned, at: t0) == .ignored(reason: "no submit in flight to abandon"))
+        #expect(task.apply(.submitStarted, at: t0) == .changed)
+        #expect(task.submitState == .outcomeUnknown)
+        #expect(task.apply(.submitAbandoned, at: t0) == .changed)
+        #expect(task.submitState == .notStarted)
+        #expect(task.status == .pending)
+        // Started again and accepted: nothing to abandon any more.
+        _ = task.apply(.submitStarted, at: t0)
+        _ = task.apply(.accepted(requestID: "r", statusURL: nil, responseURL: nil, cancelURL: nil), at: t0)
+        let before = task
+        #expect(!task.apply(.submitAbandoned, at: t0).isChanged)
+        #expect(task == before)
+    }
+}

@@ -204,6 +204,27 @@ struct JobsAPITests {
         }
     }
 
+    /// fal rate-limits the submit past the client's retries: the request surely never reached
+    /// fal, so the task goes back to "not started" and the reconciler sends it again later.
+    @Test(.timeLimit(.minutes(1)))
+    func aSubmitThatNeverReachedFalIsSentAgainLater() async throws {
+        try await withStack({
+            $0.reconcileInterval = .milliseconds(50)
+            $0.reconcilePolicy = ReconcilePolicy(submitGraceSeconds: 1)
+        }) { gateway, sim, redis in
+            let marker = "limited-\(UUID())"
+            try await sim.addFaultRule(FalSimFaultRule(promptContains: marker, faults: ["submit-429"], times: 4))
+            let created = try await gateway.send(.POST, "/v1/jobs", token: alice, body: jobBody(marker, audio: false))
+            let id = try #require(created.json["jobId"] as? String)
+            #expect(created.json["videoStatus"] as? String == "pending")
+            let done = try await waitForJob(id, gateway: gateway, redis: redis, token: alice, until: isFinished)
+            #expect(done["status"] as? String == "completed")
+            let attempts = await sim.requests().filter { $0.input.contains(marker) }
+            #expect(attempts.filter { $0.submitStatus == 429 }.count == 4)
+            #expect(attempts.filter { $0.submitStatus == 200 }.count == 1)
+        }
+    }
+
     @Test func listingIsNewestFirstWithACursor() async throws {
         try await withStack { gateway, _, _ in
             let user = TestUsers.token("lister-\(UUID())")

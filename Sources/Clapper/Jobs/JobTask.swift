@@ -94,6 +94,13 @@ public struct JobTask: Codable, Sendable, Hashable {
             attempts += 1
             return .changed
 
+        case .submitAbandoned:
+            guard status == .pending, submitStartedAt != nil, falRequestID == nil else {
+                return .ignored(reason: "no submit in flight to abandon")
+            }
+            submitStartedAt = nil
+            return .changed
+
         case .accepted(let requestID, let statusURL, let responseURL, let cancelURL):
             return accept(requestID: requestID, statusURL: statusURL, responseURL: responseURL, cancelURL: cancelURL, at: now)
 

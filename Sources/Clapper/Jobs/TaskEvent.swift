@@ -6,6 +6,9 @@ public enum TaskEvent: Sendable, Hashable {
     /// "outcome unknown". Only applies to a pending task that has not started a submit; a repeat
     /// is ignored, which is what makes a submission happen once.
     case submitStarted
+    /// The submit surely never reached fal (refused connection, rate limited past the retries):
+    /// the task is back to "no submit started", so sending it again later is safe.
+    case submitAbandoned
     /// fal's submit response.
     case accepted(requestID: String, statusURL: String?, responseURL: String?, cancelURL: String?)
     case queued

@@ -55,7 +55,12 @@ struct JobProcessor: Sendable {
             )
         } catch let error as FalError {
             Self.submitFailures.increment()
-            if let status = error.httpStatus, (400..<500).contains(status) {
+            if error.code == .rateLimited || (error.code == .unavailable && !error.mayHaveReachedFal) {
+                // fal surely has no request: back to "not started"; the reconciler sends it again
+                // later (until the model's timeout), with no risk of a second billed request.
+                logger.warning("submit did not reach fal; it will be sent again", metadata: ["job": "\(jobID)", "task": "\(kind.rawValue)", "error": "\(error.code)"])
+                _ = try? await apply(jobID: jobID, kind: kind, event: .submitAbandoned)
+            } else if let status = error.httpStatus, (400..<500).contains(status) {
                 // fal answered and refused: no request exists there.
                 let code = status == 422 ? "validation" : "submit_rejected"
                 _ = try? await apply(jobID: jobID, kind: kind, event: .failed(TaskError(code: code, message: error.message, detail: error.body.isEmpty ? nil : String(decoding: error.body, as: UTF8.self))))
@@ -64,8 +69,6 @@ struct JobProcessor: Sendable {
                 // names the task); otherwise the reconciler fails the task after the model's
                 // timeout. Never a second submission.
                 logger.warning("submit outcome unknown; left for the webhook or the reconciler", metadata: ["job": "\(jobID)", "task": "\(kind.rawValue)", "error": "\(error.code)"])
-            } else {
-                _ = try? await apply(jobID: jobID, kind: kind, event: .failed(TaskError(code: "submit_failed", message: "could not reach fal: \(error.code)")))
             }
         } catch {
             logger.error("submit failed", metadata: ["job": "\(jobID)", "task": "\(kind.rawValue)", "error": "\(error)"])

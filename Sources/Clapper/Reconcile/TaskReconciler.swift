@@ -17,6 +17,8 @@ struct ReconcileReport: Sendable, Encodable {
         case submit
         /// A submit whose outcome is unknown, past its grace period: failed, never sent again.
         case failSubmitOutcomeUnknown = "fail_submit_outcome_unknown"
+        /// fal could not be reached (refused, rate limited) before the model's timeout: failed.
+        case failSubmitUnreachable = "fail_submit_unreachable"
         /// fal's status moved the task (queued, running).
         case statusUpdated = "status_updated"
         /// fal's status was what Clapper knew already.
@@ -116,6 +118,13 @@ struct TaskReconciler: Sendable {
                 // The audio of an after-video job: it goes when the video completes.
                 report.action = .wait
                 return Result(report: report, next: now.addingTimeInterval(schedule.maxSeconds))
+            }
+            // fal was never reached in time (refused, rate limited): give up at the model's timeout.
+            let giveUp = job.createdAt.addingTimeInterval(Double(catalog.model(id: task.model)?.timeoutSeconds ?? catalog.video.timeoutSeconds))
+            if now >= giveUp {
+                report.fal = "not asked (fal could not be reached before the model's timeout)"
+                let error = TaskError(code: "submit_failed", message: "fal could not be reached before the model's timeout")
+                return await settle(job: job, kind: task.kind, events: [.failed(error)], output: nil, action: .failSubmitUnreachable, fix: .stuckPending, now: now, report: report)
             }
             report.action = .submit
             report.fal = "not asked (no submit was ever started: fal surely never got it)"
