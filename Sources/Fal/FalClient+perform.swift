@@ -109,8 +109,9 @@ extension FalClient {
         return true
     }
 
-    /// Runs `body`, giving up with `.timedOut` when `timeout` passes first. The transport also
-    /// gets the timeout; this bound holds even when a transport ignores it.
+    /// Runs `body`, giving up with `.timedOut` when `timeout` passes first: the body is then
+    /// cancelled. The group still waits for the body to end, so the bound holds for transports
+    /// that honour cancellation (URLSession does); the transport also gets the timeout itself.
     func withDeadline(
         _ timeout: Duration,
         _ body: @escaping @Sendable () async throws(HTTPTransportError) -> HTTPTransportResponse

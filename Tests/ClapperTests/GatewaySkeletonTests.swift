@@ -107,7 +107,7 @@ struct GatewaySkeletonTests {
 
 @Suite("Configuration")
 struct ClapperConfigurationTests {
-    let required = ["CLAPPER_WEBHOOK_SECRET": "0123456789abcdef0123", "CLAPPER_AUTH_JWT_SECRET": "jwt-secret"]
+    let required = ["CLAPPER_WEBHOOK_SECRET": "0123456789abcdef0123", "CLAPPER_AUTH_JWT_SECRET": "jwt-secret-0123456789"]
 
     @Test func defaultsAndOverrides() throws {
         let configuration = try ClapperConfiguration(
@@ -130,6 +130,8 @@ struct ClapperConfigurationTests {
         ("CLAPPER_LOG_LEVEL", "loud"),
         ("CLAPPER_PUBLIC_URL", "ftp://x"),
         ("CLAPPER_DEV_MODE", "maybe"),
+        ("CLAPPER_AUTH_JWT_SECRET", "short"),
+        ("CLAPPER_ADMIN_TOKEN", "short"),
     ])
     func malformedValuesNameTheirKey(key: String, value: String) {
         let error = #expect(throws: ClapperConfiguration.Error.self) {

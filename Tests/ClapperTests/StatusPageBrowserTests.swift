@@ -111,7 +111,7 @@ func chromiumExecutable() -> String? {
 /// Headless Chromium with a DevTools-protocol connection on a pipe.
 ///
 /// `@unchecked Sendable` proof: the mutable state (`nextID`, `pending`, `buffer`) is only touched
-/// while `lock` is held; the process and pipes are set in `init` and only read afterwards.
+/// while `lock` is held; the process, pipes and `exited` are set in `init` and only read afterwards.
 final class Browser: @unchecked Sendable {
     private let process = Process()
     private let input = Pipe()
@@ -121,6 +121,8 @@ final class Browser: @unchecked Sendable {
     /// Each waiting call, resumed with the raw JSON of its `result`.
     private var pending: [Int: CheckedContinuation<Data, any Error>] = [:]
     private var buffer = Data()
+    /// Ends when the browser process has exited.
+    private let exited: AsyncStream<Void>
 
     struct ProtocolError: Error, CustomStringConvertible {
         let description: String
@@ -138,17 +140,26 @@ final class Browser: @unchecked Sendable {
         process.arguments = ["-c", "exec \(quoted) 3<&0 4>&1 </dev/null >/dev/null 2>/dev/null"]
         process.standardInput = input
         process.standardOutput = output
-        output.fileHandleForReading.readabilityHandler = { [weak self] handle in
-            let data = handle.availableData
-            guard let self else { return }
-            if data.isEmpty {
-                handle.readabilityHandler = nil
-                self.failAll(ProtocolError(description: "the browser closed its pipe"))
-            } else {
-                self.received(data)
-            }
+        let (exited, exit) = AsyncStream.makeStream(of: Void.self)
+        self.exited = exited
+        process.terminationHandler = { _ in
+            exit.yield()
+            exit.finish()
         }
         try process.run()
+        // Blocking reads on a thread of their own, not a dispatch read source: closing a pipe
+        // under a readability handler crashed libdispatch's manager thread on Linux.
+        let reader = output.fileHandleForReading
+        Thread.detachNewThread { [self] in
+            while true {
+                let data = reader.availableData
+                if data.isEmpty {
+                    failAll(ProtocolError(description: "the browser closed its pipe"))
+                    return
+                }
+                received(data)
+            }
+        }
     }
 
     /// Calls a DevTools method (on a page when `session` is given) and returns its `result`.
@@ -204,8 +215,7 @@ final class Browser: @unchecked Sendable {
     func close() async {
         _ = try? await call("Browser.close")
         if process.isRunning { process.terminate() }
-        process.waitUntilExit()
-        output.fileHandleForReading.readabilityHandler = nil
+        for await _ in exited {}
     }
 
     private func received(_ data: Data) {

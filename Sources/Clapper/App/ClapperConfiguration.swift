@@ -162,8 +162,10 @@ public struct ClapperConfiguration: Sendable {
         } catch {
             throw Error(key: "CLAPPER_RECONCILE_POLICY", message: error.message)
         }
-        if let secret = webhookSecret, secret.utf8.count < 16 {
-            throw Error(key: "CLAPPER_WEBHOOK_SECRET", message: "must be at least 16 bytes")
+        for key in ["CLAPPER_WEBHOOK_SECRET", "CLAPPER_AUTH_JWT_SECRET", "CLAPPER_ADMIN_TOKEN"] {
+            if let secret = reader.string(key), secret.utf8.count < 16 {
+                throw Error(key: key, message: "must be at least 16 bytes")
+            }
         }
         self.init(
             httpHost: host,
