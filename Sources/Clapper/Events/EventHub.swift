@@ -12,7 +12,9 @@ import Synchronization
 /// subscription comes back after a drop (`.resubscribed`) or its own buffer overflowed
 /// (`.overflow`), every subscribed job is read again from its Redis stream from just before the
 /// last change seen, so no change is lost across the gap (subscribers drop what they already
-/// have by stream id). Graceful shutdown ends every subscriber as `.shutdown`.
+/// have by stream id). Graceful shutdown ends every subscriber as `.shutdown`. One shared tick
+/// (every `heartbeatResolution`) wakes the streams that have been idle for their heartbeat
+/// interval, so no stream needs a timer of its own.
 ///
 /// Run it as a `Service` after the `RedisClient` and before the HTTP server.
 public final class EventHub: Service, Sendable {
@@ -68,20 +70,24 @@ public final class EventHub: Service, Sendable {
 
     // MARK: - Subscribing
 
-    /// Changes of one job.
-    func subscribe(jobID: String) -> EventSubscription {
-        add(jobID: jobID, userID: nil)
+    /// How often the shared heartbeat tick looks for idle streams: a heartbeat goes out between
+    /// one interval and one interval plus this after a stream's last write.
+    static let heartbeatResolution: Duration = .milliseconds(250)
+
+    /// Changes of one job; a heartbeat after `heartbeat` without a write.
+    func subscribe(jobID: String, heartbeat: Duration) -> EventSubscription {
+        add(jobID: jobID, userID: nil, heartbeat: heartbeat)
     }
 
-    /// Changes of all of one user's jobs.
-    func subscribe(userID: String) -> EventSubscription {
-        add(jobID: nil, userID: userID)
+    /// Changes of all of one user's jobs; a heartbeat after `heartbeat` without a write.
+    func subscribe(userID: String, heartbeat: Duration) -> EventSubscription {
+        add(jobID: nil, userID: userID, heartbeat: heartbeat)
     }
 
-    private func add(jobID: String?, userID: String?) -> EventSubscription {
+    private func add(jobID: String?, userID: String?, heartbeat: Duration) -> EventSubscription {
         let (sink, floor, count) = state.withLock { state -> (EventSink, EventSubscription.Floor?, Int?) in
             state.nextID += 1
-            let sink = EventSink(id: state.nextID, jobID: jobID, userID: userID, bufferSize: bufferSize)
+            let sink = EventSink(id: state.nextID, jobID: jobID, userID: userID, bufferSize: bufferSize, heartbeat: heartbeat)
             let floor = state.lastSeen.map { EventSubscription.Floor(jobID: state.lastSeenJob, id: $0) }
             guard !state.stopped else { return (sink, floor, nil) }
             if let jobID { state.byJob[jobID, default: [:]][sink.id] = sink }
@@ -120,26 +126,54 @@ public final class EventHub: Service, Sendable {
     public func run() async throws {
         try await withThrowingTaskGroup(of: Void.self) { group in
             group.addTask { try await self.subscriber.run() }
-            for await event in subscriber.events {
-                switch event {
-                case .message(_, let payload):
-                    guard let change = JobChange(message: payload) else {
-                        logger.warning("unreadable message on the events channel", metadata: ["bytes": "\(payload.count)"])
-                        continue
-                    }
-                    dispatch(change)
-                case .subscribed:
-                    state.withLock { $0.subscribed = true }
-                    await catchUp(reason: "subscribed")
-                case .resubscribed:
-                    await catchUp(reason: "resubscribed")
-                case .overflow:
-                    await catchUp(reason: "overflow")
-                }
+            await withDiscardingTaskGroup { ticker in
+                ticker.addTask { await self.tickHeartbeats() }
+                await self.consumeEvents()
+                ticker.cancelAll()
             }
             try await group.waitForAll()
         }
         endAll()
+    }
+
+    /// Parses and hands out every message of the subscription, catching up after each gap.
+    private func consumeEvents() async {
+        for await event in subscriber.events {
+            switch event {
+            case .message(_, let payload):
+                guard let change = JobChange(message: payload) else {
+                    logger.warning("unreadable message on the events channel", metadata: ["bytes": "\(payload.count)"])
+                    continue
+                }
+                dispatch(change)
+            case .subscribed:
+                state.withLock { $0.subscribed = true }
+                await catchUp(reason: "subscribed")
+            case .resubscribed:
+                await catchUp(reason: "resubscribed")
+            case .overflow:
+                await catchUp(reason: "overflow")
+            }
+        }
+    }
+
+    /// The shared heartbeat tick, until cancelled.
+    private func tickHeartbeats() async {
+        var sinks: [EventSink] = []
+        while true {
+            do {
+                try await Task.sleep(for: Self.heartbeatResolution)
+            } catch {
+                return
+            }
+            state.withLock { state in
+                for job in state.byJob.values { sinks.append(contentsOf: job.values) }
+                for user in state.byUser.values { sinks.append(contentsOf: user.values) }
+            }
+            let now = ContinuousClock.now
+            for sink in sinks { sink.heartbeat(now: now) }
+            sinks.removeAll(keepingCapacity: true)
+        }
     }
 
     /// Ends every subscriber as `.shutdown` and takes no more.

@@ -5,6 +5,7 @@ import Logging
 import NIOCore
 import Redis
 import ServiceLifecycle
+import Synchronization
 
 /// The server-sent event streams:
 /// - `GET /v1/jobs/{id}/events`: `snapshot` (or the changes after `Last-Event-ID`), then `job`
@@ -49,7 +50,7 @@ struct EventsController: Sendable {
         let userID = try caller(request, context, for: .job(jobID))
         guard (1...200).contains(jobID.utf8.count) else { throw APIError.notFound("no job \(jobID)") }
         // Subscribe before reading, so no change can fall between the read and the live stream.
-        let subscription = hub.subscribe(jobID: jobID)
+        let subscription = hub.subscribe(jobID: jobID, heartbeat: heartbeat)
         let history: EventHistory?
         do {
             history = try await EventHistory.read(redis: redis, keys: keys, jobID: jobID, after: lastEventID(request))
@@ -62,43 +63,74 @@ struct EventsController: Sendable {
             subscription.cancel()
             throw APIError.notFound("no job \(jobID)")
         }
+        // Taken by the stream once: what it sends first is not kept for the stream's lifetime.
+        let start = TakeOnce(history)
         return streamResponse(request, subscription) { sink, writer in
-            try await Self.pumpJob(jobID: jobID, history: history, sink: sink, writer: &writer)
+            guard let history = start.take() else { return }
+            try await Self.pumpJob(jobID: jobID, history: consume history, sink: sink, writer: &writer)
         }
     }
 
-    static func pumpJob(jobID: String, history: EventHistory, sink: EventSink, writer: inout any ResponseBodyWriter) async throws {
-        try await writer.write(ServerSentEvent.retry(milliseconds: retryMilliseconds))
+    static func pumpJob(jobID: String, history: consuming EventHistory, sink: EventSink, writer: inout any ResponseBodyWriter) async throws {
+        var frames = [ServerSentEvent.retry(milliseconds: retryMilliseconds)]
         var position = history.lastID
         switch history.start {
         case .snapshot:
-            try await writer.write(ServerSentEvent.frame(event: "snapshot", id: history.lastID?.description, data: history.view))
+            frames.append(ServerSentEvent.frame(event: "snapshot", id: history.lastID?.description, data: history.view))
         case .replay(let entries):
             for entry in entries {
-                try await writer.write(ServerSentEvent.frame(event: "job", id: entry.id.description, data: entry.view))
+                frames.append(ServerSentEvent.frame(event: "job", id: entry.id.description, data: entry.view))
             }
         }
         // The view was read with the entries: it is the state after the last one.
-        if let head = JobChange.Head(view: history.view), head.isFinished {
-            try await writer.write(doneFrame(jobID: jobID, status: head.status))
+        let head = JobChange.Head(view: history.view)
+        _ = consume history
+        if let head, head.isFinished {
+            frames.append(doneFrame(jobID: jobID, status: head.status))
+            try await write(&frames, to: &writer)
             return
         }
-        for await item in sink.items {
-            switch item {
+        try await write(&frames, to: &writer)
+        frames = []
+        var batch: [JobChange] = []
+        while true {
+            switch await sink.next(&batch) {
             case .heartbeat:
-                try await writer.write(ServerSentEvent.comment("heartbeat"))
-            case .change(let change):
-                // Already sent (read with the snapshot or replay, or handed out twice by a catch-up).
-                if let position, change.id <= position { continue }
-                try await writer.write(change.frame)
-                position = change.id
-                if change.isFinished {
-                    try await writer.write(doneFrame(jobID: jobID, status: change.status))
-                    return
+                try await writer.write(heartbeatFrame)
+            case .changes:
+                var finished: JobChange?
+                for change in batch {
+                    // Already sent (read with the snapshot or replay, or handed out twice by a catch-up).
+                    if let position, change.id <= position { continue }
+                    frames.append(change.frame)
+                    position = change.id
+                    if change.isFinished {
+                        finished = change
+                        break
+                    }
                 }
+                if let finished { frames.append(doneFrame(jobID: jobID, status: finished.status)) }
+                try await write(&frames, to: &writer)
+                if finished != nil { return }
+            case .ended:
+                try await writeGoodbye(sink, &writer)
+                return
             }
         }
-        try await writeGoodbye(sink, &writer)
+    }
+
+    /// The heartbeat comment, encoded once.
+    static let heartbeatFrame = ServerSentEvent.comment("heartbeat")
+
+    /// Writes frames in one write (one flush), then lets go of them (keeping the array's storage):
+    /// an idle stream holds no frame.
+    static func write(_ frames: inout [ByteBuffer], to writer: inout any ResponseBodyWriter) async throws {
+        switch frames.count {
+        case 0: return
+        case 1: try await writer.write(frames[0])
+        default: try await writer.write(contentsOf: frames)
+        }
+        frames.removeAll(keepingCapacity: true)
     }
 
     static func doneFrame(jobID: String, status: String) -> ByteBuffer {
@@ -109,7 +141,7 @@ struct EventsController: Sendable {
 
     func userEvents(_ request: Request, _ context: ClapperRequestContext) async throws -> Response {
         let userID = try caller(request, context, for: .user)
-        let subscription = hub.subscribe(userID: userID)
+        let subscription = hub.subscribe(userID: userID, heartbeat: heartbeat)
         var replay: [JobChange] = []
         if let resume = lastEventID(request) {
             do {
@@ -120,15 +152,17 @@ struct EventsController: Sendable {
                 throw APIError.unavailable("events are unavailable right now")
             }
         }
-        return streamResponse(request, subscription) { [replay] sink, writer in
-            try await Self.pumpUser(replay: replay, floor: subscription.floor, sink: sink, writer: &writer)
+        let start = TakeOnce(replay)
+        let floor = subscription.floor
+        return streamResponse(request, subscription) { sink, writer in
+            guard let replay = start.take() else { return }
+            try await Self.pumpUser(replay: consume replay, floor: floor, sink: sink, writer: &writer)
         }
     }
 
     /// - Parameter floor: the last change the hub had handed out when this stream subscribed;
     ///   a catch-up after a gap can hand out older changes, which this stream never had to get.
-    static func pumpUser(replay: [JobChange], floor: EventSubscription.Floor?, sink: EventSink, writer: inout any ResponseBodyWriter) async throws {
-        try await writer.write(ServerSentEvent.retry(milliseconds: retryMilliseconds, comment: "connected"))
+    static func pumpUser(replay: consuming [JobChange], floor: EventSubscription.Floor?, sink: EventSink, writer: inout any ResponseBodyWriter) async throws {
         // The newest change sent per job; bounded (forgetting only risks a repeated change).
         var positions: [String: StreamID] = [:]
         if let floor { positions[floor.jobID] = floor.id }
@@ -139,18 +173,25 @@ struct EventsController: Sendable {
             positions[change.jobID] = change.id
             return true
         }
+        var frames = [ServerSentEvent.retry(milliseconds: retryMilliseconds, comment: "connected")]
         for change in replay where isNew(change, live: false) {
-            try await writer.write(change.frame)
+            frames.append(change.frame)
         }
-        for await item in sink.items {
-            switch item {
+        try await write(&frames, to: &writer)
+        frames = []
+        var batch: [JobChange] = []
+        while true {
+            switch await sink.next(&batch) {
             case .heartbeat:
-                try await writer.write(ServerSentEvent.comment("heartbeat"))
-            case .change(let change):
-                if isNew(change) { try await writer.write(change.frame) }
+                try await writer.write(heartbeatFrame)
+            case .changes:
+                for change in batch where isNew(change) { frames.append(change.frame) }
+                try await write(&frames, to: &writer)
+            case .ended:
+                try await writeGoodbye(sink, &writer)
+                return
             }
         }
-        try await writeGoodbye(sink, &writer)
     }
 
     // MARK: - Streaming
@@ -175,13 +216,15 @@ struct EventsController: Sendable {
     /// A `text/event-stream` response whose body runs `pump` until it returns, the client goes
     /// away, the stream falls behind (cut at once, even in a blocked write) or the gateway shuts
     /// down (the pump says `retry:`; cut after `shutdownGrace`). The subscription ends with it.
+    ///
+    /// One child task writes (the pump; heartbeats come from the hub's shared tick); the body's
+    /// own task waits for the sink to end and cancels the writer when the stream must be cut.
     func streamResponse(
         _ request: Request,
         _ subscription: EventSubscription,
         pump: @escaping @Sendable (EventSink, inout any ResponseBodyWriter) async throws -> Void
     ) -> Response {
-        let heartbeat = self.heartbeat
-        return Response(status: .ok, headers: Self.headers, body: ResponseBody { writer in
+        Response(status: .ok, headers: Self.headers, body: ResponseBody { writer in
             let sink = subscription.sink
             let box = WriterBox(writer)
             defer { subscription.cancel() }
@@ -189,25 +232,24 @@ struct EventsController: Sendable {
                 try await withGracefulShutdownHandler {
                     try await withThrowingTaskGroup(of: Void.self) { group in
                         group.addTask {
+                            // However the pump ends, the waiting task below wakes up.
+                            defer { sink.end(.completed) }
                             var writer = box.take()
                             try await pump(sink, &writer)
                             try await writer.finish(nil)
                         }
-                        group.addTask {
-                            while true {
-                                try await Task.sleep(for: heartbeat)
-                                sink.tick()
+                        switch await sink.ended() {
+                        case .completed:
+                            break
+                        case .shutdown:
+                            group.addTask {
+                                try await Task.sleep(for: Self.shutdownGrace)
+                                throw StreamClosed(reason: .shutdown)
                             }
-                        }
-                        group.addTask {
-                            for await reason in sink.ended {
-                                switch reason {
-                                case .completed: return
-                                case .shutdown: try await Task.sleep(for: Self.shutdownGrace)
-                                case .dropped, .clientClosed: break
-                                }
-                                throw StreamClosed(reason: reason)
-                            }
+                        case .dropped:
+                            throw StreamClosed(reason: .dropped)
+                        case .clientClosed:
+                            throw StreamClosed(reason: .clientClosed)
                         }
                         try await group.next()
                         group.cancelAll()
@@ -269,6 +311,22 @@ final class WriterBox: @unchecked Sendable {
     func take() -> any ResponseBodyWriter {
         defer { writer = nil }
         return writer!
+    }
+}
+
+/// A value a stream takes once when it starts, so it is not kept for the stream's lifetime.
+final class TakeOnce<Value: Sendable>: Sendable {
+    private let value: Mutex<Value?>
+
+    init(_ value: Value) {
+        self.value = Mutex(value)
+    }
+
+    func take() -> Value? {
+        value.withLock { value in
+            defer { value = nil }
+            return value
+        }
     }
 }
 

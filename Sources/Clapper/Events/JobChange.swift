@@ -4,7 +4,8 @@ import NIOCore
 
 /// One change of one job, as the hub hands it to subscribers: parsed once per instance, with its
 /// SSE frame (`event: job`, `id:`, one `data:` line) encoded once and shared by every subscriber.
-struct JobChange: Sendable {
+/// A class: handing it to each subscriber's buffer costs one reference, not a copy of its fields.
+final class JobChange: Sendable {
     let jobID: String
     /// The owner, when known (always for published changes; nil for some catch-up reads).
     let userID: String?
@@ -28,7 +29,7 @@ struct JobChange: Sendable {
     /// A message of the `clapper:events` channel: `{"jobId":…,"userId":…,"id":"…","job":<view>}`,
     /// as `JobScripts.apply` publishes it. One scan of the bytes (no decoding of the view); the
     /// view is sliced out byte for byte.
-    init?(message payload: [UInt8]) {
+    convenience init?(message payload: [UInt8]) {
         guard let members = try? RawJSON.members(of: payload) else { return nil }
         var jobID: String?
         var userID: String?

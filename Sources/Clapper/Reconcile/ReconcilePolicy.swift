@@ -45,7 +45,7 @@ public struct ReconcilePolicy: Sendable, Hashable, Codable {
         models: [String: Schedule] = [:],
         submitGraceSeconds: Double = 120,
         batchSize: Int = 100,
-        leaseSeconds: Double = 60,
+        leaseSeconds: Double = 120,
         concurrency: Int = 16
     ) {
         self.defaults = defaults
@@ -75,7 +75,7 @@ public struct ReconcilePolicy: Sendable, Hashable, Codable {
     /// The policy from `CLAPPER_RECONCILE_POLICY` JSON (nil or empty: the defaults), e.g.
     /// `{"defaults":{"graceSeconds":5,"baseSeconds":5,"factor":2,"maxSeconds":60},
     ///   "models":{"fal-ai/mmaudio-v2":{"graceSeconds":2,"baseSeconds":3,"factor":1.5,"maxSeconds":30}},
-    ///   "submitGraceSeconds":120,"batchSize":100,"leaseSeconds":60,"concurrency":16}`.
+    ///   "submitGraceSeconds":120,"batchSize":100,"leaseSeconds":120,"concurrency":16}`.
     public static func load(json: String?) throws(LoadError) -> ReconcilePolicy {
         guard let json, !json.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty else { return ReconcilePolicy() }
         let policy: ReconcilePolicy

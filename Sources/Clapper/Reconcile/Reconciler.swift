@@ -26,7 +26,7 @@ struct Reconciler: Service {
             var claimedFull = false
             do {
                 let handled = try await round()
-                claimedFull = handled >= policy.batchSize
+                claimedFull = handled >= claimLimit
                 if now().timeIntervalSince(lastAgeScan) >= Self.oldestAgeEvery {
                     lastAgeScan = now()
                     await measureOldest()
@@ -42,10 +42,14 @@ struct Reconciler: Service {
         logger.info("reconciler stopped")
     }
 
-    /// Claims one batch of due tasks and works through it; returns how many were claimed.
+    /// Entries claimed at once: no more than run at once, so none waits in this process while
+    /// its lease runs out (another instance would then poll it too).
+    var claimLimit: Int { min(policy.batchSize, policy.concurrency) }
+
+    /// Claims due tasks (at most `claimLimit`) and works through them; returns how many were claimed.
     @discardableResult
     func round() async throws -> Int {
-        let entries = try await queue.claim(now: now(), lease: policy.leaseSeconds, limit: policy.batchSize)
+        let entries = try await queue.claim(now: now(), lease: policy.leaseSeconds, limit: claimLimit)
         guard !entries.isEmpty else { return 0 }
         await withTaskGroup(of: Void.self) { group in
             var running = 0
