@@ -43,15 +43,23 @@ struct DueQueue: Sendable {
         return (reply.array ?? []).compactMap { $0.string.flatMap { Entry(member: $0, score: leaseUntil) } }
     }
 
-    /// Sets the next check of a task still on the set (`XX`: a task that finished meanwhile,
-    /// and so left the set, is not put back).
-    func reschedule(_ member: String, at date: Date) async throws {
-        _ = try await redis.send(RedisCommand("ZADD", keys.due, "XX", date.milliseconds, member))
-    }
+    /// Ends a claim: sets the task's next check (or drops it with `next == nil`) only while its
+    /// score is still the lease this claim set. Anything that moved it since — the task changed
+    /// and the store rescheduled it, an admin retry, another claim after the lease — wins.
+    /// KEYS: 1 due zset. ARGV: 1 member, 2 lease score, 3 next ms or "".
+    static let releaseScript = RedisScript(#"""
+    local score = redis.call('ZSCORE', KEYS[1], ARGV[1])
+    if not score or tonumber(score) ~= tonumber(ARGV[2]) then return 0 end
+    if ARGV[3] == '' then
+      redis.call('ZREM', KEYS[1], ARGV[1])
+    else
+      redis.call('ZADD', KEYS[1], 'XX', ARGV[3], ARGV[1])
+    end
+    return 1
+    """#)
 
-    /// Drops a member whose job is gone or whose task is finished (a stale entry).
-    func remove(_ member: String) async throws {
-        _ = try await redis.send(RedisCommand("ZREM", keys.due, member))
+    func release(_ entry: Entry, next: Date?) async throws {
+        _ = try await redis.eval(Self.releaseScript, keys: [keys.due], arguments: [entry.member, entry.score, next.map { String($0.milliseconds) } ?? ""])
     }
 
     /// Up to `limit` entries, soonest next check first.

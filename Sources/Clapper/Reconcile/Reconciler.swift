@@ -71,9 +71,9 @@ struct Reconciler: Service {
         let result = await worker.reconcile(jobID: entry.jobID, kind: entry.kind, now: now(), dryRun: false, force: false)
         do {
             if result.removeEntry {
-                try await queue.remove(entry.member)
+                try await queue.release(entry, next: nil)
             } else if let next = result.next {
-                try await queue.reschedule(entry.member, at: next)
+                try await queue.release(entry, next: next)
             }
         } catch {
             // The lease ends by itself; the task comes due again then.
