@@ -2,35 +2,8 @@ import Clapper
 import FalSim
 import Foundation
 import Logging
-import Synchronization
 import Testing
 import TestSupport
-
-/// Keeps every log line (message and metadata) in memory.
-final class CapturedLogs: Sendable {
-    private let lines = Mutex<[String]>([])
-    var all: [String] { lines.withLock { $0 } }
-
-    func logger() -> Logger {
-        Logger(label: "captured") { _ in Handler(sink: self) }
-    }
-
-    fileprivate func append(_ line: String) { lines.withLock { $0.append(line) } }
-
-    struct Handler: LogHandler {
-        let sink: CapturedLogs
-        var metadata: Logger.Metadata = [:]
-        var logLevel: Logger.Level = .trace
-        subscript(metadataKey key: String) -> Logger.Metadata.Value? {
-            get { metadata[key] }
-            set { metadata[key] = newValue }
-        }
-        func log(event: LogEvent) {
-            let merged = metadata.merging(event.metadata ?? [:]) { $1 }
-            sink.append("\(event.level) \(event.message) \(merged)")
-        }
-    }
-}
 
 @Suite("Secrets stay out of logs")
 struct LoggingTests {
@@ -40,7 +13,7 @@ struct LoggingTests {
         let setup = SimSetup()
         try await withRedisServer { redis in
             try await withFalSim(configuration: setup.configuration) { sim in
-                try await withGateway(redis: redis, sim: sim, logger: logs.logger(), { $0.logLevel = .trace }) { gateway in
+                try await withGateway(redis: redis, sim: sim, logger: logs.logger, { $0.logLevel = .trace }) { gateway in
                     let alice = TestUsers.token("alice")
                     let created = try await gateway.send(.POST, "/v1/jobs", token: alice, body: jobBody("log \(UUID())", audio: false))
                     let eventsURL = try #require(created.json["eventsUrl"] as? String)

@@ -1,34 +1,7 @@
 import Fal
 import Logging
-import Synchronization
 import Testing
-
-/// Collects log lines in memory.
-final class CapturedLogs: Sendable {
-    private let lines = Mutex<[String]>([])
-    var all: [String] { lines.withLock { $0 } }
-    func append(_ line: String) { lines.withLock { $0.append(line) } }
-
-    var logger: Logger {
-        var logger = Logger(label: "fal-test") { _ in Handler(sink: self) }
-        logger.logLevel = .trace
-        return logger
-    }
-
-    struct Handler: LogHandler {
-        let sink: CapturedLogs
-        var metadata: Logger.Metadata = [:]
-        var logLevel: Logger.Level = .trace
-        subscript(metadataKey key: String) -> Logger.Metadata.Value? {
-            get { metadata[key] }
-            set { metadata[key] = newValue }
-        }
-        func log(event: LogEvent) {
-            let merged = metadata.merging(event.metadata ?? [:]) { $1 }
-            sink.append("\(event.level) \(event.message) \(merged)")
-        }
-    }
-}
+import TestSupport
 
 @Suite struct FalClientLoggingTests {
     @Test func theKeyNeverReachesLogsOrErrors() async {
