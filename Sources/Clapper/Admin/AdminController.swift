@@ -46,16 +46,18 @@ struct AdminController: Sendable {
         let entries = try await queue.entries(limit: 5000)
         var nextChecks: [String: Date] = [:]
         var jobIDs: [String] = []
+        var seen: Set<String> = []
         for entry in entries {
             nextChecks[entry.member] = entry.nextCheck
-            if !jobIDs.contains(entry.jobID) { jobIDs.append(entry.jobID) }
+            if seen.insert(entry.jobID).inserted { jobIDs.append(entry.jobID) }
         }
-        for id in try await queue.recent(limit: 1000) where !jobIDs.contains(id) { jobIDs.append(id) }
+        for id in try await queue.recent(limit: 1000) where seen.insert(id).inserted { jobIDs.append(id) }
 
         let at = now()
         var jobs: [AdminJob] = []
-        for id in jobIDs {
-            guard let job = try await processor.store.load(id)?.job else { continue }
+        let store = processor.store
+        for job in try await Self.inOrder(jobIDs, concurrency: 16, { try await store.load($0)?.job }) {
+            guard let job else { continue }
             if let olderThan, at.timeIntervalSince(job.createdAt) < olderThan { continue }
             if let statusFilter {
                 if statusFilter == "unfinished" ? job.isFinished : job.status.rawValue != statusFilter { continue }
@@ -87,22 +89,50 @@ struct AdminController: Sendable {
                 if job.createdAt <= cutoff { targets.append((entry.jobID, job.tasks.map(\.kind))) }
             }
         }
-        var reports: [ReconcileReport] = []
-        for (jobID, kinds) in targets {
-            var any = false
+        let (worker, queue, now, dryRun) = (self.worker, self.queue, self.now, body.dryRun)
+        // Jobs side by side (at most 8 at once), each job's tasks in order; reports in target order.
+        let perJob = try await Self.inOrder(targets, concurrency: 8) { target -> [ReconcileReport] in
+            let (jobID, kinds) = target
+            var reports: [ReconcileReport] = []
             for kind in kinds {
-                let result = await worker.reconcile(jobID: jobID, kind: kind, now: now(), dryRun: body.dryRun, force: true)
+                let result = await worker.reconcile(jobID: jobID, kind: kind, now: now(), dryRun: dryRun, force: true)
                 // A job without audio has no audio task: report the job once as not found only when it does not exist.
-                if result.report.action == .notFound, kind == .audio, any { continue }
-                any = true
+                if result.report.action == .notFound, kind == .audio, !reports.isEmpty { continue }
                 var report = result.report
-                if !body.dryRun, report.action != .notFound {
+                if !dryRun, report.action != .notFound {
                     report.nextCheckAt = try await queue.score(JobStore.member(jobID: jobID, kind: kind)).map(Timestamp.iso8601)
                 }
                 reports.append(report)
             }
+            return reports
         }
-        return try Self.json(AdminReconcileAnswer(dryRun: body.dryRun, reports: reports))
+        return try Self.json(AdminReconcileAnswer(dryRun: body.dryRun, reports: perJob.flatMap { $0 }))
+    }
+
+    /// `transform` over `items`, at most `concurrency` at once, results in the items' order.
+    static func inOrder<Item: Sendable, Value: Sendable>(
+        _ items: [Item],
+        concurrency: Int,
+        _ transform: @escaping @Sendable (Item) async throws -> Value
+    ) async throws -> [Value] {
+        var results = [Value?](repeating: nil, count: items.count)
+        try await withThrowingTaskGroup(of: (Int, Value).self) { group in
+            var next = 0
+            while next < min(concurrency, items.count) {
+                let index = next
+                group.addTask { (index, try await transform(items[index])) }
+                next += 1
+            }
+            while let (index, value) = try await group.next() {
+                results[index] = value
+                if next < items.count {
+                    let index = next
+                    group.addTask { (index, try await transform(items[index])) }
+                    next += 1
+                }
+            }
+        }
+        return results.map { $0! }
     }
 
     // MARK: POST /v1/admin/jobs/{id}/retry
