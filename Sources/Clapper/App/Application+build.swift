@@ -80,7 +80,10 @@ func buildApplication(
     router.add(middleware: ErrorMiddleware(table: table))
     router.add(middleware: BodyLimitMiddleware(limit: configuration.maxBodyBytes))
     router.add(middleware: AuthMiddleware(
-        verifier: configuration.jwtSecret.map { JWTVerifier(secret: $0) },
+        verifier: configuration.jwtSecret.map { JWTVerifier(secret: $0, issuer: configuration.authIssuer, audience: configuration.authAudience) },
+        jwks: configuration.authJWKSURL.flatMap(URL.init(string:)).map {
+            JWKSTokenVerifier(url: $0, issuer: configuration.authIssuer, audience: configuration.authAudience, logger: logger)
+        },
         adminToken: configuration.adminToken,
         devMode: configuration.devMode
     ))

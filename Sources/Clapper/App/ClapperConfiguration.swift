@@ -60,6 +60,12 @@ public struct ClapperConfiguration: Sendable {
     public var falSubmitTimeout: Duration = .seconds(30)
     /// `CLAPPER_JOB_RETENTION_DAYS` (30): how long a finished job (and its change stream) is kept.
     public var jobRetention: Duration = .seconds(30 * 24 * 3600)
+    /// `CLAPPER_AUTH_JWKS_URL`: an identity provider's JWKS; users' RS256/ES256/EdDSA tokens are
+    /// checked against it (HS256 tokens still against `CLAPPER_AUTH_JWT_SECRET` when set).
+    public var authJWKSURL: String?
+    /// `CLAPPER_AUTH_ISSUER`, `CLAPPER_AUTH_AUDIENCE`: when set, tokens must carry this `iss` / `aud`.
+    public var authIssuer: String?
+    public var authAudience: String?
 
     public struct Error: Swift.Error, CustomStringConvertible, Sendable {
         public let key: String
@@ -152,8 +158,8 @@ public struct ClapperConfiguration: Sendable {
             guard webhookSecret != nil else {
                 throw Error(key: "CLAPPER_WEBHOOK_SECRET", message: "is required (or set CLAPPER_DEV_MODE=1)")
             }
-            guard reader.string("CLAPPER_AUTH_JWT_SECRET") != nil else {
-                throw Error(key: "CLAPPER_AUTH_JWT_SECRET", message: "is required (or set CLAPPER_DEV_MODE=1)")
+            guard reader.string("CLAPPER_AUTH_JWT_SECRET") != nil || reader.string("CLAPPER_AUTH_JWKS_URL") != nil else {
+                throw Error(key: "CLAPPER_AUTH_JWT_SECRET", message: "is required, or CLAPPER_AUTH_JWKS_URL (or set CLAPPER_DEV_MODE=1)")
             }
         }
         let reconcilePolicy: ReconcilePolicy
@@ -194,6 +200,14 @@ public struct ClapperConfiguration: Sendable {
         )
         self.falSubmitTimeout = .milliseconds(try reader.int("CLAPPER_FAL_SUBMIT_TIMEOUT_MS", default: 30_000, range: 100...600_000))
         self.jobRetention = .seconds(24 * 3600 * (try reader.int("CLAPPER_JOB_RETENTION_DAYS", default: 30, range: 1...3650)))
+        if let jwks = reader.string("CLAPPER_AUTH_JWKS_URL") {
+            guard let url = URL(string: jwks), url.scheme == "https" || url.scheme == "http", url.host != nil else {
+                throw Error(key: "CLAPPER_AUTH_JWKS_URL", message: "must be an http(s) URL")
+            }
+            self.authJWKSURL = jwks
+        }
+        self.authIssuer = reader.string("CLAPPER_AUTH_ISSUER")
+        self.authAudience = reader.string("CLAPPER_AUTH_AUDIENCE")
     }
 
     /// `--http-port 9000` / `--http-port=9000` -> `CLAPPER_HTTP_PORT`; `--fal-key x` -> `FAL_KEY`.

@@ -24,6 +24,12 @@ public struct AuthError: Error, Hashable, Sendable, CustomStringConvertible {
     public static let missingSubject = AuthError("invalid_token", "token has no sub claim")
     public static let wrongIssuer = AuthError("invalid_token", "token issuer is not accepted")
     public static let wrongAudience = AuthError("invalid_token", "token audience is not accepted")
+    /// `alg` is none of RS256, ES256, EdDSA (or HS256 without a shared secret).
+    public static let unsupportedKeyAlgorithm = AuthError("unsupported_algorithm", "token algorithm must be HS256, RS256, ES256 or EdDSA")
+    /// No key of the identity provider's JWKS verifies the token (after one refetch).
+    public static let unknownKey = AuthError("invalid_token", "no key of the identity provider verifies this token")
+    /// The JWKS could not be fetched: the token cannot be checked now.
+    public static let keysUnavailable = AuthError("auth_unavailable", "the identity provider's keys are unavailable")
     /// No secret configured: every token is refused.
     public static let notConfigured = AuthError("auth_not_configured", "token authentication is not configured")
 }

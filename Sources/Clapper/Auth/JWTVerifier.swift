@@ -50,7 +50,13 @@ public struct JWTVerifier: Sendable {
             throw .badSignature
         }
 
-        guard let payloadBytes = Base64URL.decode(parts[1]),
+        return try subject(ofPayload: parts[1], now: now)
+    }
+
+    /// The claim checks every verifier shares (after the signature was checked): `exp`, `nbf`,
+    /// `iss`, `aud`, and a non-empty `sub`, which is returned.
+    func subject(ofPayload part: Substring, now: Date) throws(AuthError) -> String {
+        guard let payloadBytes = Base64URL.decode(part),
               let claims = try? JSONDecoder().decode(Claims.self, from: Data(payloadBytes))
         else { throw .malformed }
         let seconds = now.timeIntervalSince1970

@@ -4,13 +4,17 @@ import HTTPTypes
 import Hummingbird
 import Logging
 
-/// Who is calling: a user's HS256 bearer token sets `context.userID`; the admin token sets
+/// Who is calling: a user's bearer token (HS256 with the shared secret, or RS256/ES256/EdDSA
+/// from the identity provider's JWKS) sets `context.userID`; the admin token sets
 /// `context.isAdmin` (and no user). A token that is present but wrong is a 401 here; routes that
 /// need a caller ask with `requireUser()` / `requireAdmin()`. In dev mode a request without a
 /// token acts as the user `dev`.
 struct AuthMiddleware: RouterMiddleware {
     typealias Context = ClapperRequestContext
+    /// HS256 tokens (`CLAPPER_AUTH_JWT_SECRET`).
     let verifier: JWTVerifier?
+    /// Tokens signed with the identity provider's keys (`CLAPPER_AUTH_JWKS_URL`).
+    var jwks: JWKSTokenVerifier? = nil
     let adminToken: String?
     let devMode: Bool
 
@@ -25,20 +29,34 @@ struct AuthMiddleware: RouterMiddleware {
             let token = String(header.dropFirst(7)).trimmingCharacters(in: .whitespaces)
             if let adminToken, Self.constantTimeEquals(token, adminToken) {
                 context.isAdmin = true
-            } else if let verifier {
+            } else {
                 do {
-                    context.userID = try verifier.verify(token, now: Date())
+                    context.userID = try await user(of: token)
+                } catch where error == .keysUnavailable {
+                    throw APIError.unavailable(error.message, code: error.code)
                 } catch {
                     throw APIError.unauthorized(error.message, code: "invalid_token")
                 }
-            } else {
-                throw APIError.unauthorized("bearer tokens are not configured", code: "invalid_token")
             }
         } else if devMode {
             context.userID = Self.devUser
         }
         context.logger[metadataKey: "user"] = context.userID.map { .string($0) }
         return try await next(request, context)
+    }
+
+    /// HS256 tokens are checked with the shared secret, other algorithms against the JWKS.
+    private func user(of token: String) async throws(AuthError) -> String {
+        let now = Date()
+        if let verifier {
+            do {
+                return try verifier.verify(token, now: now)
+            } catch where error == .unsupportedAlgorithm && jwks != nil {
+                // Not HS256: the identity provider's keys decide below.
+            }
+        }
+        guard let jwks else { throw verifier == nil ? .notConfigured : .unsupportedAlgorithm }
+        return try await jwks.verify(token, now: now)
     }
 
     /// Compares two secrets without a timing signal: HMAC both with a random key, compare digests.
