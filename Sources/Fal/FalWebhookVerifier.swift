@@ -12,7 +12,7 @@ public actor FalWebhookVerifier {
     public nonisolated let configuration: FalWebhookVerifierConfiguration
     private let transport: any HTTPTransport
     private let logger: Logger
-    private let now: @Sendable () -> Date
+    private nonisolated let now: @Sendable () -> Date
 
     private var keys: [Curve25519.Signing.PublicKey] = []
     private var keysFetchedAt: Date?
@@ -34,8 +34,10 @@ public actor FalWebhookVerifier {
     }
 
     /// Verifies a webhook; returns the headers it verified. Throws `FalWebhookVerificationError`.
+    /// The checks and the signature run outside the actor (concurrently for many webhooks); only
+    /// reading and refreshing the key cache is isolated.
     @discardableResult
-    public func verify(headers: FalWebhookHeaders, body: [UInt8]) async throws(FalWebhookVerificationError) -> FalWebhookHeaders {
+    public nonisolated func verify(headers: FalWebhookHeaders, body: [UInt8]) async throws(FalWebhookVerificationError) -> FalWebhookHeaders {
         guard let requestID = headers.requestID, !requestID.isEmpty else { throw missing(FalWebhookHeaders.requestIDName) }
         guard let userID = headers.userID, !userID.isEmpty else { throw missing(FalWebhookHeaders.userIDName) }
         guard let timestamp = headers.timestamp, !timestamp.isEmpty else { throw missing(FalWebhookHeaders.timestampName) }
@@ -56,20 +58,27 @@ public actor FalWebhookVerifier {
         }
         let message = Self.message(requestID: requestID, userID: userID, timestamp: timestamp, body: body)
 
-        if !cacheIsFresh {
-            await refetch()
-        }
-        if keysVerify(signature, message) { return headers }
-        if await refetch(), keysVerify(signature, message) { return headers }
-        if !cacheIsFresh {
+        if Self.verifies(signature, message, with: await freshKeys()) { return headers }
+        if await refetch(), Self.verifies(signature, message, with: await freshKeys()) { return headers }
+        if await freshKeys().isEmpty {
             throw FalWebhookVerificationError(.keysUnavailable, "no webhook keys could be fetched")
         }
         throw FalWebhookVerificationError(.badSignature, "no known key verifies the signature")
     }
 
+    /// The cached keys while fresh, fetching them first when the cache is empty or stale.
+    private func freshKeys() async -> [Curve25519.Signing.PublicKey] {
+        if !cacheIsFresh { await refetch() }
+        return cacheIsFresh ? keys : []
+    }
+
+    private static func verifies(_ signature: Data, _ message: [UInt8], with keys: [Curve25519.Signing.PublicKey]) -> Bool {
+        keys.contains { $0.isValidSignature(signature, for: message) }
+    }
+
     /// Verifies with headers read through a case-insensitive lookup.
     @discardableResult
-    public func verify(body: [UInt8], header: (String) -> String?) async throws(FalWebhookVerificationError) -> FalWebhookHeaders {
+    public nonisolated func verify(body: [UInt8], header: (String) -> String?) async throws(FalWebhookVerificationError) -> FalWebhookHeaders {
         try await verify(headers: FalWebhookHeaders(header), body: body)
     }
 
@@ -86,11 +95,6 @@ public actor FalWebhookVerifier {
     private var cacheIsFresh: Bool {
         guard let keysFetchedAt, !keys.isEmpty else { return false }
         return now().timeIntervalSince(keysFetchedAt) < configuration.keyCacheLifetime.seconds
-    }
-
-    private func keysVerify(_ signature: Data, _ message: [UInt8]) -> Bool {
-        guard cacheIsFresh else { return false }
-        return keys.contains { $0.isValidSignature(signature, for: message) }
     }
 
     /// Fetches the JWKS unless a fetch happened within the minimum interval; concurrent callers
@@ -138,7 +142,7 @@ public actor FalWebhookVerifier {
         }
     }
 
-    private func missing(_ name: String) -> FalWebhookVerificationError {
+    private nonisolated func missing(_ name: String) -> FalWebhookVerificationError {
         FalWebhookVerificationError(.missingHeader, "missing header \(name)")
     }
 
