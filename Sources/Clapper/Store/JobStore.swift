@@ -10,6 +10,8 @@ struct JobStore: Sendable {
     var policy = ReconcilePolicy()
     /// How long a finished job is kept (its hash and change stream then expire).
     var retention: Duration = .seconds(30 * 24 * 3600)
+    /// Recently seen versions of jobs (a hint; see `JobCache`).
+    var cache = JobCache()
 
     struct Loaded: Sendable {
         var job: Job
@@ -66,6 +68,7 @@ struct JobStore: Sendable {
         )
         switch try await repository.write(write) {
         case .written:
+            cache.put(Loaded(job: job, outputs: [:]))
             return .created(job)
         case .idempotent(let value):
             let parts = value.split(separator: " ", maxSplits: 1).map(String.init)
@@ -121,11 +124,24 @@ struct JobStore: Sendable {
         now: Date,
         _ change: @Sendable (inout Job) -> (JobTransition, newOutput: (TaskKind, [UInt8])?)
     ) async throws -> Update {
-        guard let loaded = try await load(jobID) else { throw NotFound() }
+        let cached = cache.get(jobID)
+        let loaded: Loaded
+        if let cached {
+            loaded = cached
+        } else {
+            guard let fresh = try await load(jobID) else { throw NotFound() }
+            loaded = fresh
+        }
         var job = loaded.job
         let before = job
         let (transition, newOutput) = change(&job)
         guard transition.outcome.isChanged else {
+            if cached != nil {
+                // Ignored on a cached state: decide again on what Redis holds now.
+                cache.remove(jobID)
+                throw Conflict()
+            }
+            cache.put(loaded)
             return Update(job: before, transition: transition, streamID: nil)
         }
         job.version = before.version + 1
@@ -146,8 +162,10 @@ struct JobStore: Sendable {
         )
         switch try await repository.write(write) {
         case .written(let streamID):
+            cache.put(Loaded(job: job, outputs: outputs))
             return Update(job: job, transition: transition, streamID: streamID)
         case .conflict, .idempotent:
+            cache.remove(jobID)
             throw Conflict()
         }
     }
