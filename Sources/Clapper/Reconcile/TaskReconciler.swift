@@ -274,16 +274,20 @@ struct TaskReconciler: Sendable {
         }
     }
 
+    /// Past the model's timeout: cancel at fal first (cancel is a request, and the task may have
+    /// finished meanwhile); a task fal says is already completed gets its result, not `timed_out`.
     private func timeOut(job: Job, task: JobTask, request: FalQueueRequest?, now: Date, report: ReconcileReport) async -> Result {
-        let result = await settle(job: job, kind: task.kind, events: [.timedOut], output: nil, action: .timeOut, fix: .timeout, now: now, report: report)
-        if result.report.changed, let request {
+        if let request, !report.dryRun {
             do {
-                _ = try await fal.cancel(request)
+                if try await fal.cancel(request) == .alreadyCompleted {
+                    let retry = now.addingTimeInterval(policy.schedule(forModel: task.model).baseSeconds)
+                    return await fetchResult(job: job, task: task, request: request, statusError: nil, now: now, next: retry, report: report)
+                }
             } catch {
                 processor.logger.warning("cancel at fal after a timeout failed", metadata: ["job": "\(job.id)", "task": "\(task.kind.rawValue)", "error": "\(error)"])
             }
         }
-        return result
+        return await settle(job: job, kind: task.kind, events: [.timedOut], output: nil, action: .timeOut, fix: .timeout, now: now, report: report)
     }
 
     /// Applies `events` through the processor (the webhook's atomic step), or in a dry run to a
