@@ -38,6 +38,8 @@ public final class EventHub: Service, Sendable {
         var stopped = false
         var subscribed = false
         var catchUps = 0
+        /// The shortest heartbeat interval subscribed so far.
+        var shortestHeartbeat: Duration?
     }
 
     /// How far before the last change seen a catch-up read starts (clock steps, other streams).
@@ -70,9 +72,10 @@ public final class EventHub: Service, Sendable {
 
     // MARK: - Subscribing
 
-    /// How often the shared heartbeat tick looks for idle streams: a heartbeat goes out between
-    /// one interval and one interval plus this after a stream's last write.
-    static let heartbeatResolution: Duration = .milliseconds(250)
+    /// How often the shared heartbeat tick looks for idle streams: a quarter of the shortest
+    /// heartbeat interval subscribed (within these bounds), so a heartbeat goes out between one
+    /// interval and one and a quarter after a stream's last write.
+    static let heartbeatResolution: ClosedRange<Duration> = .milliseconds(50) ... .seconds(1)
 
     /// Changes of one job; a heartbeat after `heartbeat` without a write.
     func subscribe(jobID: String, heartbeat: Duration) -> EventSubscription {
@@ -88,6 +91,7 @@ public final class EventHub: Service, Sendable {
         let (sink, floor, count) = state.withLock { state -> (EventSink, EventSubscription.Floor?, Int?) in
             state.nextID += 1
             let sink = EventSink(id: state.nextID, jobID: jobID, userID: userID, bufferSize: bufferSize, heartbeat: heartbeat)
+            state.shortestHeartbeat = min(state.shortestHeartbeat ?? heartbeat, heartbeat)
             let floor = state.lastSeen.map { EventSubscription.Floor(jobID: state.lastSeenJob, id: $0) }
             guard !state.stopped else { return (sink, floor, nil) }
             if let jobID { state.byJob[jobID, default: [:]][sink.id] = sink }
@@ -161,8 +165,9 @@ public final class EventHub: Service, Sendable {
     private func tickHeartbeats() async {
         var sinks: [EventSink] = []
         while true {
+            let shortest = state.withLock { $0.shortestHeartbeat } ?? Self.heartbeatResolution.upperBound
             do {
-                try await Task.sleep(for: Self.heartbeatResolution)
+                try await Task.sleep(for: min(max(shortest / 4, Self.heartbeatResolution.lowerBound), Self.heartbeatResolution.upperBound))
             } catch {
                 return
             }

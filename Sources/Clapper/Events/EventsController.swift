@@ -53,7 +53,9 @@ struct EventsController: Sendable {
         let subscription = hub.subscribe(jobID: jobID, heartbeat: heartbeat)
         let history: EventHistory?
         do {
-            history = try await EventHistory.read(redis: redis, keys: keys, jobID: jobID, after: lastEventID(request))
+            history = try await Self.inShortTask { [redis, keys, resume = lastEventID(request)] in
+                try await EventHistory.read(redis: redis, keys: keys, jobID: jobID, after: resume)
+            }
         } catch {
             subscription.cancel()
             context.logger.warning("cannot read a job's events", metadata: ["error": "\(error)"])
@@ -145,7 +147,9 @@ struct EventsController: Sendable {
         var replay: [JobChange] = []
         if let resume = lastEventID(request) {
             do {
-                replay = try await EventHistory.userReplay(redis: redis, keys: keys, userID: userID, after: resume, recentJobs: EventHub.recentJobsPerUser)
+                replay = try await Self.inShortTask { [redis, keys] in
+                    try await EventHistory.userReplay(redis: redis, keys: keys, userID: userID, after: resume, recentJobs: EventHub.recentJobsPerUser)
+                }
             } catch {
                 subscription.cancel()
                 context.logger.warning("cannot read a user's events", metadata: ["error": "\(error)"])
@@ -196,6 +200,17 @@ struct EventsController: Sendable {
 
     // MARK: - Streaming
 
+    /// Runs `operation` in a child task and returns its result. The task that serves a stream
+    /// keeps the memory of its deepest await (the async frames of a Redis call) for as long as
+    /// the stream lasts; a child task gives it back when it ends.
+    static func inShortTask<Value: Sendable>(_ operation: @escaping @Sendable () async throws -> Value) async throws -> Value {
+        try await withThrowingTaskGroup(of: Value.self) { group in
+            group.addTask(operation: operation)
+            for try await value in group { return value }
+            throw CancellationError()
+        }
+    }
+
     /// After the sink ended: a short `retry:` so the client comes back (to another instance on
     /// shutdown; with `Last-Event-ID` when it fell behind).
     static func writeGoodbye(_ sink: EventSink, _ writer: inout any ResponseBodyWriter) async throws {
@@ -224,11 +239,13 @@ struct EventsController: Sendable {
         _ subscription: EventSubscription,
         pump: @escaping @Sendable (EventSink, inout any ResponseBodyWriter) async throws -> Void
     ) -> Response {
-        Response(status: .ok, headers: Self.headers, body: ResponseBody { writer in
+        // Only the body is kept for the stream's lifetime, not the whole request.
+        let requestBody = request.body
+        return Response(status: .ok, headers: Self.headers, body: ResponseBody { writer in
             let sink = subscription.sink
             let box = WriterBox(writer)
             defer { subscription.cancel() }
-            try await request.body.consumeWithInboundCloseHandler { _ in
+            try await requestBody.consumeWithInboundCloseHandler { _ in
                 try await withGracefulShutdownHandler {
                     try await withThrowingTaskGroup(of: Void.self) { group in
                         group.addTask {
