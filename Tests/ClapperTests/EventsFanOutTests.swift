@@ -41,7 +41,7 @@ struct EventsFanOutTests {
     func aSlowConsumerIsDroppedWhileOthersKeepUpAndLosesNothingOnReconnect() async throws {
         try await withEventsGateway({ $0.eventsMaxLength = 5000 }) { context in
             let job = uniqueID()
-            let hub = try eventHub(of: context.server)
+            let hub = context.hub
             try await context.jobs.create(job, user: "lena")
             let big = String(repeating: "x", count: 64 * 1024)
 
@@ -130,7 +130,7 @@ struct EventsFanOutTests {
     func aThousandStreamsOpenedAndClosedLeaveNothingBehind() async throws {
         try await withEventsGateway { context in
             let job = uniqueID()
-            let hub = try eventHub(of: context.server)
+            let hub = context.hub
             try await context.jobs.create(job, user: "nora")
             // The process's open files that are this gateway's sockets (other tests run alongside):
             // its listener and the test client's connection. Warm up lazily made resources first.
@@ -168,7 +168,7 @@ struct EventsFanOutTests {
     func changesMadeWhileTheSubscriptionIsDownAreCaughtUp() async throws {
         try await withEventsGateway { context in
             let job = uniqueID()
-            let hub = try eventHub(of: context.server)
+            let hub = context.hub
             try await context.jobs.create(job, user: "otto")
             let stream = try await context.open(context.jobs.jobPath(job, user: "otto"))
             #expect(try await stream.nextEvent()?.event == "snapshot")

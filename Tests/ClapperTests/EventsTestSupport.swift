@@ -217,13 +217,6 @@ func withRunningGateway<T: Sendable>(_ configuration: ClapperConfiguration, _ bo
     }
 }
 
-/// The hub of the (only) gateway using this Redis server.
-func eventHub(of server: RedisServer) throws -> EventHub {
-    let hubs = EventHub.hubs(redisURL: server.url)
-    guard hubs.count == 1, let hub = hubs.first else { throw TestFailure("expected one event hub on \(server.url), found \(hubs.count)") }
-    return hub
-}
-
 /// Waits (polling, with a deadline) until `condition` holds.
 func eventually(_ what: String, within limit: Duration = .seconds(10), _ condition: () async throws -> Bool) async throws {
     let deadline = ContinuousClock.now + limit
@@ -275,6 +268,8 @@ struct EventsContext: Sendable {
     let http: HTTPClient
     let server: RedisServer
     let configuration: ClapperConfiguration
+    /// The gateway's event hub.
+    let hub: EventHub
 
     func open(_ path: String, headers: [String: String] = [:]) async throws -> SSEReader {
         try await SSEReader(client: http, port: port, path: path, headers: headers)
@@ -288,12 +283,14 @@ func withEventsGateway(
 ) async throws {
     try await withRedisServer { server in
         let configuration = testConfiguration(redis: server, customize)
-        let app = try await buildApplication(configuration)
+        let hooks = BuildHooks()
+        let app = try await buildApplication(configuration, logger: nil, onServerRunning: { _ in }, hooks: hooks)
+        let hub = try #require(hooks.eventHub)
         try await app.test(.live) { client in
             guard let port = client.port else { throw TestFailure("no live port") }
             let redis = RedisClient(configuration: configuration.redis)
             let http = makeHTTPClient()
-            let context = EventsContext(port: port, jobs: TestJobs(redis: redis, configuration: configuration), http: http, server: server, configuration: configuration)
+            let context = EventsContext(port: port, jobs: TestJobs(redis: redis, configuration: configuration), http: http, server: server, configuration: configuration, hub: hub)
             do {
                 try await body(context)
             } catch {

@@ -30,9 +30,9 @@ struct OpenAPITests {
 
     @Test func theRouterAndTheSpecAgree() async throws {
         try await withRedisServer { server in
-            let table = RouteTableBox()
-            _ = try await buildApplication(testConfiguration(redis: server), logger: nil, onServerRunning: { _ in }, routeTable: table)
-            let served = Set(table.get().routes.map { "\($0.method.rawValue) \($0.path)" })
+            let hooks = BuildHooks()
+            _ = try await buildApplication(testConfiguration(redis: server), logger: nil, onServerRunning: { _ in }, hooks: hooks)
+            let served = Set(hooks.routes.get().routes.map { "\($0.method.rawValue) \($0.path)" })
             let documented = try Self.documentedOperations()
             #expect(served.count > 10)
             #expect(served.subtracting(documented).sorted() == [], "routes missing from openapi.yaml")

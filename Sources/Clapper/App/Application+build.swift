@@ -4,6 +4,7 @@ import Hummingbird
 import Logging
 import Redis
 import ServiceLifecycle
+import Synchronization
 
 public typealias ClapperApplication = Application<RouterResponder<ClapperRequestContext>>
 
@@ -14,16 +15,27 @@ public func buildApplication(
     logger: Logger? = nil,
     onServerRunning: @escaping @Sendable (Int) async -> Void = { _ in }
 ) async throws -> ClapperApplication {
-    try await buildApplication(configuration, logger: logger, onServerRunning: onServerRunning, routeTable: RouteTableBox())
+    try await buildApplication(configuration, logger: logger, onServerRunning: onServerRunning, hooks: BuildHooks())
 }
 
-/// As above; `table` receives every route served (tests compare it with openapi.yaml).
+/// What tests may look at inside a built application: its route table (compared with
+/// openapi.yaml) and its event hub (subscriber counts).
+final class BuildHooks: Sendable {
+    let routes = RouteTableBox()
+    private let hub = Mutex<EventHub?>(nil)
+
+    var eventHub: EventHub? { hub.withLock { $0 } }
+    fileprivate func set(_ eventHub: EventHub) { hub.withLock { $0 = eventHub } }
+}
+
+/// As above, filling in `hooks`.
 func buildApplication(
     _ configuration: ClapperConfiguration,
     logger: Logger?,
     onServerRunning: @escaping @Sendable (Int) async -> Void,
-    routeTable table: RouteTableBox
+    hooks: BuildHooks
 ) async throws -> ClapperApplication {
+    let table = hooks.routes
     _ = ClapperMetrics.registry
     var logger = logger ?? Logger(label: "clapper")
     logger.logLevel = configuration.logLevel
@@ -91,6 +103,7 @@ func buildApplication(
     HealthController(redis: redis, readyTimeout: configuration.readyTimeout).register(on: &routes)
     ClapperMetrics.register(on: &routes)
     let events = EventHub(redis: redis, subscriberConfiguration: configuration.redis, logger: logger)
+    hooks.set(events)
     EventsController(configuration: configuration, redis: redis, hub: events).register(on: &routes)
     try await StatusPageController.load().register(on: &routes)
     JobsController(

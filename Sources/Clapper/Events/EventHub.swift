@@ -58,7 +58,6 @@ public final class EventHub: Service, Sendable {
         self.subscriber = RedisSubscriber(configuration: subscriberConfiguration, channels: [JobKeys(prefix: keyPrefix).channel], logger: logger)
         self.bufferSize = max(1, bufferSize)
         self.logger = logger
-        Self.registry.withLock { $0.append(Entry(redisURL: "\(subscriberConfiguration.url)", hub: self)) }
     }
 
     /// Local subscribers right now.
@@ -257,23 +256,6 @@ public final class EventHub: Service, Sendable {
                 sink.end(.dropped)
                 remove(sink)
             }
-        }
-    }
-
-    // MARK: - Test hook
-
-    private struct Entry: Sendable {
-        let redisURL: String
-        weak var hub: EventHub?
-    }
-
-    private static let registry = Mutex<[Entry]>([])
-
-    /// The live hubs subscribed through `redisURL` (tests find their gateway's hub by its Redis).
-    static func hubs(redisURL: RedisURL) -> [EventHub] {
-        registry.withLock { entries in
-            entries.removeAll { $0.hub == nil }
-            return entries.filter { $0.redisURL == "\(redisURL)" }.compactMap(\.hub)
         }
     }
 }
