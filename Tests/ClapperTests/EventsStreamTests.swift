@@ -195,6 +195,32 @@ struct EventsStreamTests {
         }
     }
 
+    /// The change a reconnecting client missed can be the newest one the hub has seen (the
+    /// stream's floor): it must still be replayed.
+    @Test(.timeLimit(.minutes(1)))
+    func resumingTheUserStreamReplaysTheNewestChangeItMissed() async throws {
+        try await withEventsGateway { context in
+            let stream = try await context.open(context.jobs.userPath("kim"))
+            _ = try await stream.next()
+            let job = uniqueID()
+            let first = try await context.jobs.create(job, user: "kim")
+            #expect(try await stream.nextEvent()?.view?.version == 1)
+            // The client is gone; meanwhile the job completes, the newest change on this instance.
+            _ = try await context.jobs.write(job, user: "kim", from: 1, status: "completed")
+            #expect(try await stream.nextEvent()?.view?.version == 2)
+
+            let resumed = try await context.open(context.jobs.userPath("kim"), headers: ["Last-Event-ID": first])
+            let marker = uniqueID()
+            try await context.jobs.create(marker, user: "kim")
+            var replayed: [String] = []
+            while replayed.last != "\(marker)@1", let event = try await resumed.nextEvent() {
+                replayed.append("\(event.view?.jobId ?? "?")@\(event.view?.version ?? 0)")
+            }
+            #expect(replayed.contains("\(job)@2"), "the missed completion was replayed")
+            #expect(replayed.filter { $0 == "\(job)@2" }.count == 1)
+        }
+    }
+
     @Test(.timeLimit(.minutes(1)))
     func userStreamCarriesAllOfTheCallersJobsAndOnlyThose() async throws {
         try await withEventsGateway { context in

@@ -127,6 +127,7 @@ public final class EventHub: Service, Sendable {
     // MARK: - Running
 
     public func run() async throws {
+        defer { endAll() }
         try await withThrowingTaskGroup(of: Void.self) { group in
             group.addTask { try await self.subscriber.run() }
             await withDiscardingTaskGroup { ticker in
@@ -136,7 +137,6 @@ public final class EventHub: Service, Sendable {
             }
             try await group.waitForAll()
         }
-        endAll()
     }
 
     /// Parses and hands out every message of the subscription, catching up after each gap.
@@ -150,7 +150,15 @@ public final class EventHub: Service, Sendable {
                 }
                 dispatch(change)
             case .subscribed:
-                state.withLock { $0.subscribed = true }
+                // Until a change is seen, "now" on Redis's clock is the last-seen point: a catch-up
+                // then reads back only the slack before it, not every stream's whole history.
+                let now = try? await redis.send("TIME").array?.first?.integer
+                state.withLock { state in
+                    state.subscribed = true
+                    if state.lastSeen == nil, let now {
+                        state.lastSeen = StreamID(milliseconds: UInt64(now) * 1000, sequence: 0)
+                    }
+                }
                 await catchUp(reason: "subscribed")
             case .resubscribed:
                 await catchUp(reason: "resubscribed")

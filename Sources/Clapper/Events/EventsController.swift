@@ -169,7 +169,6 @@ struct EventsController: Sendable {
     static func pumpUser(replay: consuming [JobChange], floor: EventSubscription.Floor?, sink: EventSink, writer: inout any ResponseBodyWriter) async throws {
         // The newest change sent per job; bounded (forgetting only risks a repeated change).
         var positions: [String: StreamID] = [:]
-        if let floor { positions[floor.jobID] = floor.id }
         func isNew(_ change: JobChange, live: Bool = true) -> Bool {
             if live, let floor, change.id.milliseconds < floor.id.milliseconds { return false }
             if let seen = positions[change.jobID], change.id <= seen { return false }
@@ -181,6 +180,9 @@ struct EventsController: Sendable {
         for change in replay where isNew(change, live: false) {
             frames.append(change.frame)
         }
+        // Only after the replay: the floor job's changes up to the floor may be exactly what a
+        // reconnecting client missed. Live, nothing at or below the floor is sent again.
+        if let floor { positions[floor.jobID] = max(positions[floor.jobID] ?? floor.id, floor.id) }
         try await write(&frames, to: &writer)
         frames = []
         var batch: [JobChange] = []
