@@ -55,11 +55,14 @@ struct JobProcessor: Sendable {
             )
         } catch let error as FalError {
             Self.submitFailures.increment()
-            if error.code == .rateLimited || (error.code == .unavailable && !error.mayHaveReachedFal) {
-                // fal surely has no request: back to "not started"; the reconciler sends it again
-                // later (until the model's timeout), with no risk of a second billed request.
+            if error.code == .rateLimited || (!error.mayHaveReachedFal && error.httpStatus == nil) {
+                // fal surely has no request (rate limited, refused, cancelled before it was sent):
+                // back to "not started"; the reconciler sends it again later (until the model's
+                // timeout), with no risk of a second billed request. Stored even when this task is
+                // being cancelled (shutdown), or the task would later be failed as "outcome unknown".
                 logger.warning("submit did not reach fal; it will be sent again", metadata: ["job": "\(jobID)", "task": "\(kind.rawValue)", "error": "\(error.code)"])
-                _ = try? await apply(jobID: jobID, kind: kind, event: .submitAbandoned)
+                let abandon = Task { _ = try? await apply(jobID: jobID, kind: kind, event: .submitAbandoned) }
+                await abandon.value
             } else if let status = error.httpStatus, (400..<500).contains(status) {
                 // fal answered and refused: no request exists there.
                 let code = status == 422 ? "validation" : "submit_rejected"
@@ -83,8 +86,13 @@ struct JobProcessor: Sendable {
 
     /// Several events of one task as one change (e.g. a webhook that arrives before the submit
     /// response: the request id is recorded and the result applied together, one version).
-    func apply(jobID: String, kind: TaskKind, events: [TaskEvent], output: [UInt8]? = nil) async throws -> JobStore.Update {
-        try await apply(jobID: jobID, kind: kind) { _ in (events, output) }
+    /// With `onlyIfRequest`, only while the task's fal request id is still that one (nil: still
+    /// none), so a check that started on one attempt never settles a newer one.
+    func apply(jobID: String, kind: TaskKind, events: [TaskEvent], output: [UInt8]? = nil, onlyIfRequest: String?? = .none) async throws -> JobStore.Update {
+        try await apply(jobID: jobID, kind: kind) { task in
+            if case .some(let expected) = onlyIfRequest, task.falRequestID != expected { return ([], nil) }
+            return (events, output)
+        }
     }
 
     /// fal's webhook for one task, decided against the job as it is in the same atomic step (one
@@ -129,7 +137,7 @@ struct JobProcessor: Sendable {
         let update = try await store.update(jobID, now: at) { job in
             guard let task = job.task(kind) else { return (.ignored("no \(kind.rawValue) task in this job"), nil) }
             let (events, output) = decide(task)
-            guard !events.isEmpty else { return (.ignored("webhook for another request"), nil) }
+            guard !events.isEmpty else { return (.ignored("event for another request"), nil) }
             var changed = false
             var actions: [JobAction] = []
             var reasons: [String] = []

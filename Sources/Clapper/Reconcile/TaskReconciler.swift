@@ -307,7 +307,8 @@ struct TaskReconciler: Sendable {
             return Result(report: report, next: nil)
         }
         do {
-            let update = try await processor.apply(jobID: job.id, kind: kind, events: events, output: output)
+            // Settles the attempt this check looked at, not one that started meanwhile.
+            let update = try await processor.apply(jobID: job.id, kind: kind, events: events, output: output, onlyIfRequest: .some(job.task(kind)?.falRequestID))
             report.after = update.job.task(kind)?.status.rawValue
             report.errorCode = update.job.task(kind)?.error?.code
             report.versionAfter = update.job.version

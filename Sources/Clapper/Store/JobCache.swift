@@ -19,8 +19,10 @@ final class JobCache: Sendable {
         entries.withLock { $0[jobID] }
     }
 
+    /// Keeps `loaded` unless a newer version of the job is already here.
     func put(_ loaded: JobStore.Loaded) {
         entries.withLock { entries in
+            if let current = entries[loaded.job.id], current.job.version > loaded.job.version { return }
             if entries.count >= capacity, entries[loaded.job.id] == nil {
                 for key in entries.keys.prefix(capacity / 2 + 1) { entries[key] = nil }
             }
