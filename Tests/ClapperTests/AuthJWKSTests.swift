@@ -119,7 +119,11 @@ struct AuthJWKSTests {
         #expect(configuration.authJWKSURL == "https://idp.example/.well-known/jwks.json")
         #expect(configuration.jwtSecret == nil)
         #expect(throws: ClapperConfiguration.Error.self) {
-            try ClapperConfiguration(environment: ["CLAPPER_WEBHOOK_SECRET": "0123456789abcdef0123", "CLAPPER_AUTH_JWKS_URL": "not a url"])
+            try ClapperConfiguration(environment: ["CLAPPER_WEBHOOK_SECRET": "0123456789abcdef0123", "CLAPPER_AUTH_JWKS_URL": "not a url", "CLAPPER_AUTH_AUDIENCE": "clapper"])
         }
+        let noAudience = #expect(throws: ClapperConfiguration.Error.self) {
+            try ClapperConfiguration(environment: ["CLAPPER_WEBHOOK_SECRET": "0123456789abcdef0123", "CLAPPER_AUTH_JWKS_URL": "https://idp.example/jwks.json"])
+        }
+        #expect(noAudience?.key == "CLAPPER_AUTH_AUDIENCE")
     }
 }

@@ -205,6 +205,10 @@ public struct ClapperConfiguration: Sendable {
                 throw Error(key: "CLAPPER_AUTH_JWKS_URL", message: "must be an http(s) URL")
             }
             self.authJWKSURL = jwks
+            // An identity provider signs tokens for many applications: only ours may open jobs.
+            guard reader.string("CLAPPER_AUTH_AUDIENCE") != nil else {
+                throw Error(key: "CLAPPER_AUTH_AUDIENCE", message: "is required with CLAPPER_AUTH_JWKS_URL (tokens the identity provider signed for other applications must not open jobs)")
+            }
         }
         self.authIssuer = reader.string("CLAPPER_AUTH_ISSUER")
         self.authAudience = reader.string("CLAPPER_AUTH_AUDIENCE")

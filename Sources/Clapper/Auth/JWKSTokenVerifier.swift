@@ -11,7 +11,7 @@ import _CryptoExtras
 public actor JWKSTokenVerifier {
     private let url: URL
     private let transport: any HTTPTransport
-    private let claims: JWTVerifier
+    private nonisolated let claims: JWTVerifier
     private let logger: Logger
     private let cacheLifetime: TimeInterval
     private let minimumRefetch: TimeInterval
@@ -52,8 +52,9 @@ public actor JWKSTokenVerifier {
         self.logger = logger
     }
 
-    /// The user id (`sub`) of a valid token at `now`.
-    public func verify(_ token: String, now: Date) async throws(AuthError) -> String {
+    /// The user id (`sub`) of a valid token at `now`. The signature is checked outside the actor
+    /// (many tokens at once); only the key cache is isolated.
+    public nonisolated func verify(_ token: String, now: Date) async throws(AuthError) -> String {
         guard token.utf8.count <= JWTVerifier.maxTokenLength else { throw .malformed }
         let parts = token.split(separator: ".", omittingEmptySubsequences: false)
         guard parts.count == 3,
@@ -65,19 +66,29 @@ public actor JWKSTokenVerifier {
         guard ["RS256", "ES256", "EdDSA"].contains(header.alg) else { throw .unsupportedKeyAlgorithm }
         let signed = Array(token.utf8.prefix(parts[0].utf8.count + 1 + parts[1].utf8.count))
 
-        if fetchedAt.map({ now.timeIntervalSince($0) > cacheLifetime }) ?? true {
-            await refresh(now: now)
-        }
-        if !verifies(signature, signed, alg: header.alg, kid: header.kid) {
-            // Maybe the provider rotated its keys: fetch again, at most once a minute.
-            guard await refresh(now: now), verifies(signature, signed, alg: header.alg, kid: header.kid) else {
-                throw fetchedAt == nil ? .keysUnavailable : .unknownKey
+        let keys = await currentKeys(now: now)
+        if !Self.verifies(signature, signed, alg: header.alg, kid: header.kid, keys: keys) {
+            // A key id we do not know may be a rotation: fetch again (at most once a minute). A
+            // bad signature under a known key is just bad, and drives no fetch.
+            let known = header.kid.map { kid in keys.contains { $0.kid == kid } } ?? !keys.isEmpty
+            guard !known, await refresh(now: now),
+                  Self.verifies(signature, signed, alg: header.alg, kid: header.kid, keys: await currentKeys(now: now))
+            else {
+                throw keys.isEmpty ? .keysUnavailable : .unknownKey
             }
         }
         return try claims.subject(ofPayload: parts[1], now: now)
     }
 
-    private func verifies(_ signature: [UInt8], _ signed: [UInt8], alg: String, kid: String?) -> Bool {
+    /// The cached keys, fetched first when the cache is empty or older than its lifetime.
+    private func currentKeys(now: Date) async -> [Key] {
+        if fetchedAt.map({ now.timeIntervalSince($0) > cacheLifetime }) ?? true {
+            await refresh(now: now)
+        }
+        return keys
+    }
+
+    private static func verifies(_ signature: [UInt8], _ signed: [UInt8], alg: String, kid: String?, keys: [Key]) -> Bool {
         keys.contains { key in
             if let kid, let keyID = key.kid, kid != keyID { return false }
             switch (alg, key) {
