@@ -10,12 +10,28 @@ import TestSupport
 struct AdminAPITests {
     let admin = ReconcileSetup.adminToken
 
+    /// The request index answers "which job is this fal request?" while the task runs.
+    @Test(.timeLimit(.minutes(1)))
+    func aFalRequestIDLeadsToItsJobAndTaskWhileInFlight() async throws {
+        try await withReconcileStack(sim: ReconcileSetup.sim(faults: ["drop-webhook"]), ReconcileSetup.off) { gateway, _, _ in
+            let user = TestUsers.token("lookup-\(UUID())")
+            let jobID = try #require(try await gateway.send(.POST, "/v1/jobs", token: user, body: jobBody("lookup \(UUID())")).json["jobId"] as? String)
+            let job = try await gateway.job(jobID, token: user)
+            let audioRequest = try #require(job["audioRequestId"] as? String)
+            let found = try await gateway.send(.GET, "/v1/admin/requests/\(audioRequest)", token: admin)
+            #expect(found.status == 200)
+            #expect(found.json["jobId"] as? String == jobID)
+            #expect(found.json["task"] as? String == "audio")
+            #expect(try await gateway.send(.GET, "/v1/admin/requests/not-a-request", token: admin).status == 404)
+        }
+    }
+
     @Test(.timeLimit(.minutes(1)))
     func adminRoutesTakeOnlyTheAdminTokenAndTheAdminTokenOpensNoUserRoute() async throws {
         try await withReconcileStack(sim: ReconcileSetup.sim(), ReconcileSetup.off) { gateway, _, _ in
             let user = TestUsers.token("someone-\(UUID())")
             let reconcileBody = Array(#"{"jobIds":["x"],"dryRun":true}"#.utf8)
-            for (method, path, body) in [(HTTPMethod.GET, "/v1/admin/jobs", nil), (.POST, "/v1/admin/reconcile", reconcileBody), (.POST, "/v1/admin/jobs/x/retry", nil)] as [(HTTPMethod, String, [UInt8]?)] {
+            for (method, path, body) in [(HTTPMethod.GET, "/v1/admin/jobs", nil), (.POST, "/v1/admin/reconcile", reconcileBody), (.POST, "/v1/admin/jobs/x/retry", nil), (.GET, "/v1/admin/requests/x", nil)] as [(HTTPMethod, String, [UInt8]?)] {
                 let none = try await gateway.send(method, path, body: body)
                 #expect(none.status == 401, "\(path) without a token")
                 #expect(none.errorCode == "unauthorized")

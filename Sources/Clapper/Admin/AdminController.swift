@@ -19,6 +19,33 @@ struct AdminController: Sendable {
         routes.on(.get, "/v1/admin/jobs") { request, context in try await listJobs(request, context) }
         routes.on(.post, "/v1/admin/reconcile") { request, context in try await reconcile(request, context) }
         routes.on(.post, "/v1/admin/jobs/{id}/retry") { request, context in try await retry(request, context) }
+        routes.on(.get, "/v1/admin/requests/{requestId}") { request, context in try await lookUpRequest(request, context) }
+    }
+
+    // MARK: GET /v1/admin/requests/{requestId}
+
+    /// Which job and task a fal request in flight belongs to (from the request index; finished
+    /// tasks leave it), with the job as `GET /v1/admin/jobs` shows it.
+    func lookUpRequest(_ request: Request, _ context: ClapperRequestContext) async throws -> Response {
+        try context.requireAdmin()
+        let requestID = try context.parameters.require("requestId")
+        guard let member = try await processor.store.repository.member(forRequest: requestID),
+              let entry = DueQueue.Entry(member: member, score: 0),
+              let job = try await processor.store.load(entry.jobID)?.job
+        else { throw APIError.notFound("no task in flight has this fal request id") }
+        let nextCheck = try await queue.score(member)
+        struct Answer: Encodable {
+            let requestId: String
+            let jobId: String
+            let task: String
+            let job: AdminJob
+        }
+        return try Self.json(Answer(
+            requestId: requestID,
+            jobId: entry.jobID,
+            task: entry.kind.rawValue,
+            job: AdminJob(job, nextChecks: nextCheck.map { [member: $0] } ?? [:], catalog: processor.catalog, now: now())
+        ))
     }
 
     // MARK: GET /v1/admin/jobs?status=&olderThan=&limit=

@@ -21,6 +21,4 @@ struct JobKeys: Sendable {
     func userJobs(_ userID: String) -> String { "\(prefix):user:{\(userID)}:jobs" }
     /// String: `jobId bodyHash` for an Idempotency-Key (the key's SHA-256), kept 24 h.
     func idempotency(userID: String, keyHash: String) -> String { "\(prefix):idem:{\(userID)}:\(keyHash)" }
-    /// Reconciler claim on one task for one round.
-    func claim(_ member: String) -> String { "\(prefix):claim:\(member)" }
 }

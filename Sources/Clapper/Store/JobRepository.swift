@@ -124,10 +124,6 @@ struct JobRepository: Sendable {
         }
     }
 
-    func idempotencyValue(userID: String, keyHash: String) async throws -> String? {
-        try await redis.send(RedisCommand("GET", keys.idempotency(userID: userID, keyHash: keyHash))).string
-    }
-
     /// `jobId|task` of a fal request id.
     func member(forRequest requestID: String) async throws -> String? {
         try await redis.send(RedisCommand("HGET", keys.requests, requestID)).string
