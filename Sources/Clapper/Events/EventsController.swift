@@ -28,6 +28,8 @@ struct EventsController: Sendable {
     static let endRetryMilliseconds = 500
     /// How long a stream may take to say goodbye on shutdown before it is cut.
     static let shutdownGrace: Duration = .seconds(2)
+    /// How long a stream dropped for falling behind may take to write its goodbye.
+    static let droppedGrace: Duration = .milliseconds(250)
     static let lastEventIDHeader = HTTPField.Name("Last-Event-ID")!
 
     static let headers: HTTPFields = [
@@ -231,7 +233,7 @@ struct EventsController: Sendable {
     }
 
     /// A `text/event-stream` response whose body runs `pump` until it returns, the client goes
-    /// away, the stream falls behind (cut at once, even in a blocked write) or the gateway shuts
+    /// away, the stream falls behind (cut after `droppedGrace`, even in a blocked write) or the gateway shuts
     /// down (the pump says `retry:`; cut after `shutdownGrace`). The subscription ends with it.
     ///
     /// One child task writes (the pump; heartbeats come from the hub's shared tick); the body's
@@ -266,7 +268,12 @@ struct EventsController: Sendable {
                                 throw StreamClosed(reason: .shutdown)
                             }
                         case .dropped:
-                            throw StreamClosed(reason: .dropped)
+                            // A moment to say "reconnect with Last-Event-ID"; a client that reads
+                            // nothing any more is cut when it is over.
+                            group.addTask {
+                                try await Task.sleep(for: Self.droppedGrace)
+                                throw StreamClosed(reason: .dropped)
+                            }
                         case .clientClosed:
                             throw StreamClosed(reason: .clientClosed)
                         }
