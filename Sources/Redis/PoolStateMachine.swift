@@ -82,6 +82,16 @@ struct PoolStateMachine<Connection, Waiter> {
         return waiters.remove(at: index).waiter
     }
 
+    /// A connection broke: the idle ones were opened to the same server and most likely broke
+    /// with it (a restart, a failover). They are taken out to be closed, so each does not cost a
+    /// caller one failed command; new ones are opened on demand.
+    mutating func dropIdle() -> [Connection] {
+        let dropped = idle
+        total -= idle.count
+        idle = []
+        return dropped
+    }
+
     /// Stops the pool: idle connections to close, waiters to fail.
     mutating func shutdown() -> (idle: [Connection], waiters: [Waiter]) {
         isShutdown = true

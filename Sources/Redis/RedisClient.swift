@@ -150,6 +150,8 @@ public final class RedisClient: Service, Sendable {
     private func giveBack(_ connection: RedisConnection) {
         if connection.isBroken {
             connection.close()
+            let stale = state.withLock { $0.dropIdle() }
+            for idle in stale { idle.close() }
             slotFreed()
             return
         }

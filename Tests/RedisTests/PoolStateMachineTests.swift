@@ -40,4 +40,17 @@ struct PoolStateMachineTests {
         guard case .close("c1") = pool.release("c1") else { Issue.record(); return }
         guard case .shutdown = pool.lease(id: 3, waiter: "c") else { Issue.record(); return }
     }
+
+    @Test func aBrokenConnectionTakesTheIdleOnesWithIt() {
+        var pool = Machine(maximum: 3)
+        for id in 1...3 { _ = pool.lease(id: id, waiter: "w\(id)") }
+        _ = pool.release("c1")
+        _ = pool.release("c2")
+        #expect(pool.total == 3)
+        #expect(Set(pool.dropIdle()) == ["c1", "c2"])
+        #expect(pool.total == 1)
+        guard case .none = pool.discard() else { Issue.record(); return }
+        #expect(pool.total == 0)
+        guard case .grant(.create) = pool.lease(id: 9, waiter: "x") else { Issue.record(); return }
+    }
 }
