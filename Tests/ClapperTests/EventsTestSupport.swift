@@ -191,30 +191,12 @@ struct RunningGateway: Sendable {
 }
 
 func withRunningGateway<T: Sendable>(_ configuration: ClapperConfiguration, _ body: @Sendable (RunningGateway) async throws -> T) async throws -> T {
-    let (ports, portContinuation) = AsyncStream.makeStream(of: Int.self)
-    let app = try await buildApplication(configuration, onServerRunning: { portContinuation.yield($0) })
     var logger = Logger(label: "test.gateway")
     logger.logLevel = .warning
-    let group = ServiceGroup(configuration: .init(services: [app], logger: logger))
-    return try await withThrowingTaskGroup(of: T?.self) { tasks in
-        tasks.addTask {
-            try await group.run()
-            return nil
-        }
-        var iterator = ports.makeAsyncIterator()
-        guard let port = await iterator.next() else { throw TestFailure("the gateway did not start") }
-        let gateway = RunningGateway(port: port, group: group)
-        do {
-            let result = try await body(gateway)
-            await group.triggerGracefulShutdown()
-            try await tasks.waitForAll()
-            return result
-        } catch {
-            await group.triggerGracefulShutdown()
-            try? await tasks.waitForAll()
-            throw error
-        }
+    guard let result = try await runGateway(configuration, logger: logger, { port, group in try await body(RunningGateway(port: port, group: group)) }) else {
+        throw TestFailure("the gateway did not start")
     }
+    return result
 }
 
 /// Waits (polling, with a deadline) until `condition` holds.

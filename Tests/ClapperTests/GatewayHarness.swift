@@ -120,6 +120,20 @@ private func startGateway<T: Sendable>(
         $0.reconcileInterval = .zero
     }
     customize(&configuration)
+    let settings = configuration
+    guard let result = try await runGateway(settings, logger: logger, { port, _ in try await body(Gateway(port: port, configuration: settings)) }) else {
+        throw GatewayDidNotStart(port: port)
+    }
+    return result
+}
+
+/// Builds the gateway and runs it in a `ServiceGroup` while `body(port, group)` runs, then shuts
+/// it down gracefully (also when `body` throws). Nil when the gateway did not start.
+func runGateway<T: Sendable>(
+    _ configuration: ClapperConfiguration,
+    logger: Logger? = nil,
+    _ body: @Sendable (Int, ServiceGroup) async throws -> T
+) async throws -> T? {
     let (ready, readyContinuation) = AsyncStream.makeStream(of: Int.self)
     let app = try await buildApplication(configuration, logger: logger) { port in readyContinuation.yield(port) }
     let group = ServiceGroup(configuration: .init(services: [app], gracefulShutdownSignals: [], logger: Logger(label: "test")))
@@ -130,12 +144,12 @@ private func startGateway<T: Sendable>(
             try await group.run()
         }
         var iterator = ready.makeAsyncIterator()
-        guard await iterator.next() != nil else {
+        guard let port = await iterator.next() else {
             try? await tasks.waitForAll()
-            throw GatewayDidNotStart(port: port)
+            return nil
         }
         do {
-            let result = try await body(Gateway(port: port, configuration: configuration))
+            let result = try await body(port, group)
             await group.triggerGracefulShutdown()
             try await tasks.waitForAll()
             return result
