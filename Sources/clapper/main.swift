@@ -2,6 +2,7 @@ import Clapper
 import Foundation
 import Hummingbird
 import Logging
+import Synchronization
 
 // Configuration from the environment and command line; everything else is buildApplication's.
 LoggingSystem.bootstrap { label in
@@ -17,12 +18,19 @@ do {
     logger.critical("\(error)")
     exit(2)
 }
+let listening = Atomic<Bool>(false)
 do {
     let app = try await buildApplication(configuration, logger: logger) { port in
+        listening.store(true, ordering: .relaxed)
         logger.notice("Clapper listening", metadata: ["url": "http://\(configuration.httpHost):\(port)"])
     }
     try await app.runService()
 } catch {
-    logger.critical("Clapper stopped: \(error)")
+    // A port in use is an everyday mistake: one line naming the address, no stack of errors.
+    if !listening.load(ordering: .relaxed), let reason = listenFailureDescription(error, host: configuration.httpHost, port: configuration.httpPort) {
+        logger.critical("\(reason)")
+    } else {
+        logger.critical("Clapper stopped: \(error)")
+    }
     exit(1)
 }

@@ -25,13 +25,16 @@ public struct ClapperConfiguration: Sendable {
     public var falWebhookUserID: String?
     /// `CLAPPER_WEBHOOK_VERIFY` (true): verify fal's Ed25519 webhook signatures. Off only when set to false.
     public var verifyWebhookSignatures: Bool
-    /// `CLAPPER_WEBHOOK_SECRET` (secret): HMAC key for the tokens in webhook URLs.
+    /// `CLAPPER_WEBHOOK_SECRET` (secret): HMAC key for the tokens in webhook URLs (and the
+    /// signed `?token=` of event URLs). Required outside dev mode; in dev mode, when unset, a
+    /// random one is drawn per process (see `randomSecret()`), never a constant anyone can read.
     public var webhookSecret: String
     /// `CLAPPER_AUTH_JWT_SECRET` (secret): HS256 key for users' bearer tokens.
     public var jwtSecret: String?
     /// `CLAPPER_ADMIN_TOKEN` (secret): bearer token for /v1/admin.
     public var adminToken: String?
-    /// `CLAPPER_DEV_MODE` (0): requests without a token act as the user `dev`.
+    /// `CLAPPER_DEV_MODE` (0): requests without a token act as the user `dev`. Refused on a
+    /// non-loopback `CLAPPER_HTTP_HOST` unless `CLAPPER_DEV_MODE_ALLOW_REMOTE` is 1.
     public var devMode: Bool
     /// `CLAPPER_LOG_LEVEL` (info).
     public var logLevel: Logger.Level
@@ -132,6 +135,14 @@ public struct ClapperConfiguration: Sendable {
 
         let host = reader.string("CLAPPER_HTTP_HOST") ?? "127.0.0.1"
         let port = try reader.int("CLAPPER_HTTP_PORT", default: 8080, range: 0...65535)
+        let devMode = try reader.bool("CLAPPER_DEV_MODE", default: false)
+        let allowRemoteDevMode = try reader.bool("CLAPPER_DEV_MODE_ALLOW_REMOTE", default: false)
+        if devMode, !allowRemoteDevMode, !Self.isLoopback(host) {
+            throw Error(
+                key: "CLAPPER_DEV_MODE",
+                message: "is on while CLAPPER_HTTP_HOST is \(host), not a loopback address: anyone who reaches it would act as user 'dev' without a token. Listen on 127.0.0.1, turn CLAPPER_DEV_MODE off, or set CLAPPER_DEV_MODE_ALLOW_REMOTE=1 to accept that"
+            )
+        }
         let redisURL: RedisURL
         do {
             redisURL = try RedisURL(reader.string("CLAPPER_REDIS_URL") ?? "redis://127.0.0.1:6379")
@@ -152,7 +163,6 @@ public struct ClapperConfiguration: Sendable {
         guard let level = Logger.Level(rawValue: levelText.lowercased()) else {
             throw Error(key: "CLAPPER_LOG_LEVEL", message: "must be one of trace, debug, info, notice, warning, error, critical")
         }
-        let devMode = try reader.bool("CLAPPER_DEV_MODE", default: false)
         let webhookSecret = reader.string("CLAPPER_WEBHOOK_SECRET")
         if !devMode {
             guard webhookSecret != nil else {
@@ -183,7 +193,10 @@ public struct ClapperConfiguration: Sendable {
             falJWKSURL: reader.string("FAL_JWKS_URL") ?? "https://rest.fal.ai/.well-known/jwks.json",
             falWebhookUserID: reader.string("FAL_WEBHOOK_USER_ID"),
             verifyWebhookSignatures: try reader.bool("CLAPPER_WEBHOOK_VERIFY", default: true),
-            webhookSecret: webhookSecret ?? "clapper-dev-mode-webhook-secret",
+            // Only reachable in dev mode (required otherwise). Random per process: instances
+            // sharing Redis, or a restart, do not accept each other's webhook and event tokens
+            // unless CLAPPER_WEBHOOK_SECRET is set (it is used in dev mode too).
+            webhookSecret: webhookSecret ?? Self.randomSecret(),
             jwtSecret: reader.string("CLAPPER_AUTH_JWT_SECRET"),
             adminToken: reader.string("CLAPPER_ADMIN_TOKEN"),
             devMode: devMode,
@@ -212,6 +225,31 @@ public struct ClapperConfiguration: Sendable {
         }
         self.authIssuer = reader.string("CLAPPER_AUTH_ISSUER")
         self.authAudience = reader.string("CLAPPER_AUTH_AUDIENCE")
+    }
+
+    /// Whether `host` is a loopback address: `localhost`, 127.0.0.0/8, `::1` (brackets allowed),
+    /// or an IPv4-mapped 127.x address. Any other name or address counts as reachable from outside.
+    static func isLoopback(_ host: String) -> Bool {
+        var host = host.lowercased()
+        if host.hasPrefix("["), host.hasSuffix("]") { host = String(host.dropFirst().dropLast()) }
+        if host == "localhost" || host == "localhost." { return true }
+        var v4 = in_addr()
+        if inet_pton(AF_INET, host, &v4) == 1 {
+            return UInt32(bigEndian: v4.s_addr) >> 24 == 127
+        }
+        var v6 = in6_addr()
+        if inet_pton(AF_INET6, host, &v6) == 1 {
+            let bytes = withUnsafeBytes(of: v6) { Array($0) }
+            if bytes[0..<15].allSatisfy({ $0 == 0 }), bytes[15] == 1 { return true }  // ::1
+            if bytes[0..<10].allSatisfy({ $0 == 0 }), bytes[10] == 0xff, bytes[11] == 0xff { return bytes[12] == 127 }  // ::ffff:127.x.x.x
+        }
+        return false
+    }
+
+    /// 32 random bytes (the system's cryptographic generator), hex: the dev-mode webhook secret.
+    static func randomSecret() -> String {
+        var generator = SystemRandomNumberGenerator()
+        return (0..<32).map { _ in String(format: "%02x", UInt8.random(in: .min ... .max, using: &generator)) }.joined()
     }
 
     /// `--http-port 9000` / `--http-port=9000` -> `CLAPPER_HTTP_PORT`; `--fal-key x` -> `FAL_KEY`.

@@ -1,0 +1,71 @@
+import Foundation
+
+/// A TCP listener on a free loopback port, held open until `close()` (or deinit): something
+/// for a server under test to collide with.
+public final class OccupiedPort: Sendable {
+    public let port: Int
+    private let fd: Int32
+
+    public init() throws {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        guard fd >= 0 else { throw POSIXError(.EMFILE) }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_port = 0
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        let bound = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
+        guard bound == 0, listen(fd, 4) == 0 else {
+            Foundation.close(fd)
+            throw POSIXError(.EADDRINUSE)
+        }
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        _ = withUnsafeMutablePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) }
+        }
+        self.fd = fd
+        self.port = Int(UInt16(bigEndian: address.sin_port))
+    }
+
+    deinit { Foundation.close(fd) }
+}
+
+/// Runs a package executable (`clapper`, `fal-sim`) from the build folder to its end.
+public enum PackageExecutable {
+    public struct Missing: Error, CustomStringConvertible {
+        public let description: String
+    }
+
+    /// `.build/<config>/<name>`, next to the test bundle (`swift build --build-tests` builds it).
+    public static func url(_ name: String) throws -> URL {
+        let bundleFolder = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
+        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        let candidates = [bundleFolder.appendingPathComponent(name), root.appendingPathComponent(".build/debug/\(name)")]
+        guard let found = candidates.first(where: { FileManager.default.isExecutableFile(atPath: $0.path) }) else {
+            throw Missing(description: "no \(name) executable at \(candidates.map(\.path)); run swift build --build-tests")
+        }
+        return found
+    }
+
+    /// Runs `name` with `arguments` and exactly `environment` (plus PATH); returns its exit
+    /// status and what it wrote, once it has exited.
+    public static func run(_ name: String, arguments: [String] = [], environment: [String: String] = [:]) async throws -> (status: Int32, stdout: String, stderr: String) {
+        let process = Process()
+        process.executableURL = try url(name)
+        process.arguments = arguments
+        process.environment = environment.merging(["PATH": ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin"]) { old, _ in old }
+        let stdout = Pipe(), stderr = Pipe()
+        process.standardOutput = stdout
+        process.standardError = stderr
+        let (exited, continuation) = AsyncStream.makeStream(of: Int32.self)
+        process.terminationHandler = { continuation.yield($0.terminationStatus); continuation.finish() }
+        try process.run()
+        var statuses = exited.makeAsyncIterator()
+        let status = await statuses.next() ?? -1
+        // The process has exited: both pipes are at their end (short outputs fit in a pipe).
+        let out = String(decoding: stdout.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        let err = String(decoding: stderr.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        return (status, out, err)
+    }
+}
