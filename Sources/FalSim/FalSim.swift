@@ -4,6 +4,7 @@ import Hummingbird
 public import Logging
 import NIOCore
 public import ServiceLifecycle
+import Synchronization
 
 /// A local stand-in for fal.ai's queue API (see FAL-API.md): submit, status, status stream,
 /// result, cancel, signed webhooks with retries, fault injection, and ground truth.
@@ -15,6 +16,8 @@ public final class FalSim: Service, Sendable {
     private let engine: FalSimEngine
     private let scheduler: FalSimScheduler
     private let logger: Logger
+    /// The port the server listens on; 0 until it is bound (and when it could not bind).
+    private let listeningPort = Atomic<Int>(0)
 
     public init(configuration: FalSimConfiguration = .init(), logger: Logger = Logger(label: "fal-sim")) {
         self.configuration = configuration
@@ -44,8 +47,10 @@ public final class FalSim: Service, Sendable {
             responder: FalSimResponder(engine: engine, configuration: configuration),
             configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: "fal-sim"),
             services: [scheduler],
-            onServerRunning: { channel in
-                await engine.bound(port: channel.localAddress?.port ?? 0)
+            onServerRunning: { [self] channel in
+                let port = channel.localAddress?.port ?? 0
+                listeningPort.store(port, ordering: .relaxed)
+                await engine.bound(port: port)
             },
             logger: logger
         )
@@ -61,6 +66,27 @@ public final class FalSim: Service, Sendable {
     /// The public base URL (`publicURL`, or its own address); waits until the server is bound.
     public var baseURL: URL {
         get async { URL(string: await engine.baseURL())! }
+    }
+
+    /// The port the server listens on once it is bound; nil when it could not bind.
+    public var boundPort: Int? {
+        get async {
+            _ = await engine.baseURL()
+            let port = listeningPort.load(ordering: .relaxed)
+            return port == 0 ? nil : port
+        }
+    }
+
+    /// One line saying why `run()` ended before serving: the address when it could not be
+    /// bound (port in use, address not on this machine, no permission), else the error.
+    public static func describeStartFailure(_ error: any Error, host: String, port: Int) -> String {
+        if let error = error as? IOError {
+            return "cannot listen on \(host):\(port): \(String(cString: strerror(error.errnoCode)).lowercased())"
+        }
+        if error is SocketAddressError {
+            return "cannot listen on \(host):\(port): no such address"
+        }
+        return "stopped: \(error)"
     }
 
     /// Where the webhook public key is served as a JWKS.

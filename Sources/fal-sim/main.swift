@@ -61,12 +61,19 @@ var logger = Logger(label: "fal-sim")
 logger.logLevel = ProcessInfo.processInfo.environment["LOG_LEVEL"].flatMap(Logger.Level.init(rawValue:)) ?? .info
 let sim = FalSim(configuration: configuration, logger: logger)
 let group = ServiceGroup(services: [sim], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
-try await withThrowingTaskGroup(of: Void.self) { tasks in
-    tasks.addTask { try await group.run() }
-    tasks.addTask {
-        say("fal-sim listening on \(await sim.baseURL.absoluteString)")
-        say("fal-sim JWKS at \(await sim.jwksURL.absoluteString)")
-        
+do {
+    try await withThrowingTaskGroup(of: Void.self) { tasks in
+        tasks.addTask { try await group.run() }
+        tasks.addTask {
+            // Nothing to announce when the server could not bind (it then reports port 0).
+            guard await sim.boundPort != nil else { return }
+            say("fal-sim listening on \(await sim.baseURL.absoluteString)")
+            say("fal-sim JWKS at \(await sim.jwksURL.absoluteString)")
+        }
+        for try await _ in tasks {}
     }
-    for try await _ in tasks {}
+} catch {
+    // One line, no crash report: a port in use is an everyday mistake, not a bug.
+    FileHandle.standardError.write(Data("fal-sim: \(FalSim.describeStartFailure(error, host: configuration.host, port: configuration.port))\n".utf8))
+    exit(1)
 }
