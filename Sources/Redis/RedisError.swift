@@ -39,3 +39,22 @@ public struct RedisError: Error, Sendable, Hashable, CustomStringConvertible {
 
     public var description: String { "Redis \(code): \(message)" }
 }
+
+extension RedisError {
+    /// A failure that passes on its own: a busy pool, a broken or timed-out connection (a write
+    /// whose reply was lost may have landed), or a server that is not serving yet or just now
+    /// (`LOADING` while it reads its data after a restart, `BUSY` scripts, `TRYAGAIN`,
+    /// `MASTERDOWN`, `CLUSTERDOWN`). Callers retry it from a fresh read; anything else is final.
+    public var isTransient: Bool {
+        switch code {
+        case .poolTimeout, .connectionFailed, .connectionClosed, .timeout:
+            return true
+        case .server:
+            return Self.transientReplies.contains { message.hasPrefix($0) }
+        default:
+            return false
+        }
+    }
+
+    private static let transientReplies = ["LOADING", "BUSY", "TRYAGAIN", "MASTERDOWN", "CLUSTERDOWN"]
+}

@@ -26,12 +26,12 @@ struct JobStoreTests {
             let job = Self.job()
             _ = try await a.create(job, idempotency: nil)
             let at = Date()
-            for event: TaskEvent in [.submitStarted, .accepted(requestID: "r1", statusURL: nil, responseURL: nil, cancelURL: nil), .failed(TaskError(code: "fal_error", message: "x"))] {
+            for event: TaskEvent in [.submitStarted(attempt: "a1"), .accepted(requestID: "r1", statusURL: nil, responseURL: nil, cancelURL: nil), .failed(TaskError(code: "fal_error", message: "x"))] {
                 let update = try await a.update(job.id) { job in (job.apply(.video, event, at: at), nil) }
                 #expect(update.transition.outcome.isChanged)
             }
             #expect(a.cache.get(job.id)?.job.video.status == .failed)
-            for event: TaskEvent in [.retry, .submitStarted, .accepted(requestID: "r2", statusURL: nil, responseURL: nil, cancelURL: nil)] {
+            for event: TaskEvent in [.retry, .submitStarted(attempt: "a1"), .accepted(requestID: "r2", statusURL: nil, responseURL: nil, cancelURL: nil)] {
                 _ = try await b.update(job.id) { job in (job.apply(.video, event, at: at), nil) }
             }
             // On A's (stale) cache the task still belongs to r1 and is failed: a webhook for r2 would
@@ -55,9 +55,9 @@ struct JobStoreTests {
             let job = Self.job()
             _ = try await a.create(job, idempotency: nil)
             let at = Date()
-            _ = try await b.update(job.id) { job in (job.apply(.video, .submitStarted, at: at), nil) }
+            _ = try await b.update(job.id) { job in (job.apply(.video, .submitStarted(attempt: "a1"), at: at), nil) }
             // A still caches version 1; its write of the same event must not count twice.
-            let again = try await a.update(job.id) { job in (job.apply(.video, .submitStarted, at: at), nil) }
+            let again = try await a.update(job.id) { job in (job.apply(.video, .submitStarted(attempt: "a1"), at: at), nil) }
             #expect(!again.transition.outcome.isChanged)
             #expect(try await b.load(job.id)?.job.version == 2)
         }

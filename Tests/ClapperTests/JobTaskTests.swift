@@ -22,7 +22,7 @@ import Testing
 
     @Test func happyPath() {
         var t = task()
-        #expect(t.apply(.submitStarted, at: t0) == .changed)
+        #expect(t.apply(.submitStarted(attempt: "a1"), at: t0) == .changed)
         #expect(t.submitStartedAt == t0 && t.attempts == 1 && t.status == .pending)
         #expect(t.apply(Self.accepted, at: t1) == .changed)
         #expect(t.status == .queued && t.falRequestID == "r1" && t.statusURL == "s1" && t.responseURL == "p1" && t.cancelURL == "c1")
@@ -34,12 +34,12 @@ import Testing
 
     @Test func submitStartedOnlyOnceAndOnlyWhilePending() {
         var t = task()
-        #expect(t.apply(.submitStarted, at: t0) == .changed)
+        #expect(t.apply(.submitStarted(attempt: "a1"), at: t0) == .changed)
         let snapshot = t
-        #expect(!t.apply(.submitStarted, at: t1).isChanged)
+        #expect(!t.apply(.submitStarted(attempt: "a1"), at: t1).isChanged)
         #expect(t == snapshot)
         var queued = task(.queued, requestID: "r1")
-        #expect(!queued.apply(.submitStarted, at: t1).isChanged)
+        #expect(!queued.apply(.submitStarted(attempt: "a1"), at: t1).isChanged)
     }
 
     @Test(arguments: [
@@ -56,8 +56,8 @@ import Testing
         (.failed, .running),
         (.canceled, .completed(mediaURL: "x")),
         (.canceled, .failed(TaskError(code: "fal_error", message: "boom"))),
-        (.timedOut, .completed(mediaURL: "x")),
         (.timedOut, .canceled),
+        (.timedOut, .failed(TaskError(code: "fal_error", message: "boom"))),
         (.pending, .retry),
         (.queued, .retry),
         (.running, .retry),
@@ -109,7 +109,7 @@ import Testing
     @Test func terminalEventBeforeTheSubmitResponseThenTheResponse() {
         // The webhook lands before the submit response was stored.
         var t = task()
-        _ = t.apply(.submitStarted, at: t0)
+        _ = t.apply(.submitStarted(attempt: "a1"), at: t0)
         #expect(t.apply(.completed(mediaURL: "u"), at: t1) == .changed)
         #expect(t.status == .completed)
         // The submit response records the ids but does not move the status back.
@@ -144,7 +144,7 @@ import Testing
     @Test(arguments: [TaskStatus.failed, .timedOut])
     func retryStartsANewAttempt(from: TaskStatus) {
         var t = task()
-        _ = t.apply(.submitStarted, at: t0)
+        _ = t.apply(.submitStarted(attempt: "a1"), at: t0)
         _ = t.apply(Self.accepted, at: t0)
         _ = t.apply(from == .failed ? .failed(TaskError(code: "fal_error", message: "m")) : .timedOut, at: t1)
         #expect(t.apply(.retry, at: t2) == .changed)
@@ -156,7 +156,7 @@ import Testing
         #expect(!t.isFromPreviousAttempt(requestID: "r2"))
         // The old request's submit response (late) does not attach to the new attempt.
         #expect(!t.apply(Self.accepted, at: t2).isChanged)
-        #expect(t.apply(.submitStarted, at: t2) == .changed)
+        #expect(t.apply(.submitStarted(attempt: "a1"), at: t2) == .changed)
         #expect(t.attempts == 2)
         #expect(t.apply(.accepted(requestID: "r2", statusURL: nil, responseURL: nil, cancelURL: nil), at: t2) == .changed)
         #expect(t.falRequestID == "r2" && t.status == .queued)
@@ -165,19 +165,19 @@ import Testing
     @Test func submitStateForCrashRecovery() {
         var t = task()
         #expect(t.submitState == .notStarted)
-        _ = t.apply(.submitStarted, at: t0)
+        _ = t.apply(.submitStarted(attempt: "a1"), at: t0)
         #expect(t.submitState == .outcomeUnknown)
         _ = t.apply(.failed(TaskError(code: "submit_outcome_unknown", message: "gateway restarted mid-submit")), at: t1)
         _ = t.apply(.retry, at: t1)
         #expect(t.submitState == .notStarted)
-        _ = t.apply(.submitStarted, at: t2)
+        _ = t.apply(.submitStarted(attempt: "a1"), at: t2)
         _ = t.apply(Self.accepted, at: t2)
         #expect(t.submitState == .accepted)
     }
 
     @Test func codableRoundTrip() throws {
         var t = task()
-        _ = t.apply(.submitStarted, at: t0)
+        _ = t.apply(.submitStarted(attempt: "a1"), at: t0)
         _ = t.apply(Self.accepted, at: t1)
         _ = t.apply(.failed(TaskError(code: "fal_error", message: "m", detail: "{}")), at: t2)
         let data = try JSONEncoder().encode(t)
@@ -190,17 +190,20 @@ import Testing
     @Test func anAbandonedSubmitGoesBackToNotStartedOnlyWhileNothingIsKnownAtFal() {
         let t0 = Date(timeIntervalSince1970: 1_000)
         var task = JobTask(kind: .video, model: "m")
-        #expect(task.apply(.submitAbandoned, at: t0) == .ignored(reason: "no submit in flight to abandon"))
-        #expect(task.apply(.submitStarted, at: t0) == .changed)
+        #expect(task.apply(.submitAbandoned(attempt: "a1"), at: t0) == .ignored(reason: "no submit of this attempt in flight to abandon"))
+        #expect(task.apply(.submitStarted(attempt: "a1"), at: t0) == .changed)
         #expect(task.submitState == .outcomeUnknown)
-        #expect(task.apply(.submitAbandoned, at: t0) == .changed)
+        // Another try's abandon (a stale one) leaves this try's mark alone.
+        #expect(!task.apply(.submitAbandoned(attempt: "other"), at: t0).isChanged)
+        #expect(task.submitState == .outcomeUnknown)
+        #expect(task.apply(.submitAbandoned(attempt: "a1"), at: t0) == .changed)
         #expect(task.submitState == .notStarted)
         #expect(task.status == .pending)
         // Started again and accepted: nothing to abandon any more.
-        _ = task.apply(.submitStarted, at: t0)
+        _ = task.apply(.submitStarted(attempt: "a1"), at: t0)
         _ = task.apply(.accepted(requestID: "r", statusURL: nil, responseURL: nil, cancelURL: nil), at: t0)
         let before = task
-        #expect(!task.apply(.submitAbandoned, at: t0).isChanged)
+        #expect(!task.apply(.submitAbandoned(attempt: "a1"), at: t0).isChanged)
         #expect(task == before)
     }
 }

@@ -109,7 +109,7 @@ enum JobFixture {
     @Test func afterVideoSubmitsAudioExactlyOnce() {
         var job = JobFixture.job(tier: "synced")
         job.audioMode = .afterVideo
-        _ = job.apply(.video, .submitStarted, at: t0)
+        _ = job.apply(.video, .submitStarted(attempt: "a1"), at: t0)
         _ = job.apply(.video, JobFixture.accepted("v"), at: t0)
         #expect(job.apply(.video, .running, at: t1).actions.isEmpty)
         let first = job.apply(.video, .completed(mediaURL: "v.mp4"), at: t1)
@@ -122,14 +122,14 @@ enum JobFixture {
         // The late submit response for the video: ids known, ignored, no submit.
         #expect(job.apply(.video, JobFixture.accepted("v"), at: t2).actions.isEmpty)
         // The I/O layer marks the submit; a second instance trying the same is ignored.
-        #expect(job.apply(.audio, .submitStarted, at: t2).outcome == .changed)
-        #expect(job.apply(.audio, .submitStarted, at: t2).outcome != .changed)
+        #expect(job.apply(.audio, .submitStarted(attempt: "a1"), at: t2).outcome == .changed)
+        #expect(job.apply(.audio, .submitStarted(attempt: "a1"), at: t2).outcome != .changed)
         #expect(job.submissionsDue.isEmpty)
     }
 
     @Test func afterVideoCompletionBeforeTheVideoSubmitResponseStillSubmitsOnceOnly() {
         var job = JobFixture.job(mode: .afterVideo)
-        _ = job.apply(.video, .submitStarted, at: t0)
+        _ = job.apply(.video, .submitStarted(attempt: "a1"), at: t0)
         #expect(job.apply(.video, .completed(mediaURL: "v"), at: t1).actions == [.submit(.audio)])
         // The submit response arrives after: records ids, no second submit.
         let late = job.apply(.video, JobFixture.accepted("v"), at: t2)
@@ -138,7 +138,7 @@ enum JobFixture {
 
     @Test func afterVideoNoSubmitWhenAudioAlreadyStarted() {
         var job = JobFixture.job(mode: .afterVideo)
-        _ = job.apply(.audio, .submitStarted, at: t0)
+        _ = job.apply(.audio, .submitStarted(attempt: "a1"), at: t0)
         #expect(job.apply(.video, .completed(mediaURL: "v"), at: t1).actions.isEmpty)
     }
 
@@ -164,7 +164,7 @@ enum JobFixture {
 
     @Test func retriedVideoBringsBackTheAudioItDropped() {
         var job = JobFixture.job(mode: .afterVideo)
-        _ = job.apply(.video, .submitStarted, at: t0)
+        _ = job.apply(.video, .submitStarted(attempt: "a1"), at: t0)
         _ = job.apply(.video, JobFixture.accepted("v1"), at: t0)
         _ = job.apply(.video, .failed(falError), at: t1)
         #expect(job.audio?.error?.code == "video_failed" && job.status == .failed)
@@ -172,7 +172,7 @@ enum JobFixture {
         #expect(job.video.status == .pending && job.video.previousRequestIDs == ["v1"])
         #expect(job.audio?.status == .pending && job.audio?.error == nil && job.audio?.completedAt == nil)
         #expect(job.status == .queued && job.submissionsDue == [.video])
-        _ = job.apply(.video, .submitStarted, at: t2)
+        _ = job.apply(.video, .submitStarted(attempt: "a1"), at: t2)
         _ = job.apply(.video, JobFixture.accepted("v2"), at: t2)
         // A late webhook of the first attempt is recognisable.
         #expect(job.video.isFromPreviousAttempt(requestID: "v1"))
@@ -206,7 +206,7 @@ enum JobFixture {
     @Test func cancelCancelsUnfinishedTasksAndAsksFalForAcceptedOnes() {
         var job = JobFixture.job()
         _ = job.apply(.video, JobFixture.accepted("v"), at: t0)
-        _ = job.apply(.audio, .submitStarted, at: t0)  // in flight, no request id yet
+        _ = job.apply(.audio, .submitStarted(attempt: "a1"), at: t0)  // in flight, no request id yet
         let transition = job.cancel(at: t1)
         #expect(transition.outcome == .changed)
         #expect(transition.actions == [.cancelAtFal(.video)])
@@ -249,7 +249,7 @@ enum JobFixture {
         _ = job.apply(.video, .completed(mediaURL: "v"), at: t0)
         _ = job.cancel(at: t1)
         #expect(job.audio?.status == .canceled)
-        #expect(job.apply(.audio, .submitStarted, at: t1).outcome != .changed)
+        #expect(job.apply(.audio, .submitStarted(attempt: "a1"), at: t1).outcome != .changed)
     }
 
     @Test func codableRoundTrip() throws {

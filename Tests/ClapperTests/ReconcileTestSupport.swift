@@ -15,11 +15,17 @@ import TestSupport
 enum ReconcileSetup {
     static let adminToken = "test-admin-token"
 
-    static var catalogJSON: String {
+    static var catalogJSON: String { catalogJSON() }
+
+    /// The catalog with every model expected at once; timeouts (the deadlines of unknown submits
+    /// and of tasks at fal) shortened where given.
+    static func catalogJSON(videoTimeoutSeconds: Int? = nil, audioTimeoutSeconds: Int? = nil, videoExpectedSeconds: Int = 0) -> String {
         var catalog = ModelCatalog.default
-        catalog.video.expectedSeconds = 0
+        catalog.video.expectedSeconds = videoExpectedSeconds
+        if let videoTimeoutSeconds { catalog.video.timeoutSeconds = videoTimeoutSeconds }
         for (tier, var model) in catalog.audioTiers {
             model.expectedSeconds = 0
+            if let audioTimeoutSeconds { model.timeoutSeconds = audioTimeoutSeconds }
             catalog.audioTiers[tier] = model
         }
         return String(decoding: try! JSONEncoder().encode(catalog), as: UTF8.self)

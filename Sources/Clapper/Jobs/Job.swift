@@ -138,6 +138,21 @@ public struct Job: Codable, Sendable, Hashable {
 
     public var isFinished: Bool { status.isFinished }
 
+    /// When the task of `kind` became due for a submit: its `dueAt` (a retry), the video's
+    /// completion for an after-video audio, the job's creation otherwise; nil while an after-video
+    /// audio waits for its video. The clock a submit that never reaches fal is given up on.
+    public func dueSince(_ kind: TaskKind) -> Date? {
+        guard let task = task(kind) else { return nil }
+        let start: Date?
+        if kind == .audio, audioMode == .afterVideo {
+            start = video.status == .completed ? (video.completedAt ?? updatedAt) : nil
+        } else {
+            start = createdAt
+        }
+        guard let start else { return nil }
+        return max(start, task.dueAt ?? start)
+    }
+
     /// Tasks that should be submitted now and have not started a submit: the video while pending,
     /// the audio while pending in parallel mode, or in after-video mode once the video completed.
     /// For job creation and crash recovery; `apply` returns `.submit` actions for the transitions.

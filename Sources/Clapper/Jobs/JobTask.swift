@@ -20,6 +20,14 @@ public struct JobTask: Codable, Sendable, Hashable {
     public var error: TaskError?
     /// Set (in the same atomic step) just before Clapper sends the submit request.
     public var submitStartedAt: Date?
+    /// Who set `submitStartedAt`: the random id of that try (see `TaskEvent.submitStarted`).
+    public var submitAttempt: String?
+    /// When the last submit was started (kept when it is abandoned): a task is never given up
+    /// for want of a submit unless one was tried after it became due.
+    public var lastTriedAt: Date?
+    /// When the task last became due for a submit, where that is not the job's creation: the
+    /// video's completion for an after-video audio, the time of a `.retry`.
+    public var dueAt: Date?
     /// When fal accepted the submit.
     public var submittedAt: Date?
     /// When the task reached a terminal state.
@@ -40,6 +48,9 @@ public struct JobTask: Codable, Sendable, Hashable {
         mediaURL: String? = nil,
         error: TaskError? = nil,
         submitStartedAt: Date? = nil,
+        submitAttempt: String? = nil,
+        lastTriedAt: Date? = nil,
+        dueAt: Date? = nil,
         submittedAt: Date? = nil,
         completedAt: Date? = nil,
         previousRequestIDs: [String] = [],
@@ -55,6 +66,9 @@ public struct JobTask: Codable, Sendable, Hashable {
         self.mediaURL = mediaURL
         self.error = error
         self.submitStartedAt = submitStartedAt
+        self.submitAttempt = submitAttempt
+        self.lastTriedAt = lastTriedAt
+        self.dueAt = dueAt
         self.submittedAt = submittedAt
         self.completedAt = completedAt
         self.previousRequestIDs = previousRequestIDs
@@ -77,6 +91,13 @@ public struct JobTask: Codable, Sendable, Hashable {
         return submitStartedAt == nil ? .notStarted : .outcomeUnknown
     }
 
+    /// Given up without fal's word on the outcome (`timed_out`, or `submit_outcome_unknown`): fal
+    /// may still finish the request, and its result then lands (`.completed`, or for an unknown
+    /// submit fal's own `.failed`), since fal made and billed it.
+    public var acceptsLateResult: Bool {
+        status == .timedOut || (status == .failed && error?.code == TaskError.submitOutcomeUnknownCode)
+    }
+
     /// True when `requestID` belongs to an earlier attempt of this task (a late webhook or poll
     /// result for a request that was retried): such events must not be applied.
     public func isFromPreviousAttempt(requestID: String) -> Bool {
@@ -87,18 +108,21 @@ public struct JobTask: Codable, Sendable, Hashable {
     /// `.ignored(reason:)` with the task left exactly as it was.
     public mutating func apply(_ event: TaskEvent, at now: Date) -> TransitionOutcome {
         switch event {
-        case .submitStarted:
+        case .submitStarted(let attempt):
             guard status == .pending else { return .ignored(reason: "submit started on a \(status.rawValue) task") }
             guard submitStartedAt == nil else { return .ignored(reason: "submit already started") }
             submitStartedAt = now
+            submitAttempt = attempt
+            lastTriedAt = now
             attempts += 1
             return .changed
 
-        case .submitAbandoned:
-            guard status == .pending, submitStartedAt != nil, falRequestID == nil else {
-                return .ignored(reason: "no submit in flight to abandon")
+        case .submitAbandoned(let attempt):
+            guard status == .pending, submitStartedAt != nil, falRequestID == nil, submitAttempt == attempt else {
+                return .ignored(reason: "no submit of this attempt in flight to abandon")
             }
             submitStartedAt = nil
+            submitAttempt = nil
             return .changed
 
         case .accepted(let requestID, let statusURL, let responseURL, let cancelURL):
@@ -111,7 +135,7 @@ public struct JobTask: Codable, Sendable, Hashable {
             return advance(to: .running, at: now)
 
         case .completed(let mediaURL):
-            guard !status.isTerminal else { return .ignored(reason: "already \(status.rawValue)") }
+            guard !status.isTerminal || acceptsLateResult else { return .ignored(reason: "already \(status.rawValue)") }
             status = .completed
             self.mediaURL = mediaURL
             error = nil
@@ -119,6 +143,12 @@ public struct JobTask: Codable, Sendable, Hashable {
             return .changed
 
         case .failed(let error):
+            if status == .failed, acceptsLateResult, error.code != TaskError.submitOutcomeUnknownCode {
+                // fal's own word on a submit given up as unknown.
+                self.error = error
+                completedAt = now
+                return .changed
+            }
             return finish(.failed, error: error, at: now)
 
         case .canceled:
@@ -142,8 +172,10 @@ public struct JobTask: Codable, Sendable, Hashable {
             mediaURL = nil
             error = nil
             submitStartedAt = nil
+            submitAttempt = nil
             submittedAt = nil
             completedAt = nil
+            dueAt = now
             return .changed
         }
     }

@@ -33,7 +33,8 @@ extension Job {
     /// - after-video mode: when the video fails, is canceled or times out, the unfinished audio is
     ///   canceled in the same transition with error `video_failed` (plus `.cancelAtFal(.audio)` if it
     ///   had somehow been accepted by fal); a `.retry` of the video brings such an audio back to
-    ///   `pending`, to follow the new attempt;
+    ///   `pending`, to follow the new attempt; so does a late video result (fal finished a video that
+    ///   was given up as `timed_out` or `submit_outcome_unknown`), with `.submit(.audio)`;
     /// - `.retry` is ignored on a canceled job;
     /// - a submit response (`.accepted`) that arrives for a task already canceled asks
     ///   `.cancelAtFal` for it, so a cancel racing a submit still reaches fal.
@@ -51,12 +52,16 @@ extension Job {
         if case .accepted = event, task.status == .canceled, before.falRequestID == nil {
             actions.append(.cancelAtFal(kind))
         }
-        if kind == .video, event == .retry, var audio, audio.status == .canceled, audio.error?.code == TaskError.videoFailed.code {
-            // The audio was only dropped because the video failed: it follows the retried video again.
+        let lateVideoResult = kind == .video && before.status.isTerminal && task.status == .completed
+        if kind == .video, event == .retry || lateVideoResult, var audio, audio.status == .canceled,
+           audio.error?.code == TaskError.videoFailed.code, audio.submitStartedAt == nil, audio.falRequestID == nil {
+            // The audio was only dropped because the video failed: it follows the retried video
+            // again, or, when fal's result for a video given up lands late, is submitted now.
             audio.status = .pending
             audio.error = nil
             audio.completedAt = nil
             self.audio = audio
+            if lateVideoResult, !canceled { actions.append(.submit(.audio)) }
         } else if kind == .video, audioMode == .afterVideo, var audio, before.status != task.status {
             if task.status == .completed, !canceled, audio.status == .pending, audio.submitStartedAt == nil {
                 actions.append(.submit(.audio))

@@ -20,6 +20,10 @@ public struct TaskError: Codable, Hashable, Sendable {
         message: "the video did not complete"
     )
 
+    /// Code of a task whose submit may or may not have reached fal and got no recorded answer
+    /// before its model's deadline. fal may still have it: a later webhook replaces this error.
+    public static let submitOutcomeUnknownCode = "submit_outcome_unknown"
+
     /// The task did not finish in the time its model is given.
     public static func timedOut(_ kind: TaskKind) -> TaskError {
         TaskError(code: "timed_out", message: "\(kind.rawValue) did not finish in time")

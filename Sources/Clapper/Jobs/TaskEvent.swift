@@ -4,16 +4,21 @@ public enum TaskEvent: Sendable, Hashable {
     /// Clapper is about to send the submit request. Recorded (atomically) before the request goes
     /// out, so a crash recovery can tell "surely never sent" (no `submitStartedAt`) from
     /// "outcome unknown". Only applies to a pending task that has not started a submit; a repeat
-    /// is ignored, which is what makes a submission happen once.
-    case submitStarted
-    /// The submit surely never reached fal (refused connection, rate limited past the retries):
-    /// the task is back to "no submit started", so sending it again later is safe.
-    case submitAbandoned
+    /// is ignored, which is what makes a submission happen once. `attempt` names the writer (a
+    /// random id per try): a caller whose reply from Redis was lost finds its own mark on a fresh
+    /// read and knows it won, instead of taking it for another writer's.
+    case submitStarted(attempt: String)
+    /// The submit of `attempt` surely never reached fal (refused connection, rate limited past the
+    /// retries, or its mark could not be confirmed): the task is back to "no submit started", so
+    /// sending it again later is safe. Ignored unless `attempt` is the task's current mark.
+    case submitAbandoned(attempt: String)
     /// fal's submit response.
     case accepted(requestID: String, statusURL: String?, responseURL: String?, cancelURL: String?)
     case queued
     case running
     /// Finished with a result; `mediaURL` extracted from fal's output by the model catalog.
+    /// Also lands on a task given up without fal's word (`timed_out`, `submit_outcome_unknown`):
+    /// a result fal made and billed is delivered, not dropped.
     case completed(mediaURL: String?)
     case failed(TaskError)
     case canceled

@@ -17,10 +17,11 @@ struct JobProcessor: Sendable {
     /// Where follow-ups run after the answer; nil runs them before returning (tools, tests).
     var followUps: FollowUps? = nil
 
-    /// The URL fal calls back: it names the job and task, with an HMAC token over both, so a
-    /// webhook that arrives before the submit response was stored still lands on the right task.
-    func webhookURL(jobID: String, kind: TaskKind) -> String {
-        "\(publicURL)/v1/webhooks/fal/\(jobID)/\(kind.rawValue)?token=\(webhookTokens.make(jobID: jobID, kind: kind))"
+    /// The URL fal calls back: it names the job, the task and the attempt, with an HMAC token over
+    /// job and task, so a webhook that arrives before the submit response was stored still lands
+    /// on the right task, and one for an earlier attempt of it is told apart.
+    func webhookURL(jobID: String, kind: TaskKind, attempt: Int) -> String {
+        "\(publicURL)/v1/webhooks/fal/\(jobID)/\(kind.rawValue)?token=\(webhookTokens.make(jobID: jobID, kind: kind))&attempt=\(attempt)"
     }
 
     /// Submits every task that is due now (the video; the audio too in parallel mode).
@@ -33,26 +34,36 @@ struct JobProcessor: Sendable {
     }
 
     /// Submits one task, at most once: `.submitStarted` is stored first (a compare-and-set), so
-    /// a second caller, or a second instance, finds it started and sends nothing.
+    /// a second caller, or a second instance, finds it started and sends nothing. The mark names
+    /// this try, so when Redis's reply to it is lost and the step is read back, this try still
+    /// knows the mark is its own.
     func submit(jobID: String, kind: TaskKind) async {
+        await submit(jobID: jobID, kind: kind, attempt: Self.newAttemptID())
+    }
+
+    /// One try named `attempt`; calling it again with the same name is how a try whose mark's
+    /// reply was lost goes on (the store's retry does this inside `update`).
+    func submit(jobID: String, kind: TaskKind, attempt: String) async {
         let started: JobStore.Update
         do {
-            started = try await store.update(jobID, now: now()) { job in (job.apply(kind, .submitStarted, at: now()), nil) }
+            started = try await store.update(jobID, now: now()) { job in (job.apply(kind, .submitStarted(attempt: attempt), at: now()), nil) }
+        } catch is JobStore.NotFound {
+            return
         } catch {
+            // Whether the mark landed is unknown, and nothing was sent: take it back (only if it
+            // is this try's), or the task would look like a submit fal may have.
             logger.error("could not start a submit", metadata: ["job": "\(jobID)", "task": "\(kind.rawValue)", "error": "\(error)"])
+            await record(jobID: jobID, kind: kind, [.submitAbandoned(attempt: attempt)], what: "taking back a submit mark")
             return
         }
-        guard started.transition.outcome.isChanged, let task = started.job.task(kind) else { return }
+        guard let task = started.job.task(kind), task.submitAttempt == attempt, task.status == .pending, task.falRequestID == nil else { return }
         let job = started.job
         let input = kind == .video ? catalog.videoInput(for: job) : catalog.audioInput(for: job, videoURL: job.video.mediaURL)
         do {
-            let request = try await fal.submit(model: task.model, input: input, webhookURL: webhookURL(jobID: jobID, kind: kind))
+            let request = try await fal.submit(model: task.model, input: input, webhookURL: webhookURL(jobID: jobID, kind: kind, attempt: task.attempts))
             Self.submits.increment()
-            _ = try await apply(
-                jobID: jobID,
-                kind: kind,
-                event: .accepted(requestID: request.requestID, statusURL: request.statusURL, responseURL: request.responseURL, cancelURL: request.cancelURL)
-            )
+            let accepted = TaskEvent.accepted(requestID: request.requestID, statusURL: request.statusURL, responseURL: request.responseURL, cancelURL: request.cancelURL)
+            await record(jobID: jobID, kind: kind, [accepted], what: "fal's answer to a submit (request \(request.requestID))")
         } catch let error as FalError {
             Self.submitFailures.increment()
             if error.code == .rateLimited || (!error.mayHaveReachedFal && error.httpStatus == nil) {
@@ -61,21 +72,69 @@ struct JobProcessor: Sendable {
                 // timeout), with no risk of a second billed request. Stored even when this task is
                 // being cancelled (shutdown), or the task would later be failed as "outcome unknown".
                 logger.warning("submit did not reach fal; it will be sent again", metadata: ["job": "\(jobID)", "task": "\(kind.rawValue)", "error": "\(error.code)"])
-                let abandon = Task { _ = try? await apply(jobID: jobID, kind: kind, event: .submitAbandoned) }
+                let abandon = Task { await record(jobID: jobID, kind: kind, [.submitAbandoned(attempt: attempt)], what: "an abandoned submit") }
                 await abandon.value
             } else if let status = error.httpStatus, (400..<500).contains(status) {
                 // fal answered and refused: no request exists there.
                 let code = status == 422 ? "validation" : "submit_rejected"
-                _ = try? await apply(jobID: jobID, kind: kind, event: .failed(TaskError(code: code, message: error.message, detail: error.body.isEmpty ? nil : String(decoding: error.body, as: UTF8.self))))
+                let failure = TaskError(code: code, message: error.message, detail: error.body.isEmpty ? nil : String(decoding: error.body, as: UTF8.self))
+                await record(jobID: jobID, kind: kind, [.failed(failure)], what: "fal's refusal of a submit")
             } else if error.mayHaveReachedFal {
                 // Outcome unknown: fal may have the request. Its webhook can still land (the URL
-                // names the task); otherwise the reconciler fails the task after the model's
-                // timeout. Never a second submission.
+                // names the task and attempt); otherwise the reconciler fails the task at the
+                // model's deadline. Never a second submission.
                 logger.warning("submit outcome unknown; left for the webhook or the reconciler", metadata: ["job": "\(jobID)", "task": "\(kind.rawValue)", "error": "\(error.code)"])
             }
         } catch {
             logger.error("submit failed", metadata: ["job": "\(jobID)", "task": "\(kind.rawValue)", "error": "\(error)"])
         }
+    }
+
+    /// A random id naming one submit try.
+    static func newAttemptID() -> String {
+        String(UInt64.random(in: 1...UInt64.max), radix: 16)
+    }
+
+    /// How long what fal answered is kept trying to reach Redis (a restart, a failover) before it
+    /// is given up with an error log naming it.
+    static let durableStoreLimit: Duration = .seconds(600)
+
+    /// Stores what fal answered (or what must undo a mark), through Redis failures: a first try
+    /// with the store's own quick retries; if Redis is still away, the retries go on in the
+    /// follow-ups (so the caller, e.g. `POST /v1/jobs`, is answered) with backoff up to
+    /// `durableStoreLimit`. Until then fal's webhook can still land the same facts.
+    private func record(jobID: String, kind: TaskKind, _ events: [TaskEvent], what: String) async {
+        do {
+            _ = try await apply(jobID: jobID, kind: kind, events: events)
+            return
+        } catch is JobStore.NotFound {
+            return
+        } catch {
+            logger.warning("could not store \(what); retrying", metadata: ["job": "\(jobID)", "task": "\(kind.rawValue)", "error": "\(error)"])
+        }
+        let retry: FollowUps.Work = { await recordWithBackoff(jobID: jobID, kind: kind, events, what: what) }
+        if followUps?.enqueue(retry) != true { await retry() }
+    }
+
+    private func recordWithBackoff(jobID: String, kind: TaskKind, _ events: [TaskEvent], what: String) async {
+        let clock = ContinuousClock()
+        let deadline = clock.now + Self.durableStoreLimit
+        var backoff = Duration.milliseconds(100)
+        var lastError: any Error = CancellationError()
+        while !Task.isCancelled, clock.now + backoff < deadline {
+            try? await Task.sleep(for: backoff)
+            backoff = min(backoff * 2, .seconds(5))
+            do {
+                _ = try await apply(jobID: jobID, kind: kind, events: events)
+                logger.notice("stored \(what) after Redis came back", metadata: ["job": "\(jobID)", "task": "\(kind.rawValue)"])
+                return
+            } catch is JobStore.NotFound {
+                return
+            } catch {
+                lastError = error
+            }
+        }
+        logger.error("gave up storing \(what)", metadata: ["job": "\(jobID)", "task": "\(kind.rawValue)", "error": "\(lastError)"])
     }
 
     /// Applies one event (with fal's raw output when it completes a task) and performs the
@@ -97,10 +156,13 @@ struct JobProcessor: Sendable {
 
     /// fal's webhook for one task, decided against the job as it is in the same atomic step (one
     /// read): a webhook of an earlier attempt or of another request is ignored; one that comes
-    /// before the submit response records the request id with the result.
-    func applyWebhook(jobID: String, kind: TaskKind, webhook: FalWebhook) async throws -> JobStore.Update {
+    /// before the submit response records the request id with the result; one for a task given
+    /// up without fal's word (`timed_out`, `submit_outcome_unknown`) still lands its result.
+    /// `attempt` is the attempt number in the webhook URL (nil in URLs made before it was added).
+    func applyWebhook(jobID: String, kind: TaskKind, attempt: Int?, webhook: FalWebhook) async throws -> JobStore.Update {
         let catalog = self.catalog
         return try await apply(jobID: jobID, kind: kind) { task in
+            if let attempt, attempt != task.attempts { return ([], nil) }
             if task.isFromPreviousAttempt(requestID: webhook.requestID) || (task.falRequestID != nil && task.falRequestID != webhook.requestID) {
                 return ([], nil)
             }

@@ -114,14 +114,16 @@ struct TaskReconciler: Sendable {
         let schedule = policy.schedule(forModel: task.model)
         switch task.submitState {
         case .notStarted:
-            guard job.submissionsDue.contains(task.kind) else {
+            guard job.submissionsDue.contains(task.kind), let due = job.dueSince(task.kind) else {
                 // The audio of an after-video job: it goes when the video completes.
                 report.action = .wait
                 return Result(report: report, next: now.addingTimeInterval(schedule.maxSeconds))
             }
-            // fal was never reached in time (refused, rate limited): give up at the model's timeout.
-            let giveUp = job.createdAt.addingTimeInterval(Double(catalog.model(id: task.model)?.timeoutSeconds ?? catalog.video.timeoutSeconds))
-            if now >= giveUp {
+            // fal was never reached in time (refused, rate limited): give up the model's timeout
+            // after the task became due, and only once a submit was tried since then.
+            let giveUp = due.addingTimeInterval(Double(catalog.model(id: task.model)?.timeoutSeconds ?? catalog.video.timeoutSeconds))
+            let triedSinceDue = task.lastTriedAt.map { $0 >= due } ?? false
+            if now >= giveUp, triedSinceDue {
                 report.fal = "not asked (fal could not be reached before the model's timeout)"
                 let error = TaskError(code: "submit_failed", message: "fal could not be reached before the model's timeout")
                 return await settle(job: job, kind: task.kind, events: [.failed(error)], output: nil, action: .failSubmitUnreachable, fix: .stuckPending, now: now, report: report)
@@ -149,8 +151,10 @@ struct TaskReconciler: Sendable {
             return Result(report: report, next: nil)
 
         case .outcomeUnknown, .accepted:
+            // fal may have it and may still finish it: its webhook can land until the model's
+            // deadline (and later, see `JobTask.acceptsLateResult`).
             let started = task.submitStartedAt ?? job.updatedAt
-            let giveUp = started.addingTimeInterval(submitGiveUpSeconds)
+            let giveUp = max(started.addingTimeInterval(submitGiveUpSeconds), catalog.deadline(for: task) ?? started)
             guard now >= giveUp else {
                 report.action = .wait
                 report.fal = "not asked (a submit started \(Timestamp.iso8601(started)); its outcome is unknown)"
@@ -158,22 +162,23 @@ struct TaskReconciler: Sendable {
             }
             report.fal = "not asked (never submitted again: fal has no idempotency key)"
             let error = TaskError(
-                code: "submit_outcome_unknown",
-                message: "the submit to fal may or may not have arrived and no answer was recorded; it is not sent again, to avoid a second billed request"
+                code: TaskError.submitOutcomeUnknownCode,
+                message: "the submit to fal may or may not have arrived and no answer was recorded by the model's deadline; it is not sent again, to avoid a second billed request"
             )
             return await settle(job: job, kind: task.kind, events: [.failed(error)], output: nil, action: .failSubmitOutcomeUnknown, fix: .stuckPending, now: now, report: report)
         }
     }
 
-    /// How long after a submit started its outcome may still be coming: the grace, and never less
-    /// than the submit's own deadline (plus a second), so a submit still in flight is not failed.
+    /// The least time after a submit started before its unknown outcome is given up: the grace,
+    /// and never less than the submit's own deadline (plus a second), so a submit still in flight
+    /// is not failed. The model's deadline, when later, wins (see `reconcilePending`).
     var submitGiveUpSeconds: Double {
         max(policy.submitGraceSeconds, Double(processor.fal.configuration.timeouts.submit.components.seconds) + 1)
     }
 
     private func nextAfterSubmit(_ task: JobTask) -> Date {
         if task.status == .pending, let started = task.submitStartedAt {
-            return started.addingTimeInterval(submitGiveUpSeconds)
+            return max(started.addingTimeInterval(submitGiveUpSeconds), catalog.deadline(for: task) ?? started)
         }
         let expected = catalog.model(id: task.model)?.expectedSeconds ?? catalog.video.expectedSeconds
         return policy.firstCheck(acceptedAt: task.submittedAt ?? Date(), model: task.model, expectedSeconds: expected)

@@ -99,9 +99,10 @@ struct JobStore: Sendable {
         for _ in 0..<16 {
             do {
                 return try await attempt(jobID, now: now, change)
-            } catch let error as RedisError where Self.isPassing(error) && passingFailures < 5 {
-                // A busy pool or a reconnect: read again and retry. A write whose reply was lost
-                // may have landed; the fresh read then shows it and the rules ignore the repeat.
+            } catch let error as RedisError where error.isTransient && passingFailures < 5 {
+                // A busy pool, a reconnect, a restarted Redis still loading: read again and retry.
+                // A write whose reply was lost may have landed; the fresh read then shows it and
+                // the rules ignore the repeat (a submit mark names its writer, see `JobProcessor`).
                 passingFailures += 1
                 try await Task.sleep(for: backoff)
                 backoff *= 2
@@ -113,10 +114,6 @@ struct JobStore: Sendable {
     }
 
     private struct Conflict: Error {}
-
-    static func isPassing(_ error: RedisError) -> Bool {
-        [.poolTimeout, .connectionFailed, .connectionClosed, .timeout].contains(error.code)
-    }
 
     /// One read, rules, compare-and-set round; throws `Conflict` when another writer won.
     private func attempt(
@@ -187,11 +184,12 @@ struct JobStore: Sendable {
             } else {
                 let model = catalog.model(id: task.model)
                 let at: Date
-                if task.status == .pending, task.kind == .audio, after.audioMode == .afterVideo, task.submitStartedAt == nil {
+                if task.status == .pending, task.submitStartedAt == nil, after.dueSince(task.kind) == nil {
                     // Waits for the video: the video's completion submits it; a late look catches a crash in between.
                     at = after.updatedAt.addingTimeInterval(TimeInterval(model?.timeoutSeconds ?? 3600))
                 } else if task.status == .pending {
-                    // Not acknowledged by fal yet: a crash or an unknown submit outcome shows here.
+                    // Not acknowledged by fal yet: a crash, an abandoned try (sent again then) or an
+                    // unknown submit outcome shows here.
                     at = after.updatedAt.addingTimeInterval(policy.submitGraceSeconds)
                 } else {
                     at = policy.firstCheck(acceptedAt: task.submittedAt ?? after.updatedAt, model: task.model, expectedSeconds: model?.expectedSeconds ?? 60)

@@ -28,6 +28,14 @@ struct WebhookController {
             Self.outcomes(.rejected).increment()
             throw APIError.unauthorized("invalid webhook token", code: "invalid_webhook_token")
         }
+        // The attempt the URL was made for (absent in URLs made before attempts were named).
+        var attempt: Int?
+        if let text = request.uri.queryParameters["attempt"] {
+            guard let value = Int(String(text)), value >= 0 else {
+                throw APIError.badRequest("attempt must be a whole number", code: "invalid_attempt")
+            }
+            attempt = value
+        }
         let body = try await request.bodyBytes(context: context)
         if let verifier {
             do {
@@ -46,7 +54,7 @@ struct WebhookController {
         }
         let update: JobStore.Update
         do {
-            update = try await processor.applyWebhook(jobID: jobID, kind: kind, webhook: webhook)
+            update = try await processor.applyWebhook(jobID: jobID, kind: kind, attempt: attempt, webhook: webhook)
         } catch is JobStore.NotFound {
             throw APIError.notFound("no such job")
         }
