@@ -145,19 +145,36 @@ extension FalClient {
         return try result.get()
     }
 
-    /// `Retry-After` as seconds (`120`) or an HTTP date.
+    /// The longest wait a `Retry-After` can ask for; larger values (`1e300`, a date in year 9999)
+    /// are cut to it. Far beyond any retry budget, so such an answer simply ends the retries.
+    static let maxRetryAfter: Duration = .seconds(24 * 3600)
+
+    /// `Retry-After` as seconds (`120`, also `1.5` or `1e3`) or an HTTP date, clamped to
+    /// `0...maxRetryAfter`; nil for anything else (`nan`, `inf`, hex, negative, junk).
     static func retryAfter(_ value: String?) -> Duration? {
-        guard let value = value?.trimmingCharacters(in: .whitespaces), !value.isEmpty else { return nil }
-        if let seconds = Double(value), seconds.isFinite, seconds >= 0 {
-            return .milliseconds(Int64(seconds * 1000))
+        guard let value = value?.trimmingCharacters(in: .whitespaces), !value.isEmpty, value.utf8.count <= 64 else { return nil }
+        let decimal = value.utf8.allSatisfy { byte in
+            (UInt8(ascii: "0")...UInt8(ascii: "9")).contains(byte) || byte == UInt8(ascii: ".") || byte == UInt8(ascii: "e") || byte == UInt8(ascii: "E") || byte == UInt8(ascii: "+")
+        }
+        if decimal, let first = value.utf8.first, (UInt8(ascii: "0")...UInt8(ascii: "9")).contains(first) {
+            guard let seconds = Double(value) else { return nil }
+            return clampedRetryAfter(seconds: seconds)
         }
         let formatter = DateFormatter()
         formatter.locale = Locale(identifier: "en_US_POSIX")
         formatter.timeZone = TimeZone(identifier: "GMT")
         formatter.dateFormat = "EEE, dd MMM yyyy HH:mm:ss zzz"
         guard let date = formatter.date(from: value) else { return nil }
-        let seconds = max(0, date.timeIntervalSinceNow)
-        return .milliseconds(Int64(seconds * 1000))
+        return clampedRetryAfter(seconds: date.timeIntervalSinceNow)
+    }
+
+    /// Seconds (any `Double`, infinite included) as a wait in `0...maxRetryAfter`, whole
+    /// milliseconds; nil for NaN. Never converts an unchecked value to an integer.
+    static func clampedRetryAfter(seconds: Double) -> Duration? {
+        guard !seconds.isNaN else { return nil }
+        let maxMilliseconds = maxRetryAfter.milliseconds
+        let milliseconds = Int64(exactly: (min(max(seconds, 0), Double(maxMilliseconds) / 1000) * 1000).rounded(.down)) ?? maxMilliseconds
+        return .milliseconds(min(milliseconds, maxMilliseconds))
     }
 
     static func trimmingSlashes(_ text: String) -> String {

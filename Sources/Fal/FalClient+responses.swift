@@ -107,7 +107,10 @@ extension FalClient {
         }
     }
 
-    // Wire shapes; snake_case names match fal's JSON.
+    // Wire shapes; snake_case names match fal's JSON. Only `request_id` (and a status's
+    // `status`) must be right: a strange optional member (a `queue_position` of `1e300` or
+    // `-1`, a URL that is a number) is dropped, never the answer, so an accepted request id
+    // is never lost to a detail.
     private struct SubmitBody: Decodable {
         var request_id: String?
         var status_url: String?
@@ -115,6 +118,20 @@ extension FalClient {
         var cancel_url: String?
         var gateway_request_id: String?
         var queue_position: Int?
+
+        private enum CodingKeys: String, CodingKey {
+            case request_id, status_url, response_url, cancel_url, gateway_request_id, queue_position
+        }
+
+        init(from decoder: any Decoder) throws {
+            let container = try decoder.container(keyedBy: CodingKeys.self)
+            request_id = try container.decodeIfPresent(String.self, forKey: .request_id)
+            status_url = try? container.decodeIfPresent(String.self, forKey: .status_url)
+            response_url = try? container.decodeIfPresent(String.self, forKey: .response_url)
+            cancel_url = try? container.decodeIfPresent(String.self, forKey: .cancel_url)
+            gateway_request_id = try? container.decodeIfPresent(String.self, forKey: .gateway_request_id)
+            queue_position = queuePosition(in: container, forKey: .queue_position)
+        }
     }
 
     private struct StatusBody: Decodable {
@@ -133,11 +150,18 @@ extension FalClient {
         init(from decoder: any Decoder) throws {
             let container = try decoder.container(keyedBy: CodingKeys.self)
             status = try container.decodeIfPresent(String.self, forKey: .status)
-            queue_position = try? container.decodeIfPresent(Int.self, forKey: .queue_position)
+            queue_position = queuePosition(in: container, forKey: .queue_position)
             error = try? container.decodeIfPresent(String.self, forKey: .error)
             error_type = try? container.decodeIfPresent(String.self, forKey: .error_type)
             logs = try? container.decodeIfPresent([FalStatus.Log].self, forKey: .logs)
             metrics = try? container.decodeIfPresent(Metrics.self, forKey: .metrics)
         }
     }
+}
+
+/// A `queue_position` that is a whole number from 0 up; nil for anything else (negative, a
+/// fraction, beyond `Int`, not a number).
+private func queuePosition<Key: CodingKey>(in container: KeyedDecodingContainer<Key>, forKey key: Key) -> Int? {
+    guard let position = try? container.decodeIfPresent(Int.self, forKey: key), position >= 0 else { return nil }
+    return position
 }

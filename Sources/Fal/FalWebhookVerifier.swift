@@ -46,12 +46,13 @@ public actor FalWebhookVerifier {
         if let pinned = configuration.pinnedUserID, pinned != userID {
             throw FalWebhookVerificationError(.foreignUser, "user id is not the configured fal account")
         }
-        guard let seconds = Double(timestamp.trimmingCharacters(in: .whitespaces)), seconds.isFinite else {
-            throw FalWebhookVerificationError(.malformedTimestamp, "timestamp is not Unix seconds")
+        guard let seconds = Self.unixSeconds(timestamp) else {
+            throw FalWebhookVerificationError(.malformedTimestamp, "invalid timestamp: not Unix seconds in ASCII digits")
         }
-        let skew = abs(now().timeIntervalSince1970 - seconds)
+        let skew = abs(now().timeIntervalSince1970 - Double(seconds))
         guard skew <= configuration.timestampTolerance.seconds else {
-            throw FalWebhookVerificationError(.staleTimestamp, "timestamp is \(Int(skew)) s from now")
+            let shown = Int64(exactly: skew.rounded(.down)).map(String.init) ?? "\(skew)"
+            throw FalWebhookVerificationError(.staleTimestamp, "timestamp is \(shown) s from now")
         }
         guard let signature = Self.hexDecoded(signatureHex), signature.count == 64 else {
             throw FalWebhookVerificationError(.malformedSignature, "signature is not hex of 64 bytes")
@@ -140,6 +141,21 @@ public actor FalWebhookVerifier {
         } catch {
             logger.warning("fal webhook JWKS fetch failed", metadata: ["error": "\(error.code)"])
         }
+    }
+
+    /// Longest timestamp accepted: 12 digits reach the year 33658 and keep every value exact
+    /// in a `Double`; fal sends 10.
+    public static let maxTimestampDigits = 12
+
+    /// The header's value as whole Unix seconds: only 1 to `maxTimestampDigits` ASCII digits
+    /// (fal sends integer seconds). Signs, fractions, exponents (`1e300`), `nan`, `inf`, spaces
+    /// and non-ASCII digits (`１２３`) are nil, so no later arithmetic meets an unchecked value.
+    static func unixSeconds(_ text: String) -> Int64? {
+        let utf8 = text.utf8
+        guard (1...maxTimestampDigits).contains(utf8.count),
+              utf8.allSatisfy({ $0 >= UInt8(ascii: "0") && $0 <= UInt8(ascii: "9") })
+        else { return nil }
+        return Int64(text)
     }
 
     private nonisolated func missing(_ name: String) -> FalWebhookVerificationError {

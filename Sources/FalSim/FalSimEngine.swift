@@ -11,6 +11,8 @@ actor FalSimEngine {
         var body: [UInt8]
         /// Hold the answer back for `stallDuration` first.
         var stall = false
+        /// A `Retry-After` header to send (the `retry-after=` fault).
+        var retryAfter: String?
 
         init(_ status: Int, _ json: FalSimJSON, stall: Bool = false) {
             self.status = status
@@ -149,6 +151,7 @@ actor FalSimEngine {
         if answer == nil, let status = faults.submitStatus {
             state = .rejected
             answer = Answer.detail(status, status == 429 ? "Rate limit exceeded (fal-sim fault)" : "Service unavailable (fal-sim fault)")
+            answer?.retryAfter = faults.retryAfter
         }
         let appPath = FalSimRoutes.appPath(ofModel: model)
         let record = FalSimRequestRecord(

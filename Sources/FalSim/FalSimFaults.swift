@@ -6,10 +6,13 @@ import Foundation
 /// - `payload-error`: ERROR webhook with `payload: null` and `payload_error` (the result is fine).
 /// - `drop-webhook`: no webhook is sent.
 /// - `duplicate-webhook`: the webhook is delivered twice (two independent deliveries).
-/// - `delay-webhook=<ms>`: the first delivery waits that long after completion.
+/// - `delay-webhook=<ms>`: the first delivery waits that long after completion (at most 1 hour).
 /// - `hold-webhook`: the webhook waits until released (`FalSim.releaseHeldWebhooks(reverse:)`,
 ///   `POST /_sim/webhooks/release?order=reverse`): deliver webhooks in any order.
 /// - `submit-429`, `submit-500`, `submit-503`: submit answers that status; no job is created.
+/// - `retry-after=<text>`: that error answer carries `Retry-After: <text>`, as sent (any text
+///   without control characters, up to 256 bytes: `120`, `1e300`, `nan`, an HTTP date). In the
+///   `X-Fal-Sim-Fault` header faults are split at commas, so an HTTP date needs a fault rule.
 /// - `submit-stall`: the job is created and runs, the submit answer stalls (`stallDuration`).
 /// - `status-stall`: status answers stall.
 /// - `expire-result`: the result is gone (404) as soon as the request completes.
@@ -22,10 +25,14 @@ struct FalSimFaults: Sendable, Equatable {
     var webhookDelay: Duration?
     var holdWebhook = false
     var submitStatus: Int?
+    var retryAfter: String?
     var submitStall = false
     var statusStall = false
     var expireResult = false
     var wrongSignature = false
+
+    /// The longest `delay-webhook`.
+    static let maximumDelayMilliseconds = 3_600_000
 
     init() {}
 
@@ -38,7 +45,7 @@ struct FalSimFaults: Sendable, Equatable {
 
     static let knownNames = [
         "fail", "payload-error", "drop-webhook", "duplicate-webhook", "delay-webhook=<ms>", "hold-webhook",
-        "submit-429", "submit-500", "submit-503", "submit-stall", "status-stall", "expire-result", "wrong-signature",
+        "submit-429", "submit-500", "submit-503", "retry-after=<text>", "submit-stall", "status-stall", "expire-result", "wrong-signature",
     ]
 
     private mutating func apply(_ name: String) throws(FalSimError) {
@@ -57,9 +64,15 @@ struct FalSimFaults: Sendable, Equatable {
         case "expire-result": expireResult = true
         case "wrong-signature": wrongSignature = true
         default:
-            let prefix = "delay-webhook="
-            if name.hasPrefix(prefix), let ms = Int(name.dropFirst(prefix.count)), ms >= 0 {
+            let delayPrefix = "delay-webhook=", retryAfterPrefix = "retry-after="
+            if name.hasPrefix(delayPrefix), let ms = Int(name.dropFirst(delayPrefix.count)), (0...Self.maximumDelayMilliseconds).contains(ms) {
                 webhookDelay = .milliseconds(ms)
+            } else if name.hasPrefix(retryAfterPrefix) {
+                let value = String(name.dropFirst(retryAfterPrefix.count))
+                guard value.utf8.count <= 256, !value.unicodeScalars.contains(where: { $0.properties.generalCategory == .control }) else {
+                    throw FalSimError.unknownFault(name)
+                }
+                retryAfter = value
             } else {
                 throw FalSimError.unknownFault(name)
             }

@@ -73,11 +73,11 @@ struct FalSimInputValidator {
     }
 
     private static func format(_ value: Double) -> String {
-        value == value.rounded() ? String(Int(value)) : FalSimPythonNumber.repr(value)
+        Int(exactly: value).map(String.init) ?? FalSimPythonNumber.repr(value)
     }
 
     private static func limit(_ value: Double) -> FalSimJSON {
-        value == value.rounded() ? .int(Int(value)) : .double(value)
+        Int(exactly: value).map { FalSimJSON.int($0) } ?? .double(value)
     }
 
     /// The 422 failure, if any check failed.

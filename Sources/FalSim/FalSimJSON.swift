@@ -85,12 +85,12 @@ public indirect enum FalSimJSON: Sendable, Equatable {
         case .object(let members):
             out.append(UInt8(ascii: "{"))
             // Python compares str by code point.
-            let keys = members.keys.sorted { $0.unicodeScalars.lexicographicallyPrecedes($1.unicodeScalars) { $0.value < $1.value } }
-            for (index, key) in keys.enumerated() {
+            let sorted = members.sorted { $0.key.unicodeScalars.lexicographicallyPrecedes($1.key.unicodeScalars) { $0.value < $1.value } }
+            for (index, member) in sorted.enumerated() {
                 if index > 0 { out.append(contentsOf: ", ".utf8) }
-                Self.writeString(key, into: &out)
+                Self.writeString(member.key, into: &out)
                 out.append(contentsOf: ": ".utf8)
-                members[key]!.write(into: &out)
+                member.value.write(into: &out)
             }
             out.append(UInt8(ascii: "}"))
         }

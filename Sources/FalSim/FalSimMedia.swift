@@ -53,7 +53,8 @@ wAEYIAcAAAAHQZp5wO8IwAEYIAc=
     }
 
     private static func sampleCount(seconds: Double) -> Int {
-        Int((min(max(seconds, 0), maximumWAVSeconds) * Double(wavSampleRate)).rounded())
+        guard seconds.isFinite else { return 0 }
+        return Int((min(max(seconds, 0), maximumWAVSeconds) * Double(wavSampleRate)).rounded())
     }
 
     /// A WAV of `seconds` seconds: a quiet 440 Hz tone, 8 kHz mono 16-bit PCM.

@@ -19,7 +19,9 @@ struct FalSimModelCatalog: Sendable {
         }
 
         func audio(seconds: Double) -> FalSimJSON {
-            let millis = Int((seconds * 1000).rounded())
+            // Validated to 1...30 s by the caller; clamped anyway so no value can trap here.
+            let bounded = seconds.isFinite ? min(max(seconds, 0), FalSimMedia.maximumWAVSeconds) : 0
+            let millis = Int((bounded * 1000).rounded())
             return .object([
                 "url": .string("\(baseURL)/_sim/media/audio/\(millis)/\(requestID).wav"),
                 "content_type": .string("audio/wav"),

@@ -20,7 +20,8 @@ enum FalSimPythonNumber {
         // Swift's description is also shortest round-trip; only the layout differs.
         let text = abs(value).description
         let parts = text.split(separator: "e", maxSplits: 1)
-        let exponent = parts.count == 2 ? Int(parts[1])! : 0
+        // Swift writes exponents as `e-05` / `e+20`; anything else would be a surprise, not a trap.
+        guard let exponent = parts.count == 2 ? Int(parts[1]) : 0 else { return value.description }
         let mantissa = parts[0].split(separator: ".", maxSplits: 1, omittingEmptySubsequences: false)
         let integerPart = String(mantissa[0])
         let fractionPart = mantissa.count == 2 ? String(mantissa[1]) : ""

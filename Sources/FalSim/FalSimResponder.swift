@@ -160,7 +160,9 @@ struct FalSimResponder: HTTPResponder {
     }
 
     private static func answer(_ answer: FalSimEngine.Answer) -> Response {
-        json(answer.status, answer.body)
+        var response = json(answer.status, answer.body)
+        if let retryAfter = answer.retryAfter { response.headers[.retryAfter] = retryAfter }
+        return response
     }
 
     /// Answers, after holding back for `stallDuration` when the answer says so (ends early on

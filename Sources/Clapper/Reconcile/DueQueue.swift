@@ -69,8 +69,9 @@ struct DueQueue: Sendable {
         var entries: [Entry] = []
         var index = 0
         while index + 1 < flat.count {
-            if let member = flat[index].string, let score = flat[index + 1].string.flatMap(Double.init),
-               let entry = Entry(member: member, score: Int64(score)) {
+            // A score beyond Int64 ms (`inf`, 1e300: not Clapper's write) is skipped, not trapped on.
+            if let member = flat[index].string, let score = flat[index + 1].string.flatMap(Double.init).flatMap({ Int64(exactly: $0.rounded(.towardZero)) }),
+               let entry = Entry(member: member, score: score) {
                 entries.append(entry)
             }
             index += 2

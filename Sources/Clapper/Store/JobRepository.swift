@@ -139,7 +139,9 @@ struct JobRepository: Sendable {
         let flat = reply.array ?? []
         var index = 0
         while index + 1 < flat.count, page.count < limit + 1 {
-            if let member = flat[index].string, let score = flat[index + 1].string.flatMap({ Int64(Double($0) ?? 0) }) {
+            // A score that is not a finite whole number of ms in Int64 (`inf`, 1e300: someone
+            // else's write) is skipped, never converted unchecked.
+            if let member = flat[index].string, let score = flat[index + 1].string.flatMap(Double.init).flatMap({ Int64(exactly: $0.rounded(.towardZero)) }) {
                 if let cursor, score == cursor.score, member >= cursor.jobID {
                     // already seen
                 } else {
