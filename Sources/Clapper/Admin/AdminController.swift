@@ -14,6 +14,9 @@ struct AdminController: Sendable {
 
     static let maxJobIDs = 500
     static let maxOlderThanJobs = 500
+    static let decimalNumberBytes = Set("0123456789.eE+-".utf8)
+    /// The largest `olderThan` (100 years, in seconds).
+    static let maxOlderThanSeconds: Double = 100 * 365 * 24 * 3600
 
     func register(on routes: inout RouteRegistrar<ClapperRequestContext>) {
         routes.on(.get, "/v1/admin/jobs") { request, context in try await listJobs(request, context) }
@@ -62,7 +65,11 @@ struct AdminController: Sendable {
             return value
         } ?? 50
         let olderThan = try query["olderThan"].map { text in
-            guard let value = Double(String(text)), value >= 0 else { throw APIError.badRequest("olderThan must be a number of seconds", code: "invalid_older_than") }
+            // A decimal number (not `inf`, `nan`, hex or non-ASCII digits), at most 100 years: no
+            // `1e300` reaches the date arithmetic.
+            guard text.utf8.allSatisfy({ Self.decimalNumberBytes.contains($0) }), let value = Double(String(text)), value.isFinite, (0...Self.maxOlderThanSeconds).contains(value) else {
+                throw APIError.badRequest("olderThan must be a number of seconds from 0 to \(Int(Self.maxOlderThanSeconds))", code: "invalid_older_than")
+            }
             return value
         }
         let statusFilter = query["status"].map(String.init)
@@ -215,6 +222,8 @@ struct AdminReconcileBody: Sendable, Decodable {
     var dryRun: Bool
 
     static let allowed: Set<String> = ["jobIds", "olderThanSeconds", "dryRun"]
+    /// Each job id: 1 to 200 code points (openapi's `maxLength`), at most 800 bytes.
+    static let jobIDLimit = TextLimit(maxCodePoints: 200)
 
     enum CodingKeys: String, CodingKey { case jobIds, olderThanSeconds, dryRun }
 
@@ -230,7 +239,7 @@ struct AdminReconcileBody: Sendable, Decodable {
             throw APIError.badRequest("the body must be a JSON object", code: "invalid_json")
         }
         if let unknown = object.keys.sorted().first(where: { !allowed.contains($0) }) {
-            throw APIError(.unprocessableContent, code: "unknown_field", message: "unknown field \(String(unknown.prefix(64))); allowed: dryRun, jobIds, olderThanSeconds")
+            throw APIError(.unprocessableContent, code: "unknown_field", message: "unknown field \(TextLimit.shown(unknown, codePoints: 64)); allowed: dryRun, jobIds, olderThanSeconds")
         }
         let parsed: AdminReconcileBody
         do {
@@ -242,8 +251,8 @@ struct AdminReconcileBody: Sendable, Decodable {
         case (nil, nil), (.some, .some):
             throw APIError(.unprocessableContent, code: "validation_failed", message: "give exactly one of jobIds and olderThanSeconds")
         case (let ids?, nil):
-            guard (1...AdminController.maxJobIDs).contains(ids.count), ids.allSatisfy({ (1...200).contains($0.utf8.count) }) else {
-                throw APIError(.unprocessableContent, code: "validation_failed", message: "jobIds must hold 1 to \(AdminController.maxJobIDs) job ids")
+            guard (1...AdminController.maxJobIDs).contains(ids.count), ids.allSatisfy({ !$0.isEmpty && Self.jobIDLimit.allows($0) }) else {
+                throw APIError(.unprocessableContent, code: "validation_failed", message: "jobIds must hold 1 to \(AdminController.maxJobIDs) job ids of 1 to 200 characters")
             }
         case (nil, let seconds?):
             guard seconds >= 0 else { throw APIError(.unprocessableContent, code: "validation_failed", message: "olderThanSeconds must be 0 or more") }

@@ -29,8 +29,8 @@ struct JobsController {
         }
         var idempotency: (keyHash: String, bodyHash: String)?
         if let key = request.headers[.idempotencyKey] {
-            guard (1...255).contains(key.utf8.count) else {
-                throw APIError.badRequest("Idempotency-Key must be 1 to 255 characters", code: "invalid_idempotency_key")
+            guard !key.isEmpty, Self.idempotencyKeyLimit.allows(key) else {
+                throw APIError.badRequest("Idempotency-Key must be 1 to 255 characters (Unicode code points; at most 1020 bytes)", code: "invalid_idempotency_key")
             }
             idempotency = (CreateJobRequest.canonicalBodyHash(Array(key.utf8)), CreateJobRequest.canonicalBodyHash(body))
         }
@@ -55,13 +55,16 @@ struct JobsController {
 
     func list(_ request: Request, _ context: ClapperRequestContext) async throws -> Response {
         let userID = try context.requireUser()
-        let limitText = request.uri.queryParameters["limit"].map(String.init)
-        let limit = limitText.flatMap(Int.init) ?? 20
-        guard (1...100).contains(limit) else { throw APIError.badRequest("limit must be 1 to 100", code: "invalid_limit") }
+        // `Int(String)` takes ASCII digits only (no `1e3`, no `１２`) and is nil past Int: no trap.
+        let limit = try request.uri.queryParameters["limit"].map { text in
+            guard let value = Int(String(text)), (1...100).contains(value) else { throw APIError.badRequest("limit must be 1 to 100", code: "invalid_limit") }
+            return value
+        } ?? 20
         var cursor: (Int64, String)?
         if let text = request.uri.queryParameters["cursor"].map(String.init) {
+            // `<createdAtMs>:<jobId>` as this route wrote it: a job id is a UUID, so 256 bytes is plenty.
             let parts = text.split(separator: ":", maxSplits: 1)
-            guard parts.count == 2, let score = Int64(parts[0]) else { throw APIError.badRequest("malformed cursor", code: "invalid_cursor") }
+            guard text.utf8.count <= 256, parts.count == 2, let score = Int64(parts[0]) else { throw APIError.badRequest("malformed cursor", code: "invalid_cursor") }
             cursor = (score, String(parts[1]))
         }
         let page = try await repository.list(userID: userID, limit: limit, cursor: cursor)
@@ -86,6 +89,9 @@ struct JobsController {
         }
         return try await answer(jobID: jobID, userID: userID, status: .ok)
     }
+
+    /// `Idempotency-Key`: 1 to 255 code points (openapi's `maxLength`), at most 1020 bytes.
+    static let idempotencyKeyLimit = TextLimit(maxCodePoints: 255)
 
     /// The job's view with its `eventsUrl` (a signed, job-scoped link an EventSource can open).
     private func answer(jobID: String, userID: String, status: HTTPResponse.Status) async throws -> Response {

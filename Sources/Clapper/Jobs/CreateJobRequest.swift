@@ -14,9 +14,17 @@ import Foundation
 /// Other choices: `null` counts as absent; duplicate keys are malformed JSON (400); only
 /// `prompt` is required; `durationSeconds` defaults to 5 (ltx's own default of 121 frames);
 /// with `feature.audio` off, `audioTier` and `audioMode` are type-checked but otherwise ignored.
+///
+/// Text limits count what `openapi.yaml` says (`maxLength`: Unicode code points, see
+/// `TextLimit`), each with a byte cap: `prompt` and `video.negativePrompt` at most 2000 code
+/// points and 8000 UTF-8 bytes; `metadata` at most 4096 bytes of JSON text as sent.
 public struct CreateJobRequest: Sendable, Hashable {
-    public static let maxPromptCharacters = 2000
+    /// `prompt` and `video.negativePrompt`: Unicode code points (JSON Schema `maxLength`).
+    public static let maxPromptCodePoints = 2000
+    /// Their UTF-8 byte cap (4 per code point: every text within the code point limit fits).
+    public static let maxPromptBytes = 4 * maxPromptCodePoints
     public static let maxMetadataBytes = 4096
+    static let promptLimit = TextLimit(maxCodePoints: maxPromptCodePoints, maxBytes: maxPromptBytes)
     public static let defaultDurationSeconds = 5
 
     public var prompt: String
@@ -140,7 +148,7 @@ public struct CreateJobRequest: Sendable, Hashable {
             seedValue = value
         }
         if let metadata, metadata.count > maxMetadataBytes {
-            throw .failed("metadata", "must be at most \(maxMetadataBytes) bytes of JSON")
+            throw .failed("metadata", "must be at most \(maxMetadataBytes) bytes of JSON text as sent")
         }
 
         return CreateJobRequest(
@@ -153,12 +161,14 @@ public struct CreateJobRequest: Sendable, Hashable {
         )
     }
 
+    /// The length first (code points and bytes, never grapheme clusters), so the whitespace
+    /// check below only ever walks a bounded text.
     private static func checkText(_ text: String, field: String, allowEmpty: Bool) throws(JobValidationError) {
+        guard promptLimit.allows(text) else {
+            throw .failed(field, "must be \(promptLimit.described)")
+        }
         if !allowEmpty, text.allSatisfy({ $0.isWhitespace }) {
             throw .failed(field, "must not be empty or only whitespace")
-        }
-        if text.count > maxPromptCharacters {
-            throw .failed(field, "must be at most \(maxPromptCharacters) characters")
         }
     }
 
@@ -201,7 +211,7 @@ private struct Fields {
     init(_ members: [(key: String, range: Range<Int>)], in body: [UInt8], prefix: String, allowed: Set<String>) throws(JobValidationError) {
         var values: [String: Range<Int>] = [:]
         for member in members {
-            guard values[member.key] == nil else { throw .invalidJSON("duplicate key \(String((prefix + member.key).prefix(100)))") }
+            guard values[member.key] == nil else { throw .invalidJSON("duplicate key \(TextLimit.shown(prefix + member.key, codePoints: 100))") }
             values[member.key] = member.range
         }
         // Report unknown fields in the order they were sent.

@@ -28,9 +28,10 @@ public struct JobValidationError: Error, Hashable, Sendable, CustomStringConvert
         JobValidationError(code: "invalid_field", message: "\(field) must be \(expected)", status: 400, field: field)
     }
 
-    /// 422: a field this API does not know.
+    /// 422: a field this API does not know. Its name is echoed cut to 100 code points (not
+    /// grapheme clusters, which can be any size).
     static func unknownField(_ field: String) -> JobValidationError {
-        let shown = field.count > 100 ? String(field.prefix(100)) + "…" : field
+        let shown = TextLimit.shown(field, codePoints: 100)
         return JobValidationError(code: "unknown_field", message: "unknown field \(shown)", status: 422, field: shown)
     }
 
