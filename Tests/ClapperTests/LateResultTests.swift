@@ -109,3 +109,14 @@ import Testing
         #expect(job.dueSince(.video) == t0)
     }
 }
+
+@Suite struct DateMillisecondsTests {
+    @Test func datesFromDamagedRecordsNeverTrap() {
+        #expect(Date(timeIntervalSince1970: 1.2345).milliseconds == 1235)
+        #expect(Date(timeIntervalSince1970: 1e300).milliseconds == .max)
+        #expect(Date(timeIntervalSince1970: -1e300).milliseconds == .min)
+        #expect(Date(timeIntervalSince1970: .nan).milliseconds == 0)
+        #expect(Timestamp.iso8601(Date(timeIntervalSince1970: 1e300)) == "9999-12-31T23:59:59.999Z")
+        #expect(Timestamp.iso8601(Date(timeIntervalSince1970: 0.5)) == "1970-01-01T00:00:00.500Z")
+    }
+}

@@ -92,7 +92,8 @@ struct JSONWriter {
 enum Timestamp {
     static func iso8601(_ date: Date) -> String {
         // Whole milliseconds, rounded down, computed by hand so no formatter or locale is involved.
-        let millis = Int64((date.timeIntervalSince1970 * 1000).rounded(.down))
+        // Clamped to years 0...9999, so a date read from a damaged record cannot overflow below.
+        let millis = min(max(date.milliseconds(.down), -62_167_219_200_000), 253_402_300_799_999)
         let (days, msOfDay) = floorDivMod(millis, 86_400_000)
         let (y, m, d) = civil(fromDays: days)
         let h = msOfDay / 3_600_000, mi = msOfDay / 60_000 % 60, s = msOfDay / 1000 % 60, ms = msOfDay % 1000

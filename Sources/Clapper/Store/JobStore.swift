@@ -220,7 +220,3 @@ struct JobStore: Sendable {
 
     static func member(jobID: String, kind: TaskKind) -> String { "\(jobID)|\(kind.rawValue)" }
 }
-
-extension Date {
-    var milliseconds: Int64 { Int64((timeIntervalSince1970 * 1000).rounded()) }
-}
