@@ -17,7 +17,6 @@ let package = Package(
     products: [
         .executable(name: "clapper", targets: ["clapper"]),
         .executable(name: "fal-sim", targets: ["fal-sim"]),
-        .executable(name: "clapper-bench", targets: ["clapper-bench"]),
         .library(name: "Redis", targets: ["Redis"]),
         .library(name: "Fal", targets: ["Fal"]),
     ],
@@ -101,15 +100,6 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: swiftSettings
-        ),
-        // ops/bench's load tool: SSE streams and signed webhooks on one event loop (loopback only).
-        .executableTarget(
-            name: "clapper-bench",
-            dependencies: [
-                .product(name: "NIOCore", package: "swift-nio"),
-                .product(name: "NIOPosix", package: "swift-nio"),
-            ],
-            swiftSettings: [.swiftLanguageMode(.v5)]
         ),
         .target(
             name: "TestSupport",

@@ -7,7 +7,8 @@ import statistics, subprocess, sys, tempfile, threading, time, uuid
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 QUICK = "--quick" in sys.argv
-BIN = sys.argv[sys.argv.index("--bin") + 1]
+BIN = sys.argv[sys.argv.index("--bin") + 1]  # clapper and fal-sim
+TOOL = sys.argv[sys.argv.index("--tool") + 1]  # clapper-bench, built from Benchmarks/
 RUNS = 3
 WEBHOOK_SECRET = "bench-webhook-secret-0123456789abcdef"
 FAL_USER = "bench-user"
@@ -67,7 +68,7 @@ def run_timed(argv, limit):
 
 
 def tool(mode, limit=90, **flags):
-    argv = [os.path.join(BIN, "clapper-bench"), mode, "--timeout", str(limit - 10)]
+    argv = [TOOL, mode, "--timeout", str(limit - 10)]
     for k, v in flags.items():
         argv += ["--" + k.replace("_", "-"), str(v)]
     stdout, _, _ = run_timed(argv, limit)
