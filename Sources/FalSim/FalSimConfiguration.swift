@@ -34,6 +34,8 @@ public struct FalSimConfiguration: Sendable {
     public var stallDuration: Duration
     /// Faults applied to every request (see `FalSimFaults` for the names).
     public var faults: [String]
+    /// A seeded fault plan drawing each request's faults (see `FalSimChaosPlan`); nil = none.
+    public var chaos: FalSimChaosPlan?
     /// The Ed25519 key webhooks are signed with; nil = a fresh key per instance.
     public var signingKey: Curve25519.Signing.PrivateKey?
     /// The `kid` of the key in the JWKS.
@@ -56,6 +58,7 @@ public struct FalSimConfiguration: Sendable {
         largeResultThreshold: Int = 10 * 1024,
         stallDuration: Duration = .seconds(300),
         faults: [String] = [],
+        chaos: FalSimChaosPlan? = nil,
         signingKey: Curve25519.Signing.PrivateKey? = nil,
         keyID: String = "fal-sim-1"
     ) {
@@ -75,6 +78,7 @@ public struct FalSimConfiguration: Sendable {
         self.largeResultThreshold = largeResultThreshold
         self.stallDuration = stallDuration
         self.faults = faults
+        self.chaos = chaos
         self.signingKey = signingKey
         self.keyID = keyID
     }

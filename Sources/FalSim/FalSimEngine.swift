@@ -13,6 +13,8 @@ actor FalSimEngine {
         var stall = false
         /// A `Retry-After` header to send (the `retry-after=` fault).
         var retryAfter: String?
+        /// An `X-Fal-Error-Type` header to send (an infrastructure error's result).
+        var errorType: String?
 
         init(_ status: Int, _ json: FalSimJSON, stall: Bool = false) {
             self.status = status
@@ -35,6 +37,9 @@ actor FalSimEngine {
         var completedInstant: ContinuousClock.Instant?
         var webhookBody: [UInt8]?
         var lastPublished: [UInt8]?
+        /// `status-500=<n>` / `result-500=<n>` calls still to fail.
+        var statusErrorsLeft = 0
+        var resultErrorsLeft = 0
     }
 
     private struct Waiter {
@@ -61,6 +66,8 @@ actor FalSimEngine {
     private var held: [String] = []
     private var base: String?
     private var baseWaiters: [CheckedContinuation<String, Never>] = []
+    /// Submits seen per model + prompt, for the chaos plan.
+    private var chaosSubmits: [String: Int] = [:]
 
     init(
         configuration: FalSimConfiguration,
@@ -107,6 +114,12 @@ actor FalSimEngine {
     private func faultNames(model: String, input: FalSimJSON, header: [String]) -> [String] {
         var names = configuration.faults + header
         let prompt = input["prompt"]?.stringValue
+        if let chaos = configuration.chaos {
+            let key = model + "\n" + (prompt ?? "")
+            let index = chaosSubmits[key, default: 0]
+            chaosSubmits[key] = index + 1
+            names += chaos.faults(model: model, prompt: prompt, submitIndex: index)
+        }
         var index = 0
         while index < rules.count {
             if rules[index].matches(model: model, prompt: prompt) {
@@ -156,10 +169,14 @@ actor FalSimEngine {
         let appPath = FalSimRoutes.appPath(ofModel: model)
         let record = FalSimRequestRecord(
             id: id, model: model, input: String(decoding: body, as: UTF8.self), webhookURL: webhookURL,
-            state: state, outcome: state == .rejected ? .rejected : nil, submitStatus: answer?.status ?? 200,
+            state: state, outcome: state == .rejected ? .rejected : nil,
+            submitStatus: answer?.status ?? faults.submitAfterCreateStatus ?? 200,
             faults: names, receivedAt: Date(), completedAt: nil, webhookBody: nil, deliveries: []
         )
-        jobs[id] = Job(record: record, faults: faults, appPath: appPath, input: input)
+        var job = Job(record: record, faults: faults, appPath: appPath, input: input)
+        job.statusErrorsLeft = faults.statusErrors
+        job.resultErrorsLeft = faults.resultErrors
+        jobs[id] = job
         order.append(id)
         if let answer { return answer }
 
@@ -175,6 +192,10 @@ actor FalSimEngine {
         ]
         response["queue_position"] = .int(queue.queuePosition(of: id) ?? 0)
         publishQueue()
+        if let status = faults.submitAfterCreateStatus {
+            // The job exists and runs; only the answer is lost.
+            return Answer.detail(status, "Internal server error (fal-sim fault 'submit-500-after-create')")
+        }
         return Answer(200, .object(response), stall: faults.submitStall)
     }
 
@@ -196,6 +217,8 @@ actor FalSimEngine {
         let result: FalSimModelResult
         if job.faults.fail {
             result = FalSimModelCatalog.simulatedFailure
+        } else if let type = job.faults.infraErrorType {
+            result = FalSimModelCatalog.infrastructureFailure(type: type)
         } else {
             let media = FalSimModelCatalog.MediaContext(baseURL: base ?? "", requestID: id)
             result = catalog.run(model: job.record.model, input: job.input, media: media)
@@ -250,9 +273,9 @@ actor FalSimEngine {
         if job.record.state == .completed {
             let seconds = Double(configuration.runDelay.components.seconds) + Double(configuration.runDelay.components.attoseconds) / 1e18
             body["metrics"] = .object(["inference_time": job.record.outcome == .canceled ? .null : .double(seconds)])
-            if case .failure(let status, _) = job.result {
+            if case .failure(let status, let errorBody) = job.result {
                 body["error"] = .string("Invalid status code: \(status)")
-                body["error_type"] = .string(status == 422 ? "validation_error" : "request_error")
+                body["error_type"] = .string(errorBody["error_type"]?.stringValue ?? (status == 422 ? "validation_error" : "request_error"))
             }
         }
         return .object(body)
@@ -260,12 +283,20 @@ actor FalSimEngine {
 
     func status(id: String, appPath: String, logs: Bool) -> Answer {
         guard let job = job(id, appPath: appPath) else { return Self.notFound }
+        if job.statusErrorsLeft > 0 {
+            jobs[id]?.statusErrorsLeft -= 1
+            return Answer.detail(500, "Internal server error (fal-sim fault 'status-500')")
+        }
         let code = job.record.state == .completed ? 200 : 202
         return Answer(code, statusJSON(id, logs: logs), stall: job.faults.statusStall)
     }
 
     func result(id: String, appPath: String) -> Answer {
         guard let job = job(id, appPath: appPath) else { return Self.notFound }
+        if job.resultErrorsLeft > 0 {
+            jobs[id]?.resultErrorsLeft -= 1
+            return Answer.detail(500, "Internal server error (fal-sim fault 'result-500')")
+        }
         guard let result = job.result, let completed = job.completedInstant else {
             return Answer.detail(400, "Request is still in progress")
         }
@@ -277,7 +308,10 @@ actor FalSimEngine {
         }
         switch result {
         case .output(let output): return Answer(200, output)
-        case .failure(let status, let body): return Answer(status, body)
+        case .failure(let status, let body):
+            var answer = Answer(status, body)
+            answer.errorType = body["error_type"]?.stringValue
+            return answer
         }
     }
 
@@ -404,12 +438,13 @@ actor FalSimEngine {
             held.append(id)
             return
         }
+        let delay = job.faults.webhookDelay ?? .zero
         for copy in copies(of: job) {
-            scheduleAttempt(id: id, copy: copy, attempt: 1, after: job.faults.webhookDelay ?? .zero)
+            scheduleAttempt(id: id, copy: copy, attempt: 1, after: copy == 2 ? delay + (job.faults.repeatWebhook ?? .zero) : delay)
         }
     }
 
-    private func copies(of job: Job) -> [Int] { job.faults.duplicateWebhook ? [1, 2] : [1] }
+    private func copies(of job: Job) -> [Int] { job.faults.duplicateWebhook || job.faults.repeatWebhook != nil ? [1, 2] : [1] }
 
     private func scheduleAttempt(id: String, copy: Int, attempt: Int, after delay: Duration) {
         scheduler.schedule(after: delay) { [self] in await self.attempt(id: id, copy: copy, attempt: attempt) }

@@ -17,6 +17,15 @@ import Foundation
 /// - `status-stall`: status answers stall.
 /// - `expire-result`: the result is gone (404) as soon as the request completes.
 /// - `wrong-signature`: webhooks are signed with a key not in the JWKS.
+/// - `submit-500-after-create`: the job is created and runs (webhook, result), but the submit is
+///   answered 500: the caller cannot know fal has it (an unknown outcome, never to be resent).
+/// - `status-500[=<n>]`, `result-500[=<n>]`: the first n (default 2) status / result calls of
+///   the request answer 500; later ones answer normally.
+/// - `infra-error[=<type>]`: the request ends with an infrastructure error: the result is 503
+///   `{"detail", "error_type"}` with `X-Fal-Error-Type` (default `runner_disconnected`), the
+///   webhook is ERROR with that body, the status COMPLETED with `error` and `error_type`.
+/// - `repeat-webhook=<ms>`: a second copy of the webhook follows the first after that long (at
+///   most 1 hour): the same webhook again once the first was handled.
 struct FalSimFaults: Sendable, Equatable {
     var fail = false
     var payloadError = false
@@ -30,6 +39,12 @@ struct FalSimFaults: Sendable, Equatable {
     var statusStall = false
     var expireResult = false
     var wrongSignature = false
+    /// `submit-500-after-create`: the status the submit is answered with; the job exists.
+    var submitAfterCreateStatus: Int?
+    var statusErrors = 0
+    var resultErrors = 0
+    var infraErrorType: String?
+    var repeatWebhook: Duration?
 
     /// The longest `delay-webhook`.
     static let maximumDelayMilliseconds = 3_600_000
@@ -46,7 +61,11 @@ struct FalSimFaults: Sendable, Equatable {
     static let knownNames = [
         "fail", "payload-error", "drop-webhook", "duplicate-webhook", "delay-webhook=<ms>", "hold-webhook",
         "submit-429", "submit-500", "submit-503", "retry-after=<text>", "submit-stall", "status-stall", "expire-result", "wrong-signature",
+        "submit-500-after-create", "status-500[=<n>]", "result-500[=<n>]", "infra-error[=<type>]", "repeat-webhook=<ms>",
     ]
+
+    /// The most `status-500=<n>` / `result-500=<n>` calls.
+    static let maximumErrorCalls = 1000
 
     private mutating func apply(_ name: String) throws(FalSimError) {
         switch name {
@@ -63,10 +82,26 @@ struct FalSimFaults: Sendable, Equatable {
         case "status-stall": statusStall = true
         case "expire-result": expireResult = true
         case "wrong-signature": wrongSignature = true
+        case "submit-500-after-create": submitAfterCreateStatus = 500
+        case "status-500": statusErrors = 2
+        case "result-500": resultErrors = 2
+        case "infra-error": infraErrorType = "runner_disconnected"
         default:
             let delayPrefix = "delay-webhook=", retryAfterPrefix = "retry-after="
             if name.hasPrefix(delayPrefix), let ms = Int(name.dropFirst(delayPrefix.count)), (0...Self.maximumDelayMilliseconds).contains(ms) {
                 webhookDelay = .milliseconds(ms)
+            } else if let ms = Self.count(name, prefix: "repeat-webhook=", upTo: Self.maximumDelayMilliseconds) {
+                repeatWebhook = .milliseconds(ms)
+            } else if let n = Self.count(name, prefix: "status-500=", upTo: Self.maximumErrorCalls) {
+                statusErrors = n
+            } else if let n = Self.count(name, prefix: "result-500=", upTo: Self.maximumErrorCalls) {
+                resultErrors = n
+            } else if name.hasPrefix("infra-error=") {
+                let type = name.dropFirst("infra-error=".count)
+                guard (1...64).contains(type.utf8.count), type.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "_") }) else {
+                    throw FalSimError.unknownFault(name)
+                }
+                infraErrorType = String(type)
             } else if name.hasPrefix(retryAfterPrefix) {
                 let value = String(name.dropFirst(retryAfterPrefix.count))
                 guard value.utf8.count <= 256, !value.unicodeScalars.contains(where: { $0.properties.generalCategory == .control }) else {
@@ -77,5 +112,13 @@ struct FalSimFaults: Sendable, Equatable {
                 throw FalSimError.unknownFault(name)
             }
         }
+    }
+
+    /// The number after `prefix` when it lies in 0...limit (ASCII digits only).
+    private static func count(_ name: String, prefix: String, upTo limit: Int) -> Int? {
+        guard name.hasPrefix(prefix) else { return nil }
+        let digits = name.dropFirst(prefix.count)
+        guard (1...7).contains(digits.count), digits.allSatisfy({ $0.isASCII && $0.isNumber }), let value = Int(digits), value <= limit else { return nil }
+        return value
     }
 }

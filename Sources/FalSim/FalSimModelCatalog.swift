@@ -84,4 +84,12 @@ struct FalSimModelCatalog: Sendable {
         "msg": .string("simulated failure (fal-sim fault 'fail')"),
         "type": .string("value_error"),
     ])])]))
+
+    /// The body of the `infra-error` fault: fal's infrastructure error (503, `error_type`).
+    static func infrastructureFailure(type: String) -> FalSimModelResult {
+        .failure(status: 503, body: .object([
+            "detail": .string("Runner disconnected while processing the request (fal-sim fault 'infra-error')"),
+            "error_type": .string(type),
+        ]))
+    }
 }

@@ -162,6 +162,7 @@ struct FalSimResponder: HTTPResponder {
     private static func answer(_ answer: FalSimEngine.Answer) -> Response {
         var response = json(answer.status, answer.body)
         if let retryAfter = answer.retryAfter { response.headers[.retryAfter] = retryAfter }
+        if let errorType = answer.errorType { response.headers[HTTPField.Name("X-Fal-Error-Type")!] = errorType }
         return response
     }
 

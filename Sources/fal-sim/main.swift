@@ -9,7 +9,10 @@ import UnixSignals
 let usage = """
     usage: fal-sim [--host H] [--port P] [--public-url URL] [--key KEY | --no-key] [--user-id ID]
                    [--queue-delay-ms N] [--run-delay-ms N] [--concurrency N] [--webhook-retry-scale X]
-                   [--heartbeat-ms N] [--fault NAME]...
+                   [--heartbeat-ms N] [--stall-ms N] [--fault NAME]...
+                   [--chaos-seed N [--chaos-rate NAME=X]...]
+      --chaos-seed N: draw each request's faults from hash(N, model, prompt) (FalSimChaosPlan);
+      --chaos-rate NAME=X: change one rate of the plan (0...1), e.g. --chaos-rate drop=0.2
     """
 
 func fail(_ message: String) -> Never {
@@ -28,6 +31,8 @@ func number(_ flag: String, _ arguments: inout ArraySlice<String>) -> Int {
 func parseConfiguration(_ commandLine: [String]) -> FalSimConfiguration {
     var configuration = FalSimConfiguration(port: 8090)
     var arguments = commandLine.dropFirst()
+    var chaosSeed: UInt64?
+    var chaosRates: [String: Double] = [:]
     while let flag = arguments.popFirst() {
         switch flag {
         case "--host": configuration.host = value(flag, &arguments)
@@ -44,11 +49,28 @@ func parseConfiguration(_ commandLine: [String]) -> FalSimConfiguration {
             guard let scale = Double(value(flag, &arguments)), scale >= 0 else { fail("--webhook-retry-scale needs a number") }
             configuration.webhookRetryScale = scale
         case "--fault": configuration.faults.append(value(flag, &arguments))
+        case "--stall-ms": configuration.stallDuration = .milliseconds(number(flag, &arguments))
+        case "--chaos-seed":
+            guard let seed = UInt64(value(flag, &arguments)) else { fail("--chaos-seed needs a non-negative integer") }
+            chaosSeed = seed
+        case "--chaos-rate":
+            let pair = value(flag, &arguments).split(separator: "=", maxSplits: 1).map(String.init)
+            guard pair.count == 2, let rate = Double(pair[1]) else { fail("--chaos-rate needs NAME=X") }
+            chaosRates[pair[0]] = rate
         case "--help", "-h":
             print(usage)
             exit(0)
         default: fail("unknown flag \(flag)")
         }
+    }
+    if let chaosSeed {
+        do {
+            configuration.chaos = try FalSimChaosPlan(seed: chaosSeed, rates: chaosRates)
+        } catch {
+            fail(error.message)
+        }
+    } else if !chaosRates.isEmpty {
+        fail("--chaos-rate needs --chaos-seed")
     }
     return configuration
 }
@@ -69,6 +91,7 @@ do {
             guard await sim.boundPort != nil else { return }
             say("fal-sim listening on \(await sim.baseURL.absoluteString)")
             say("fal-sim JWKS at \(await sim.jwksURL.absoluteString)")
+            if let chaos = configuration.chaos { say("fal-sim \(chaos.summary)") }
         }
         for try await _ in tasks {}
     }
