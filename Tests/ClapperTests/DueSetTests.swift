@@ -5,30 +5,30 @@ import Testing
 import TestSupport
 
 @Suite("The reconciler's due set")
-struct DueQueueTests {
+struct DueSetTests {
     @Test func aClaimIsTakenOnceAndItsReleaseNeverOverwritesANewerSchedule() async throws {
         try await withRedis { redis, _ in
             let keys = JobKeys(prefix: "test-\(UUID().uuidString.prefix(8))")
-            let queue = DueQueue(redis: redis, keys: keys)
+            let queue = DueSet(redis: redis, keys: keys)
             let now = Date()
-            let a = JobStore.member(jobID: "a", kind: .video), b = JobStore.member(jobID: "b", kind: .audio)
+            let a = DueSet.Member(jobID: "a", kind: .video).encoded, b = DueSet.Member(jobID: "b", kind: .audio).encoded
             try await redis.send("ZADD", keys.due, now.addingTimeInterval(-1).milliseconds, a)
             try await redis.send("ZADD", keys.due, now.addingTimeInterval(-1).milliseconds, b)
 
             let first = try await queue.claim(now: now, lease: 60, limit: 10)
-            #expect(Set(first.map(\.member)) == [a, b])
+            #expect(Set(first.map(\.member.encoded)) == [a, b])
             // A second instance in the same round finds nothing due.
             #expect(try await queue.claim(now: now, lease: 60, limit: 10).isEmpty)
 
             // Meanwhile the store moved `a` (its task changed): the stale release leaves it alone.
             let moved = now.addingTimeInterval(5).milliseconds
             try await redis.send("ZADD", keys.due, moved, a)
-            let claimedA = try #require(first.first { $0.member == a })
+            let claimedA = try #require(first.first { $0.member.encoded == a })
             try await queue.release(claimedA, next: nil)
             #expect(try await redis.send("ZSCORE", keys.due, a).integer == moved)
 
             // `b` is still under this claim: the release reschedules it.
-            let claimedB = try #require(first.first { $0.member == b })
+            let claimedB = try #require(first.first { $0.member.encoded == b })
             let next = now.addingTimeInterval(30)
             try await queue.release(claimedB, next: next)
             #expect(try await redis.send("ZSCORE", keys.due, b).integer == next.milliseconds)
@@ -37,7 +37,14 @@ struct DueQueueTests {
         }
     }
 
-    private func Entry(_ entry: DueQueue.Entry, score: Int64) -> DueQueue.Entry {
-        DueQueue.Entry(member: entry.member, score: score)!
+    private func Entry(_ entry: DueSet.Entry, score: Int64) -> DueSet.Entry {
+        DueSet.Entry(member: entry.member.encoded, score: score)!
+    }
+
+    @Test func membersRoundTripAndJunkIsRefused() {
+        let member = DueSet.Member(jobID: "a|b", kind: .audio)
+        #expect(DueSet.Member(encoded: member.encoded) == member)
+        #expect(DueSet.Member(encoded: "no-bar") == nil)
+        #expect(DueSet.Member(encoded: "job|music") == nil)
     }
 }

@@ -153,12 +153,14 @@ struct NothingLostTests {
         try await withReconcileStack(sim: ReconcileSetup.sim(), {
             ReconcileSetup.on(&$0)
             // The video is only checked at fal after 30 s: its (delayed) webhook completes it.
-            $0.modelCatalogJSON = ReconcileSetup.catalogJSON(audioTimeoutSeconds: 2, videoExpectedSeconds: 30)
+            // The audio model's whole timeout (5 s) passes before the video completes (6 s); fal's
+            // client retries of the 429s take up to 1.75 s and the resend comes 1 s later.
+            $0.modelCatalogJSON = ReconcileSetup.catalogJSON(audioTimeoutSeconds: 5, videoExpectedSeconds: 30)
         }) { gateway, sim, redis in
             let marker = "clock-\(UUID())"
             let catalog = ModelCatalog.default
             let audioModel = try #require(catalog.audioTiers["synced"]?.id)
-            try await sim.addFaultRule(FalSimFaultRule(model: catalog.video.id, promptContains: marker, faults: ["delay-webhook=2500"]))
+            try await sim.addFaultRule(FalSimFaultRule(model: catalog.video.id, promptContains: marker, faults: ["delay-webhook=6000"]))
             try await sim.addFaultRule(FalSimFaultRule(model: audioModel, promptContains: marker, faults: ["submit-429"], times: 4))
             let created = try await gateway.send(.POST, "/v1/jobs", token: alice, body: jobBody(marker, tier: "synced"))
             let id = try #require(created.json["jobId"] as? String)

@@ -107,7 +107,7 @@ func makeWorker(server: RedisServer, simURL: String, publicURL: String, transpor
         logger: Logger(label: "test-reconciler"),
         now: { Date() }
     )
-    return (TaskReconciler(processor: processor, queue: DueQueue(redis: redis, keys: keys), policy: ReconcileSetup.policy), redis)
+    return (TaskReconciler(processor: processor, queue: DueSet(redis: redis, keys: keys), policy: ReconcileSetup.policy), redis)
 }
 
 /// Reads `GET /v1/events` (every change of the caller's jobs) until `count` distinct jobs were

@@ -10,7 +10,7 @@ struct AdminController: Sendable {
     let now: @Sendable () -> Date
 
     var processor: JobProcessor { worker.processor }
-    var queue: DueQueue { worker.queue }
+    var queue: DueSet { worker.queue }
 
     static let maxJobIDs = 500
     static let maxOlderThanJobs = 500
@@ -32,11 +32,10 @@ struct AdminController: Sendable {
     func lookUpRequest(_ request: Request, _ context: ClapperRequestContext) async throws -> Response {
         try context.requireAdmin()
         let requestID = try context.parameters.require("requestId")
-        guard let member = try await processor.store.repository.member(forRequest: requestID),
-              let entry = DueQueue.Entry(member: member, score: 0),
-              let job = try await processor.store.load(entry.jobID)?.job
+        guard let member = try await processor.store.task(forRequest: requestID),
+              let job = try await processor.store.load(member.jobID)?.job
         else { throw APIError.notFound("no task in flight has this fal request id") }
-        let nextCheck = try await queue.score(member)
+        let nextCheck = try await queue.nextCheck(of: member)
         struct Answer: Encodable {
             let requestId: String
             let jobId: String
@@ -45,8 +44,8 @@ struct AdminController: Sendable {
         }
         return try Self.json(Answer(
             requestId: requestID,
-            jobId: entry.jobID,
-            task: entry.kind.rawValue,
+            jobId: member.jobID,
+            task: member.kind.rawValue,
             job: AdminJob(job, nextChecks: nextCheck.map { [member: $0] } ?? [:], catalog: processor.catalog, now: now())
         ))
     }
@@ -78,7 +77,7 @@ struct AdminController: Sendable {
         }
 
         let entries = try await queue.entries(limit: 5000)
-        var nextChecks: [String: Date] = [:]
+        var nextChecks: [DueSet.Member: Date] = [:]
         var jobIDs: [String] = []
         var seen: Set<String> = []
         for entry in entries {
@@ -134,7 +133,7 @@ struct AdminController: Sendable {
                 if result.report.action == .notFound, kind == .audio, !reports.isEmpty { continue }
                 var report = result.report
                 if !dryRun, report.action != .notFound {
-                    report.nextCheckAt = try await queue.score(JobStore.member(jobID: jobID, kind: kind)).map(Timestamp.iso8601)
+                    report.nextCheckAt = try await queue.nextCheck(of: DueSet.Member(jobID: jobID, kind: kind)).map(Timestamp.iso8601)
                 }
                 reports.append(report)
             }
@@ -194,7 +193,7 @@ struct AdminController: Sendable {
         }
         await processor.submitDue(latest)
         await queue.noteRecent(jobID)
-        guard let stored = try await processor.store.repository.view(jobID) else { throw APIError.notFound("no such job") }
+        guard let stored = try await processor.store.view(jobID) else { throw APIError.notFound("no such job") }
         return Self.jsonBytes(stored.view)
     }
 
@@ -304,7 +303,7 @@ struct AdminJob: Encodable {
 
     enum CodingKeys: String, CodingKey { case jobId, userId, status, version, createdAt, updatedAt, ageSeconds, tasks }
 
-    init(_ job: Job, nextChecks: [String: Date], catalog: ModelCatalog, now: Date) {
+    init(_ job: Job, nextChecks: [DueSet.Member: Date], catalog: ModelCatalog, now: Date) {
         jobId = job.id
         userId = job.userID
         status = job.status.rawValue
@@ -333,7 +332,7 @@ struct AdminJob: Encodable {
                 submitStartedAt: task.submitStartedAt.map(Timestamp.iso8601),
                 submittedAt: task.submittedAt.map(Timestamp.iso8601),
                 deadline: task.status.isTerminal ? nil : catalog.deadline(for: task).map(Timestamp.iso8601),
-                nextCheckAt: nextChecks[JobStore.member(jobID: job.id, kind: task.kind)].map(Timestamp.iso8601)
+                nextCheckAt: nextChecks[DueSet.Member(jobID: job.id, kind: task.kind)].map(Timestamp.iso8601)
             )
         }
     }

@@ -4,7 +4,7 @@ import Metrics
 import ServiceLifecycle
 
 /// The background reconciler: a `Service` on every instance. Each round it claims the tasks
-/// whose next check is due (`DueQueue.claim`: taken and pushed forward by a lease in one Redis
+/// whose next check is due (`DueSet.claim`: taken and pushed forward by a lease in one Redis
 /// step, so two instances never work on the same task in the same round), reconciles each one
 /// (`TaskReconciler`) and sets its next check. It ends on graceful shutdown.
 struct Reconciler: Service {
@@ -13,7 +13,7 @@ struct Reconciler: Service {
     let logger: Logger
     let now: @Sendable () -> Date
 
-    var queue: DueQueue { worker.queue }
+    var queue: DueSet { worker.queue }
     var policy: ReconcilePolicy { worker.policy }
 
     /// How often the age of the oldest unfinished task is measured (it reads the due set's jobs).
@@ -67,7 +67,7 @@ struct Reconciler: Service {
         return entries.count
     }
 
-    private func handle(_ entry: DueQueue.Entry) async {
+    private func handle(_ entry: DueSet.Entry) async {
         let result = await worker.reconcile(jobID: entry.jobID, kind: entry.kind, now: now(), dryRun: false, force: false)
         do {
             if result.removeEntry {

@@ -62,7 +62,7 @@ struct ReconcileReport: Sendable, Encodable {
 /// same pure rules to a copy and stores nothing.
 struct TaskReconciler: Sendable {
     let processor: JobProcessor
-    let queue: DueQueue
+    let queue: DueSet
     let policy: ReconcilePolicy
 
     var catalog: ModelCatalog { processor.catalog }
@@ -358,11 +358,6 @@ struct TaskReconciler: Sendable {
 extension TaskReconciler {
     /// Creation times of `jobIDs` (jobs that no longer exist are left out), one pipeline.
     func createdDates(of jobIDs: [String]) async -> [Date] {
-        guard !jobIDs.isEmpty else { return [] }
-        let repository = processor.store.repository
-        let replies = (try? await repository.redis.pipeline(jobIDs.map { RedisCommand("HGET", repository.keys.job($0), "doc") })) ?? []
-        return replies.compactMap { reply in
-            reply.bytes.flatMap { try? JobStore.decoder.decode(Job.self, from: Data($0)).createdAt }
-        }
+        (try? await processor.store.createdDates(of: jobIDs)) ?? []
     }
 }

@@ -1,26 +1,44 @@
 import Foundation
 import Redis
 
-/// The reconciler's view of the due set (`clapper:due`, unfinished tasks `jobId|task` scored by
-/// their next check in ms): claiming, rescheduling, listing.
-struct DueQueue: Sendable {
+/// The due set (`clapper:due`): every unfinished task, as `jobId|task`, scored by the time of
+/// its next check in ms. The job script writes it with each change (`JobStore`); the reconciler
+/// claims, reschedules and lists through this type. The member format lives only here.
+struct DueSet: Sendable {
     let redis: RedisClient
     let keys: JobKeys
 
-    /// One due task.
-    struct Entry: Sendable, Hashable {
+    /// One task, as the due set and the request index name it: `jobId|task`.
+    struct Member: Sendable, Hashable {
         var jobID: String
         var kind: TaskKind
+
+        var encoded: String { "\(jobID)|\(kind.rawValue)" }
+
+        init(jobID: String, kind: TaskKind) {
+            self.jobID = jobID
+            self.kind = kind
+        }
+
+        init?(encoded: String) {
+            guard let bar = encoded.lastIndex(of: "|"), let kind = TaskKind(rawValue: String(encoded[encoded.index(after: bar)...])) else { return nil }
+            self.init(jobID: String(encoded[..<bar]), kind: kind)
+        }
+    }
+
+    /// One due task.
+    struct Entry: Sendable, Hashable {
+        var member: Member
         /// The next check, in ms since 1970.
         var score: Int64
 
-        var member: String { JobStore.member(jobID: jobID, kind: kind) }
+        var jobID: String { member.jobID }
+        var kind: TaskKind { member.kind }
         var nextCheck: Date { Date(timeIntervalSince1970: Double(score) / 1000) }
 
         init?(member: String, score: Int64) {
-            guard let bar = member.lastIndex(of: "|"), let kind = TaskKind(rawValue: String(member[member.index(after: bar)...])) else { return nil }
-            self.jobID = String(member[..<bar])
-            self.kind = kind
+            guard let member = Member(encoded: member) else { return nil }
+            self.member = member
             self.score = score
         }
     }
@@ -59,7 +77,7 @@ struct DueQueue: Sendable {
     """#)
 
     func release(_ entry: Entry, next: Date?) async throws {
-        _ = try await redis.eval(Self.releaseScript, keys: [keys.due], arguments: [entry.member, entry.score, next.map { String($0.milliseconds) } ?? ""])
+        _ = try await redis.eval(Self.releaseScript, keys: [keys.due], arguments: [entry.member.encoded, entry.score, next.map { String($0.milliseconds) } ?? ""])
     }
 
     /// Up to `limit` entries, soonest next check first.
@@ -79,9 +97,9 @@ struct DueQueue: Sendable {
         return entries
     }
 
-    /// Next check of one member, nil when it is not on the set.
-    func score(_ member: String) async throws -> Date? {
-        let reply = try await redis.send(RedisCommand("ZSCORE", keys.due, member))
+    /// Next check of one task, nil when it is not on the set.
+    func nextCheck(of member: Member) async throws -> Date? {
+        let reply = try await redis.send(RedisCommand("ZSCORE", keys.due, member.encoded))
         return reply.string.flatMap(Double.init).map { Date(timeIntervalSince1970: $0 / 1000) }
     }
 
@@ -101,3 +119,6 @@ struct DueQueue: Sendable {
         return (reply.array ?? []).compactMap(\.string)
     }
 }
+
+/// The old name, while Application+build still uses it.
+typealias DueQueue = DueSet

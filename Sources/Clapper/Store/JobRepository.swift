@@ -129,6 +129,12 @@ struct JobRepository: Sendable {
         try await redis.send(RedisCommand("HGET", keys.requests, requestID)).string
     }
 
+    /// The stored documents of `jobIDs` (nil for jobs that do not exist), one pipeline.
+    func docs(_ jobIDs: [String]) async throws -> [[UInt8]?] {
+        guard !jobIDs.isEmpty else { return [] }
+        return try await redis.pipeline(jobIDs.map { RedisCommand("HGET", keys.job($0), "doc") }).map(\.bytes)
+    }
+
     /// A user's jobs, newest first, after `cursor` (`<createdAtMs>:<jobId>` of the last one seen).
     func list(userID: String, limit: Int, cursor: (score: Int64, jobID: String)?) async throws -> (views: [[UInt8]], next: (Int64, String)?) {
         let key = keys.userJobs(userID)

@@ -1,13 +1,19 @@
 import Foundation
 import Redis
 
+/// When the reconciler is to look at an unfinished task after a change: the reconcile policy's
+/// business (`ReconcileSchedule`); the store writes it to the due set with the change.
+protocol TaskCheckSchedule: Sendable {
+    func nextCheck(of task: JobTask, in job: Job) -> Date
+}
+
 /// Jobs as domain values on top of `JobRepository`: encodes the document and the public view,
 /// and turns every change into a compare-and-set, retried when another writer got there first.
 struct JobStore: Sendable {
     let repository: JobRepository
     let catalog: ModelCatalog
-    /// When the reconciler first looks at a task (the same schedule it keeps afterwards).
-    var policy = ReconcilePolicy()
+    /// When the reconciler first looks at a task after a change (the store only writes it down).
+    let schedule: any TaskCheckSchedule
     /// How long a finished job is kept (its hash and change stream then expire).
     var retention: Duration = .seconds(30 * 24 * 3600)
     /// Recently seen versions of jobs (a hint; see `JobCache`).
@@ -75,6 +81,28 @@ struct JobStore: Sendable {
             return .existing(jobID: parts.first ?? "", sameBody: parts.count == 2 && parts[1] == idempotency?.bodyHash)
         case .conflict:
             throw Contention()
+        }
+    }
+
+    /// A job's public JSON and its owner, as stored (no decoding).
+    func view(_ jobID: String) async throws -> (userID: String, view: [UInt8])? {
+        try await repository.view(jobID)
+    }
+
+    /// A user's job views, newest first, after `cursor`.
+    func list(userID: String, limit: Int, cursor: (score: Int64, jobID: String)?) async throws -> (views: [[UInt8]], next: (Int64, String)?) {
+        try await repository.list(userID: userID, limit: limit, cursor: cursor)
+    }
+
+    /// The task a fal request in flight belongs to (finished tasks leave the request index).
+    func task(forRequest requestID: String) async throws -> DueSet.Member? {
+        try await repository.member(forRequest: requestID).flatMap(DueSet.Member.init(encoded:))
+    }
+
+    /// Creation times of `jobIDs` (jobs that no longer exist are left out), one round trip.
+    func createdDates(of jobIDs: [String]) async throws -> [Date] {
+        try await repository.docs(jobIDs).compactMap { doc in
+            doc.flatMap { try? Self.decoder.decode(Job.self, from: Data($0)).createdAt }
         }
     }
 
@@ -173,7 +201,7 @@ struct JobStore: Sendable {
         var changes: [IndexChange] = []
         for task in after.tasks {
             let old = before?.task(task.kind)
-            let member = Self.member(jobID: after.id, kind: task.kind)
+            let member = DueSet.Member(jobID: after.id, kind: task.kind).encoded
             if let requestID = task.falRequestID, requestID != old?.falRequestID {
                 changes.append(.mapRequest(requestID: requestID, member: member))
             }
@@ -182,27 +210,14 @@ struct JobStore: Sendable {
                 changes.append(.unschedule(member: member))
                 if let requestID = task.falRequestID { changes.append(.unmapRequest(requestID: requestID)) }
             } else {
-                let model = catalog.model(id: task.model)
-                let at: Date
-                if task.status == .pending, task.submitStartedAt == nil, after.dueSince(task.kind) == nil {
-                    // Waits for the video: the video's completion submits it; a late look catches a crash in between.
-                    at = after.updatedAt.addingTimeInterval(TimeInterval(model?.timeoutSeconds ?? 3600))
-                } else if task.status == .pending {
-                    // Not acknowledged by fal yet: a crash, an abandoned try (sent again then) or an
-                    // unknown submit outcome shows here.
-                    at = after.updatedAt.addingTimeInterval(policy.submitGraceSeconds)
-                } else {
-                    at = policy.firstCheck(acceptedAt: task.submittedAt ?? after.updatedAt, model: task.model, expectedSeconds: model?.expectedSeconds ?? 60)
-                }
-                changes.append(.schedule(member: member, atMilliseconds: at.milliseconds))
+                changes.append(.schedule(member: member, atMilliseconds: schedule.nextCheck(of: task, in: after).milliseconds))
             }
         }
         // After-video: once the video completes the audio is due now (its follow-up submits it;
         // if that is lost, the reconciler does, a submit grace later).
         if after.audioMode == .afterVideo, after.video.status == .completed, before?.video.status != .completed,
            let audio = after.audio, audio.status == .pending, audio.submitStartedAt == nil {
-            let at = after.updatedAt.addingTimeInterval(policy.submitGraceSeconds)
-            changes.append(.schedule(member: Self.member(jobID: after.id, kind: .audio), atMilliseconds: at.milliseconds))
+            changes.append(.schedule(member: DueSet.Member(jobID: after.id, kind: .audio).encoded, atMilliseconds: schedule.nextCheck(of: audio, in: after).milliseconds))
         }
         let wasSettled = before.map(Self.isSettled) ?? false
         if Self.isSettled(after), !wasSettled {
@@ -217,6 +232,4 @@ struct JobStore: Sendable {
     static func isSettled(_ job: Job) -> Bool {
         job.tasks.allSatisfy(\.status.isTerminal)
     }
-
-    static func member(jobID: String, kind: TaskKind) -> String { "\(jobID)|\(kind.rawValue)" }
 }
