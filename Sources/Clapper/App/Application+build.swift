@@ -2,6 +2,7 @@ import Fal
 import Foundation
 import Hummingbird
 import Logging
+import NIOCore
 import Redis
 import ServiceLifecycle
 import Synchronization
@@ -19,13 +20,20 @@ public func buildApplication(
 }
 
 /// What tests may look at inside a built application: its route table (compared with
-/// openapi.yaml) and its event hub (subscriber counts).
+/// openapi.yaml), its event hub (subscriber counts), its per-user stream counts and its
+/// readiness probe (PINGs sent).
 final class BuildHooks: Sendable {
     let routes = RouteTableBox()
     private let hub = Mutex<EventHub?>(nil)
+    private let limiter = Mutex<StreamLimiter?>(nil)
+    private let probe = Mutex<ReadinessProbe?>(nil)
 
     var eventHub: EventHub? { hub.withLock { $0 } }
+    var streamLimiter: StreamLimiter? { limiter.withLock { $0 } }
+    var readinessProbe: ReadinessProbe? { probe.withLock { $0 } }
     fileprivate func set(_ eventHub: EventHub) { hub.withLock { $0 = eventHub } }
+    fileprivate func set(_ streamLimiter: StreamLimiter) { limiter.withLock { $0 = streamLimiter } }
+    fileprivate func set(_ readinessProbe: ReadinessProbe) { probe.withLock { $0 = readinessProbe } }
 }
 
 /// As above, filling in `hooks`.
@@ -100,11 +108,15 @@ func buildApplication(
         devMode: configuration.devMode
     ))
 
-    HealthController(redis: redis, readyTimeout: configuration.readyTimeout).register(on: &routes)
+    let health = HealthController(redis: redis, readyTimeout: configuration.readyTimeout)
+    hooks.set(health.probe)
+    health.register(on: &routes)
     ClapperMetrics.register(on: &routes)
     let events = EventHub(redis: redis, subscriberConfiguration: configuration.redis, logger: logger)
     hooks.set(events)
-    EventsController(configuration: configuration, redis: redis, hub: events).register(on: &routes)
+    let streams = StreamLimiter(maxPerUser: configuration.sseMaxStreamsPerUser)
+    hooks.set(streams)
+    EventsController(configuration: configuration, redis: redis, hub: events, streams: streams).register(on: &routes)
     try await StatusPageController.load().register(on: &routes)
     JobsController(
         processor: processor,
@@ -125,8 +137,15 @@ func buildApplication(
     if configuration.reconcileInterval > .zero {
         services.append(Reconciler(worker: reconcileWorker, interval: configuration.reconcileInterval, logger: logger, now: { Date() }))
     }
+    // Slow clients: a request head must arrive within the header timeout; a connection with
+    // nothing in progress is closed after the idle timeout (responses in progress, event streams
+    // included, are never cut by either).
     return Application(
         router: router,
+        server: .http1(configuration: .init(
+            additionalChannelHandlers: [RequestHeadTimeoutHandler(timeout: TimeAmount(configuration.httpHeaderTimeout))],
+            idleTimeout: TimeAmount(configuration.httpIdleTimeout)
+        )),
         configuration: .init(address: .hostname(configuration.httpHost, port: configuration.httpPort), serverName: "clapper"),
         services: services,
         onServerRunning: { channel in await onServerRunning(channel.localAddress?.port ?? 0) },

@@ -42,6 +42,17 @@ public struct ClapperConfiguration: Sendable {
     public var maxBodyBytes: Int
     /// `CLAPPER_READY_TIMEOUT_MS` (1000): how long /readyz waits for Redis's PING.
     public var readyTimeout: Duration
+    /// `CLAPPER_HTTP_HEADER_TIMEOUT_MS` (10000): a request's head must be complete within this
+    /// after its first byte; otherwise the connection is closed.
+    public var httpHeaderTimeout: Duration = .seconds(10)
+    /// `CLAPPER_HTTP_IDLE_TIMEOUT_MS` (60000): a connection with no request in progress (new, or
+    /// keep-alive between requests), or whose request body sends nothing, is closed after this. Responses in progress (event
+    /// streams included) are never cut by it.
+    public var httpIdleTimeout: Duration = .seconds(60)
+    /// `CLAPPER_SSE_MAX_STREAMS_PER_USER` (32 from the environment; 0: no cap): event streams one
+    /// user may hold open on this instance; past it, 429 `too_many_streams`. The in-process
+    /// default is 0 (no cap) so code that builds a configuration by hand chooses its own.
+    public var sseMaxStreamsPerUser: Int = 0
     /// `CLAPPER_MODEL_CATALOG`: JSON replacing the default model catalog (see README).
     public var modelCatalogJSON: String?
     /// `CLAPPER_AUDIO_PROMPT_SUFFIX` (" ambient sounds"): appended to the prompt for audio.
@@ -223,6 +234,9 @@ public struct ClapperConfiguration: Sendable {
                 throw Error(key: "CLAPPER_AUTH_AUDIENCE", message: "is required with CLAPPER_AUTH_JWKS_URL (tokens the identity provider signed for other applications must not open jobs)")
             }
         }
+        self.httpHeaderTimeout = .milliseconds(try reader.int("CLAPPER_HTTP_HEADER_TIMEOUT_MS", default: 10_000, range: 100...3_600_000))
+        self.httpIdleTimeout = .milliseconds(try reader.int("CLAPPER_HTTP_IDLE_TIMEOUT_MS", default: 60_000, range: 100...3_600_000))
+        self.sseMaxStreamsPerUser = try reader.int("CLAPPER_SSE_MAX_STREAMS_PER_USER", default: 32, range: 0...1_000_000)
         self.authIssuer = reader.string("CLAPPER_AUTH_ISSUER")
         self.authAudience = reader.string("CLAPPER_AUTH_AUDIENCE")
     }

@@ -16,12 +16,18 @@ import Synchronization
 /// `EventTokenSigner`). Every stream starts with `retry:`, sends a heartbeat comment every
 /// `CLAPPER_SSE_HEARTBEAT_SECONDS`, and ends with a short `retry:` on graceful shutdown or when it
 /// fell behind. A closed connection ends its stream at once and frees its subscription.
+/// A user holds at most `CLAPPER_SSE_MAX_STREAMS_PER_USER` streams on one instance (both routes
+/// together); past it, 429 `too_many_streams` with `Retry-After`.
 struct EventsController: Sendable {
     let hub: EventHub
     let redis: RedisClient
     let keys: JobKeys
     let signer: EventTokenSigner
     let heartbeat: Duration
+    let streams: StreamLimiter
+
+    /// `Retry-After` of a 429 `too_many_streams`, in seconds.
+    static let tooManyStreamsRetrySeconds = 5
 
     /// `retry:` when a stream opens, and when it ends because the gateway stops or it fell behind.
     static let retryMilliseconds = 3000
@@ -51,6 +57,8 @@ struct EventsController: Sendable {
         let jobID = try context.parameters.require("id")
         let userID = try caller(request, context, for: .job(jobID))
         guard (1...200).contains(jobID.utf8.count) else { throw APIError.notFound("no job \(jobID)") }
+        // Released by the stream when it ends, or on any early exit below (the slot's deinit).
+        let slot = try streamSlot(for: userID)
         // Subscribe before reading, so no change can fall between the read and the live stream.
         let subscription = hub.subscribe(jobID: jobID, heartbeat: heartbeat)
         let history: EventHistory?
@@ -69,7 +77,7 @@ struct EventsController: Sendable {
         }
         // Taken by the stream once: what it sends first is not kept for the stream's lifetime.
         let start = TakeOnce(history)
-        return streamResponse(request, subscription) { sink, writer in
+        return streamResponse(request, subscription, slot) { sink, writer in
             guard let history = start.take() else { return }
             try await Self.pumpJob(jobID: jobID, history: consume history, sink: sink, writer: &writer)
         }
@@ -145,6 +153,7 @@ struct EventsController: Sendable {
 
     func userEvents(_ request: Request, _ context: ClapperRequestContext) async throws -> Response {
         let userID = try caller(request, context, for: .user)
+        let slot = try streamSlot(for: userID)
         let subscription = hub.subscribe(userID: userID, heartbeat: heartbeat)
         var replay: [JobChange] = []
         if let resume = lastEventID(request) {
@@ -160,7 +169,7 @@ struct EventsController: Sendable {
         }
         let start = TakeOnce(replay)
         let floor = subscription.floor
-        return streamResponse(request, subscription) { sink, writer in
+        return streamResponse(request, subscription, slot) { sink, writer in
             guard let replay = start.take() else { return }
             try await Self.pumpUser(replay: consume replay, floor: floor, sink: sink, writer: &writer)
         }
@@ -241,6 +250,7 @@ struct EventsController: Sendable {
     func streamResponse(
         _ request: Request,
         _ subscription: EventSubscription,
+        _ slot: StreamSlot,
         pump: @escaping @Sendable (EventSink, inout any ResponseBodyWriter) async throws -> Void
     ) -> Response {
         // Only the body is kept for the stream's lifetime, not the whole request.
@@ -249,6 +259,8 @@ struct EventsController: Sendable {
             let sink = subscription.sink
             let box = WriterBox(writer)
             defer { subscription.cancel() }
+            // Runs first: once the hub has let go of the subscription, the slot is free too.
+            defer { slot.release() }
             try await requestBody.consumeWithInboundCloseHandler { _ in
                 try await withGracefulShutdownHandler {
                     try await withThrowingTaskGroup(of: Void.self) { group in
@@ -290,6 +302,19 @@ struct EventsController: Sendable {
     }
 
     // MARK: - Who is asking
+
+    /// A place for one more stream of `userID`, or 429 `too_many_streams`.
+    func streamSlot(for userID: String) throws -> StreamSlot {
+        guard let slot = streams.acquire(userID: userID) else {
+            throw APIError(
+                .tooManyRequests,
+                code: "too_many_streams",
+                message: "this user already has \(streams.maxPerUser) event streams open; close one (GET /v1/events carries every job of the user) or retry later",
+                headers: [.retryAfter: "\(Self.tooManyStreamsRetrySeconds)"]
+            )
+        }
+        return slot
+    }
 
     enum Target {
         case job(String)
@@ -357,7 +382,7 @@ final class TakeOnce<Value: Sendable>: Sendable {
 }
 
 extension EventsController {
-    init(configuration: ClapperConfiguration, redis: RedisClient, hub: EventHub) {
-        self.init(hub: hub, redis: redis, keys: JobKeys(), signer: EventTokenSigner(secret: configuration.webhookSecret), heartbeat: configuration.sseHeartbeat)
+    init(configuration: ClapperConfiguration, redis: RedisClient, hub: EventHub, streams: StreamLimiter) {
+        self.init(hub: hub, redis: redis, keys: JobKeys(), signer: EventTokenSigner(secret: configuration.webhookSecret), heartbeat: configuration.sseHeartbeat, streams: streams)
     }
 }

@@ -4,10 +4,25 @@ import Logging
 import Redis
 import Synchronization
 
-/// `/healthz`: the process answers. `/readyz`: Redis answers PING within the deadline.
+/// `/healthz`: the process answers. `/readyz`: Redis answers PING within the deadline, asked
+/// through a `ReadinessProbe` (one PING in flight at a time, shared by concurrent callers).
 struct HealthController {
-    let redis: RedisClient
+    let probe: ReadinessProbe
     let readyTimeout: Duration
+
+    init(redis: RedisClient, readyTimeout: Duration) {
+        self.probe = ReadinessProbe {
+            do {
+                let reply = try await redis.send("PING")
+                return reply == .status("PONG") ? nil : "unexpected reply to PING"
+            } catch let error as RedisError {
+                return "redis: \(error.code)"
+            } catch {
+                return "redis: unavailable"
+            }
+        }
+        self.readyTimeout = readyTimeout
+    }
 
     func register(on routes: inout RouteRegistrar<ClapperRequestContext>) {
         routes.on(.get, "/healthz") { _, _ in
@@ -19,51 +34,47 @@ struct HealthController {
     }
 
     func ready(context: ClapperRequestContext) async throws -> Response {
-        if let reason = await pingWithin(readyTimeout) {
+        if let reason = await probe.check(deadline: readyTimeout) {
             context.logger.warning("not ready", metadata: ["reason": "\(reason)"])
             throw APIError.unavailable(reason, code: "not_ready")
         }
         return Response.json(#"{"status":"ready"}"#)
     }
-
-    /// PINGs Redis; answers at the deadline even when the PING is still blocked (it ends on its
-    /// own within the command timeout), so /readyz never waits longer than `timeout`.
-    private func pingWithin(_ timeout: Duration) async -> String? {
-        let answer = OneShot<String?>()
-        return await withCheckedContinuation { continuation in
-            answer.set(continuation)
-            Task {
-                do {
-                    let reply = try await redis.send("PING")
-                    answer.resume(reply == .status("PONG") ? nil : "unexpected reply to PING")
-                } catch let error as RedisError {
-                    answer.resume("redis: \(error.code)")
-                } catch {
-                    answer.resume("redis: unavailable")
-                }
-            }
-            Task {
-                try? await Task.sleep(for: timeout)
-                answer.resume("redis: no answer within \(timeout)")
-            }
-        }
-    }
 }
 
-/// A continuation resumed by whichever answer comes first; later answers are dropped.
-/// `set` runs before any answer can arrive (the answering tasks start after it).
+/// A continuation resumed by whichever answer comes first; later answers are dropped. An answer
+/// that comes before the continuation is set is kept and given to it when it is set.
 final class OneShot<Value: Sendable>: Sendable {
-    private let state = Mutex<(continuation: CheckedContinuation<Value, Never>?, done: Bool)>((nil, false))
+    private struct State {
+        var continuation: CheckedContinuation<Value, Never>?
+        var answer: Value?
+        var done = false
+    }
+
+    private let state = Mutex(State())
 
     func set(_ continuation: CheckedContinuation<Value, Never>) {
-        state.withLock { $0.continuation = continuation }
+        let early = state.withLock { state -> Value? in
+            guard let answer = state.answer else {
+                state.continuation = continuation
+                return nil
+            }
+            state.answer = nil
+            return answer
+        }
+        if let early { continuation.resume(returning: early) }
     }
 
     func resume(_ value: Value) {
         let continuation = state.withLock { state -> CheckedContinuation<Value, Never>? in
             guard !state.done else { return nil }
             state.done = true
-            return state.continuation
+            guard let continuation = state.continuation else {
+                state.answer = value
+                return nil
+            }
+            state.continuation = nil
+            return continuation
         }
         continuation?.resume(returning: value)
     }
