@@ -119,8 +119,11 @@ class Redis:
 def lua_apply_script():
     """JobScripts.apply, read out of the Swift source: the script ops/bench runs is Clapper's."""
     text = open(os.path.join(ROOT, "Sources/Clapper/Store/JobScripts.swift")).read()
-    body = re.search(r'RedisScript\(#"""\n(.*?)\n\s*"""#\)', text, re.S).group(1)
-    return "\n".join(line[4:] if line.startswith("    ") else line for line in body.splitlines())
+    # `static let apply = RedisScript(#"""` (or with the literal on the next line, as swift-format
+    # writes it); Swift strips the closing delimiter's indentation from every line, and so does this.
+    match = re.search(r'\bapply = RedisScript\(\s*#"""\n(.*?)\n([ \t]*)"""#', text, re.S)
+    body, indent = match.group(1), match.group(2)
+    return "\n".join(line[len(indent):] if line.startswith(indent) else line for line in body.splitlines())
 
 
 # MARK: - Ed25519 signing (fal's scheme) and the JWKS Clapper fetches
