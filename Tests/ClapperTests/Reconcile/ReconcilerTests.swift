@@ -270,7 +270,7 @@ final class ClapperProcess: Sendable {
     static func binary() throws -> URL {
         var candidates = [URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("clapper")]
         candidates += [Bundle.main.bundleURL.appendingPathComponent("clapper"), Bundle.main.bundleURL.deletingLastPathComponent().appendingPathComponent("clapper")]
-        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
         candidates.append(root.appendingPathComponent(".build/debug/clapper"))
         guard let found = candidates.first(where: { FileManager.default.isExecutableFile(atPath: $0.path) }) else {
             throw ReconcileTestFailure("no clapper executable at \(candidates.map(\.path)); run swift build --build-tests")

@@ -7,7 +7,7 @@ import TestSupport
 struct OpenAPITests {
     /// `METHOD /path` for every operation under `paths:` (two-space path keys, four-space methods).
     static func documentedOperations() throws -> Set<String> {
-        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
         let text = try String(contentsOf: root.appendingPathComponent("openapi.yaml"), encoding: .utf8)
         var operations: Set<String> = []
         var inPaths = false
