@@ -23,7 +23,7 @@ public func buildApplication(
 /// openapi.yaml), its event hub (subscriber counts), its per-user stream counts and its
 /// readiness probe (PINGs sent).
 final class BuildHooks: Sendable {
-    let routes = RouteTableBox()
+    let routes = KnownRoutes()
     private let hub = Mutex<EventHub?>(nil)
     private let limiter = Mutex<StreamLimiter?>(nil)
     private let probe = Mutex<ReadinessProbe?>(nil)
@@ -43,7 +43,7 @@ func buildApplication(
     onServerRunning: @escaping @Sendable (Int) async -> Void,
     hooks: BuildHooks
 ) async throws -> ClapperApplication {
-    let table = hooks.routes
+    let knownRoutes = hooks.routes
     _ = ClapperMetrics.registry
     var logger = logger ?? Logger(label: "clapper")
     logger.logLevel = configuration.logLevel
@@ -91,44 +91,49 @@ func buildApplication(
     }
 
     let router = Router(context: ClapperRequestContext.self)
-    var routes = RouteRegistrar(router: router, table: RouteTable())
-    // The table is complete before the first request: the error middleware reads it for 405s.
     router.add(middleware: RequestIDMiddleware())
     router.add(middleware: CORSPolicyMiddleware(origins: configuration.corsOrigins))
     router.add(middleware: MetricsMiddleware())
     router.add(middleware: RequestLogMiddleware())
-    router.add(middleware: ErrorMiddleware(table: table))
+    // Reads the finished route list (set below, before the first request) for 405s.
+    router.add(middleware: ErrorMiddleware(routes: knownRoutes))
     router.add(middleware: BodyLimitMiddleware(limit: configuration.maxBodyBytes))
-    router.add(middleware: AuthMiddleware(
+    let authenticator = Authenticator(
         verifier: configuration.jwtSecret.map { JWTVerifier(secret: $0, issuer: configuration.authIssuer, audience: configuration.authAudience) },
         jwks: configuration.authJWKSURL.flatMap(URL.init(string:)).map {
             JWKSTokenVerifier(url: $0, issuer: configuration.authIssuer, audience: configuration.authAudience, logger: logger)
         },
         adminToken: configuration.adminToken,
         devMode: configuration.devMode
-    ))
+    )
 
+    // Operations: anyone may ask.
     let health = HealthController(redis: redis, readyTimeout: configuration.readyTimeout)
     hooks.set(health.probe)
-    health.register(on: &routes)
-    ClapperMetrics.register(on: &routes)
+    health.addRoutes(to: router.group())
+    ClapperMetrics.addRoutes(to: router.group())
+    try await StatusPageController.load().addRoutes(to: router.group())
+    // fal's callbacks: no user; the URL token and fal's signature decide.
+    WebhookController(processor: processor, tokens: WebhookToken(secret: configuration.webhookSecret), verifier: verifier, catalog: catalog)
+        .addRoutes(to: router.group())
+    // Users: bearer tokens (event streams may carry a signed ?token= instead).
+    let users = router.group("v1").add(middleware: UserAuthMiddleware(authenticator: authenticator))
     let events = EventHub(redis: redis, subscriberConfiguration: configuration.redis, logger: logger)
     hooks.set(events)
     let streams = StreamLimiter(maxPerUser: configuration.sseMaxStreamsPerUser)
     hooks.set(streams)
-    EventsController(configuration: configuration, redis: redis, hub: events, streams: streams).register(on: &routes)
-    try await StatusPageController.load().register(on: &routes)
+    EventsController(configuration: configuration, redis: redis, hub: events, streams: streams).addRoutes(to: users)
     JobsController(
         processor: processor,
-        repository: repository,
         catalog: catalog,
         eventTokens: EventTokenSigner(secret: configuration.webhookSecret),
         publicURL: configuration.publicURL
-    ).register(on: &routes)
-    WebhookController(processor: processor, tokens: WebhookToken(secret: configuration.webhookSecret), verifier: verifier, catalog: catalog).register(on: &routes)
-    let reconcileWorker = TaskReconciler(processor: processor, queue: DueQueue(redis: redis, keys: keys), policy: configuration.reconcilePolicy)
-    AdminController(worker: reconcileWorker, now: { Date() }).register(on: &routes)
-    table.set(routes.table)
+    ).addRoutes(to: users)
+    // Operators: the admin token.
+    let reconcileWorker = TaskReconciler(processor: processor, queue: DueSet(redis: redis, keys: keys), policy: configuration.reconcilePolicy)
+    AdminController(worker: reconcileWorker, now: { Date() })
+        .addRoutes(to: router.group("v1/admin").add(middleware: AdminAuthMiddleware(authenticator: authenticator)))
+    knownRoutes.set(from: router)
 
     // The reconciler after the event hub: it stops before it on shutdown (reverse order).
     // Follow-ups after Redis (they use it) and before the server (which feeds them): on shutdown

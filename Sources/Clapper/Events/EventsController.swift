@@ -46,9 +46,10 @@ struct EventsController: Sendable {
         .connection: "close",
     ]
 
-    func register(on routes: inout RouteRegistrar<ClapperRequestContext>) {
-        routes.on(.get, "/v1/jobs/{id}/events") { request, context in try await jobEvents(request, context) }
-        routes.on(.get, "/v1/events") { request, context in try await userEvents(request, context) }
+    /// Under the users' group (`/v1`): `GET /v1/jobs/{id}/events`, `GET /v1/events`.
+    func addRoutes(to users: RouterGroup<ClapperRequestContext>) {
+        users.get("jobs/{id}/events") { request, context in try await jobEvents(request, context) }
+        users.get("events") { request, context in try await userEvents(request, context) }
     }
 
     // MARK: - One job

@@ -4,13 +4,16 @@ import HTTPTypes
 import Hummingbird
 import Logging
 
-/// Who is calling: a user's bearer token (HS256 with the shared secret, or RS256/ES256/EdDSA
-/// from the identity provider's JWKS) sets `context.userID`; the admin token sets
-/// `context.isAdmin` (and no user). A token that is present but wrong is a 401 here; routes that
-/// need a caller ask with `requireUser()` / `requireAdmin()`. In dev mode a request without a
-/// token acts as the user `dev`.
-struct AuthMiddleware: RouterMiddleware {
-    typealias Context = ClapperRequestContext
+/// Who is calling, from the `Authorization` header: the admin token, a user's bearer token
+/// (HS256 with the shared secret, or RS256/ES256/EdDSA from the identity provider's JWKS), or
+/// nobody. A token that is present but wrong is a 401. In dev mode no token means the user `dev`.
+struct Authenticator: Sendable {
+    enum Caller: Sendable, Equatable {
+        case user(String)
+        case admin
+        case anonymous
+    }
+
     /// HS256 tokens (`CLAPPER_AUTH_JWT_SECRET`).
     let verifier: JWTVerifier?
     /// Tokens signed with the identity provider's keys (`CLAPPER_AUTH_JWKS_URL`).
@@ -20,29 +23,22 @@ struct AuthMiddleware: RouterMiddleware {
 
     static let devUser = "dev"
 
-    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
-        var context = context
-        if let header = request.headers[.authorization] {
-            guard header.count > 7, header.prefix(7).lowercased() == "bearer " else {
-                throw APIError.unauthorized("expected Authorization: Bearer <token>", code: "invalid_token")
-            }
-            let token = String(header.dropFirst(7)).trimmingCharacters(in: .whitespaces)
-            if let adminToken, Self.constantTimeEquals(token, adminToken) {
-                context.isAdmin = true
-            } else {
-                do {
-                    context.userID = try await user(of: token)
-                } catch where error == .keysUnavailable {
-                    throw APIError.unavailable(error.message, code: error.code)
-                } catch {
-                    throw APIError.unauthorized(error.message, code: "invalid_token")
-                }
-            }
-        } else if devMode {
-            context.userID = Self.devUser
+    func caller(of request: Request) async throws -> Caller {
+        guard let header = request.headers[.authorization] else {
+            return devMode ? .user(Self.devUser) : .anonymous
         }
-        context.logger[metadataKey: "user"] = context.userID.map { .string($0) }
-        return try await next(request, context)
+        guard header.count > 7, header.prefix(7).lowercased() == "bearer " else {
+            throw APIError.unauthorized("expected Authorization: Bearer <token>", code: "invalid_token")
+        }
+        let token = String(header.dropFirst(7)).trimmingCharacters(in: .whitespaces)
+        if let adminToken, Self.constantTimeEquals(token, adminToken) { return .admin }
+        do {
+            return .user(try await user(of: token))
+        } catch where error == .keysUnavailable {
+            throw APIError.unavailable(error.message, code: error.code)
+        } catch {
+            throw APIError.unauthorized(error.message, code: "invalid_token")
+        }
     }
 
     /// HS256 tokens are checked with the shared secret, other algorithms against the JWKS.
@@ -67,15 +63,42 @@ struct AuthMiddleware: RouterMiddleware {
     }
 }
 
+/// The users' routes (`/v1/jobs`, `/v1/events`): a user's token sets `context.userID`; a route
+/// that needs a user asks with `requireUser()` (the admin token carries no user; event streams
+/// may carry a signed `?token=` instead).
+struct UserAuthMiddleware: RouterMiddleware {
+    typealias Context = ClapperRequestContext
+    let authenticator: Authenticator
+
+    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+        var context = context
+        if case .user(let user) = try await authenticator.caller(of: request) {
+            context.userID = user
+            context.logger[metadataKey: "user"] = .string(user)
+        }
+        return try await next(request, context)
+    }
+}
+
+/// The operators' routes (`/v1/admin`): the admin token, or 401.
+struct AdminAuthMiddleware: RouterMiddleware {
+    typealias Context = ClapperRequestContext
+    let authenticator: Authenticator
+
+    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+        guard try await authenticator.caller(of: request) == .admin else {
+            throw APIError.unauthorized("admin token required")
+        }
+        var context = context
+        context.isAdmin = true
+        return try await next(request, context)
+    }
+}
+
 extension ClapperRequestContext {
     /// The calling user, or 401.
     func requireUser() throws -> String {
         guard let userID else { throw APIError.unauthorized() }
         return userID
-    }
-
-    /// 401 unless the admin token was presented.
-    func requireAdmin() throws {
-        guard isAdmin else { throw APIError.unauthorized("admin token required") }
     }
 }

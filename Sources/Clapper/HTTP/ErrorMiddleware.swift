@@ -6,7 +6,7 @@ import Logging
 /// `{"error":{"code","message"}}`. Unknown errors are logged and answered as a bare 500;
 /// their text never reaches the client. A path that exists under another method gets 405.
 struct ErrorMiddleware<Context: RequestContext>: RouterMiddleware {
-    let table: RouteTableBox
+    let routes: KnownRoutes
 
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
         do {
@@ -26,7 +26,7 @@ struct ErrorMiddleware<Context: RequestContext>: RouterMiddleware {
 
     private func translate(_ error: HTTPError, request: Request, context: Context) -> APIError {
         if error.status == .notFound {
-            let allowed = table.get().methods(forPath: request.uri.path)
+            let allowed = routes.methods(forPath: request.uri.path)
             if !allowed.isEmpty, !allowed.contains(request.method) {
                 let allow = allowed.map(\.rawValue).sorted().joined(separator: ", ")
                 return APIError(.methodNotAllowed, code: "method_not_allowed", message: "\(request.method) is not allowed here; allowed: \(allow)", headers: [.allow: allow])

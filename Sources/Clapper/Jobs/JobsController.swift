@@ -6,16 +6,16 @@ import Hummingbird
 /// `/v1/jobs`: create, read, list and cancel the caller's jobs.
 struct JobsController {
     let processor: JobProcessor
-    let repository: JobRepository
     let catalog: ModelCatalog
     let eventTokens: EventTokenSigner
     let publicURL: String
 
-    func register(on routes: inout RouteRegistrar<ClapperRequestContext>) {
-        routes.on(.post, "/v1/jobs") { request, context in try await create(request, context) }
-        routes.on(.get, "/v1/jobs") { request, context in try await list(request, context) }
-        routes.on(.get, "/v1/jobs/{id}") { request, context in try await get(request, context) }
-        routes.on(.post, "/v1/jobs/{id}/cancel") { request, context in try await cancel(request, context) }
+    /// Under the users' group: `/v1/jobs`, `/v1/jobs/{id}`, `/v1/jobs/{id}/cancel`.
+    func addRoutes(to users: RouterGroup<ClapperRequestContext>) {
+        users.post("jobs") { request, context in try await create(request, context) }
+        users.get("jobs") { request, context in try await list(request, context) }
+        users.get("jobs/{id}") { request, context in try await get(request, context) }
+        users.post("jobs/{id}/cancel") { request, context in try await cancel(request, context) }
     }
 
     func create(_ request: Request, _ context: ClapperRequestContext) async throws -> Response {
@@ -49,7 +49,7 @@ struct JobsController {
     func get(_ request: Request, _ context: ClapperRequestContext) async throws -> Response {
         let userID = try context.requireUser()
         let jobID = try context.parameters.require("id")
-        guard let stored = try await repository.view(jobID), stored.userID == userID else { throw APIError.notFound("no such job") }
+        guard let stored = try await processor.store.view(jobID), stored.userID == userID else { throw APIError.notFound("no such job") }
         return Response.json(stored.view)
     }
 
@@ -67,7 +67,7 @@ struct JobsController {
             guard text.utf8.count <= 256, parts.count == 2, let score = Int64(parts[0]) else { throw APIError.badRequest("malformed cursor", code: "invalid_cursor") }
             cursor = (score, String(parts[1]))
         }
-        let page = try await repository.list(userID: userID, limit: limit, cursor: cursor)
+        let page = try await processor.store.list(userID: userID, limit: limit, cursor: cursor)
         var body: [UInt8] = Array(#"{"jobs":["#.utf8)
         for (index, view) in page.views.enumerated() {
             if index > 0 { body.append(UInt8(ascii: ",")) }
@@ -82,7 +82,7 @@ struct JobsController {
     func cancel(_ request: Request, _ context: ClapperRequestContext) async throws -> Response {
         let userID = try context.requireUser()
         let jobID = try context.parameters.require("id")
-        guard let stored = try await repository.view(jobID), stored.userID == userID else { throw APIError.notFound("no such job") }
+        guard let stored = try await processor.store.view(jobID), stored.userID == userID else { throw APIError.notFound("no such job") }
         let update = try await processor.cancel(jobID: jobID)
         if case .ignored(let reason) = update.transition.outcome {
             throw APIError.conflict(reason, code: "job_finished")
@@ -95,7 +95,7 @@ struct JobsController {
 
     /// The job's view with its `eventsUrl` (a signed, job-scoped link an EventSource can open).
     private func answer(jobID: String, userID: String, status: HTTPResponse.Status) async throws -> Response {
-        guard let stored = try await repository.view(jobID), stored.userID == userID else { throw APIError.notFound("no such job") }
+        guard let stored = try await processor.store.view(jobID), stored.userID == userID else { throw APIError.notFound("no such job") }
         let eventsURL = eventTokens.eventsURL(base: publicURL, jobID: jobID, userID: userID, now: processor.now())
         var view = stored.view
         // The stored view is an object: add eventsUrl as its last member.

@@ -11,8 +11,8 @@ enum ClapperMetrics {
         return registry
     }()
 
-    static func register(on routes: inout RouteRegistrar<ClapperRequestContext>) {
-        routes.on(.get, "/metrics") { _, _ in
+    static func addRoutes(to group: RouterGroup<ClapperRequestContext>) {
+        group.get("metrics") { _, _ in
             var buffer: [UInt8] = []
             buffer.reserveCapacity(16 * 1024)
             registry.emit(into: &buffer)

@@ -24,11 +24,11 @@ struct HealthController {
         self.readyTimeout = readyTimeout
     }
 
-    func register(on routes: inout RouteRegistrar<ClapperRequestContext>) {
-        routes.on(.get, "/healthz") { _, _ in
+    func addRoutes(to group: RouterGroup<ClapperRequestContext>) {
+        group.get("healthz") { _, _ in
             Response.json(#"{"status":"ok"}"#)
         }
-        routes.on(.get, "/readyz") { _, context in
+        group.get("readyz") { _, context in
             try await ready(context: context)
         }
     }

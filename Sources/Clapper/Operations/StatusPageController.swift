@@ -39,9 +39,9 @@ struct StatusPageController: Sendable {
         return StatusPageController(files: files)
     }
 
-    func register(on routes: inout RouteRegistrar<ClapperRequestContext>) {
+    func addRoutes(to group: RouterGroup<ClapperRequestContext>) {
         for file in files {
-            routes.on(.get, file.path) { _, _ in
+            group.get(RouterPath(file.path)) { _, _ in
                 Response(
                     status: .ok,
                     headers: [

@@ -2,9 +2,9 @@ import Foundation
 import HTTPTypes
 import Hummingbird
 
-/// `/v1/admin`: operators' view of stuck jobs and their levers. Every route asks for the admin
-/// token (`CLAPPER_ADMIN_TOKEN`); a user token gets 401 here, and the admin token opens no
-/// user route (it carries no user).
+/// `/v1/admin`: operators' view of stuck jobs and their levers. The group's middleware asks for
+/// the admin token (`CLAPPER_ADMIN_TOKEN`); a user token gets 401 here, and the admin token opens
+/// no user route (it carries no user).
 struct AdminController: Sendable {
     let worker: TaskReconciler
     let now: @Sendable () -> Date
@@ -18,11 +18,12 @@ struct AdminController: Sendable {
     /// The largest `olderThan` (100 years, in seconds).
     static let maxOlderThanSeconds: Double = 100 * 365 * 24 * 3600
 
-    func register(on routes: inout RouteRegistrar<ClapperRequestContext>) {
-        routes.on(.get, "/v1/admin/jobs") { request, context in try await listJobs(request, context) }
-        routes.on(.post, "/v1/admin/reconcile") { request, context in try await reconcile(request, context) }
-        routes.on(.post, "/v1/admin/jobs/{id}/retry") { request, context in try await retry(request, context) }
-        routes.on(.get, "/v1/admin/requests/{requestId}") { request, context in try await lookUpRequest(request, context) }
+    /// Under the operators' group (`/v1/admin`, admin token required by its middleware).
+    func addRoutes(to admin: RouterGroup<ClapperRequestContext>) {
+        admin.get("jobs") { request, context in try await listJobs(request, context) }
+        admin.post("reconcile") { request, context in try await reconcile(request, context) }
+        admin.post("jobs/{id}/retry") { request, context in try await retry(request, context) }
+        admin.get("requests/{requestId}") { request, context in try await lookUpRequest(request, context) }
     }
 
     // MARK: GET /v1/admin/requests/{requestId}
@@ -30,7 +31,6 @@ struct AdminController: Sendable {
     /// Which job and task a fal request in flight belongs to (from the request index; finished
     /// tasks leave it), with the job as `GET /v1/admin/jobs` shows it.
     func lookUpRequest(_ request: Request, _ context: ClapperRequestContext) async throws -> Response {
-        try context.requireAdmin()
         let requestID = try context.parameters.require("requestId")
         guard let member = try await processor.store.task(forRequest: requestID),
               let job = try await processor.store.load(member.jobID)?.job
@@ -57,7 +57,6 @@ struct AdminController: Sendable {
     /// `status`: a job status (queued, running, completed, failed, canceled) or `unfinished`;
     /// `olderThan`: seconds since creation; `limit`: 1 to 500 (50).
     func listJobs(_ request: Request, _ context: ClapperRequestContext) async throws -> Response {
-        try context.requireAdmin()
         let query = request.uri.queryParameters
         let limit = try query["limit"].map { text in
             guard let value = Int(String(text)), (1...500).contains(value) else { throw APIError.badRequest("limit must be 1 to 500", code: "invalid_limit") }
@@ -107,7 +106,6 @@ struct AdminController: Sendable {
     /// ago), with `"dryRun": true|false` (false). Reconciles now, asking fal even when a task's
     /// next check is not due, and answers a report per task. A dry run stores nothing.
     func reconcile(_ request: Request, _ context: ClapperRequestContext) async throws -> Response {
-        try context.requireAdmin()
         let body = try AdminReconcileBody.parse(try await request.bodyBytes(context: context))
         var targets: [(String, [TaskKind])] = []
         if let ids = body.jobIds {
@@ -173,7 +171,6 @@ struct AdminController: Sendable {
     /// Resubmits the job's failed or timed-out tasks under new fal requests (the old request id
     /// stays in the task's history, so its late webhook is told apart). 409 when none is retryable.
     func retry(_ request: Request, _ context: ClapperRequestContext) async throws -> Response {
-        try context.requireAdmin()
         let jobID = try context.parameters.require("id")
         guard let job = try await processor.store.load(jobID)?.job else { throw APIError.notFound("no such job") }
         guard !job.canceled else { throw APIError.conflict("the job was canceled", code: "not_retryable") }

@@ -120,5 +120,3 @@ struct DueSet: Sendable {
     }
 }
 
-/// The old name, while Application+build still uses it.
-typealias DueQueue = DueSet

@@ -15,8 +15,9 @@ struct WebhookController {
     let verifier: FalWebhookVerifier?
     let catalog: ModelCatalog
 
-    func register(on routes: inout RouteRegistrar<ClapperRequestContext>) {
-        routes.on(.post, "/v1/webhooks/fal/{jobId}/{task}") { request, context in try await receive(request, context) }
+    /// Outside the users' group: fal is no user; the URL token and fal's signature decide.
+    func addRoutes(to group: RouterGroup<ClapperRequestContext>) {
+        group.post("v1/webhooks/fal/{jobId}/{task}") { request, context in try await receive(request, context) }
     }
 
     func receive(_ request: Request, _ context: ClapperRequestContext) async throws -> Response {
