@@ -319,7 +319,8 @@ async def kill_and_restart(instance):
     instance.proc.wait()
     instance.kills += 1
     figures["instance kills"] += 1
-    await asyncio.sleep(1.0)
+    # Down for 3 s: fal-sim's webhooks to it fail meanwhile and are retried (scaled schedule).
+    await asyncio.sleep(3.0)
     instance.start()
     await instance.wait_ready()
     instance.restarting = False
