@@ -29,6 +29,10 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
         .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
+        // Users' bearer JWTs (HS256 claims, JWKS keys and RS256/ES256/EdDSA signatures).
+        .package(url: "https://github.com/vapor/jwt-kit.git", from: "5.8.0"),
+        // jwt-kit's base64 (already built for it): Clapper's base64url too.
+        .package(url: "https://github.com/swift-extras/swift-extras-base64.git", from: "1.2.0"),
         // Only the tests use it directly (streaming SSE reads); HummingbirdTesting already pulls it in.
         .package(url: "https://github.com/swift-server/async-http-client.git", from: "1.37.0"),
     ],
@@ -82,8 +86,8 @@ let package = Package(
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HTTPTypes", package: "swift-http-types"),
                 .product(name: "Crypto", package: "swift-crypto"),
-                // RS256 for user tokens from an identity provider's JWKS.
-                .product(name: "_CryptoExtras", package: "swift-crypto"),
+                .product(name: "JWTKit", package: "jwt-kit"),
+                .product(name: "ExtrasBase64", package: "swift-extras-base64"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "Prometheus", package: "swift-prometheus"),

@@ -1,29 +1,14 @@
-import Foundation
+import ExtrasBase64
 
-/// Base64url without padding (RFC 7515 §2), as JWTs use it.
+/// Base64url without padding (RFC 7515 §2), as JWTs use it: swift-extras-base64 (jwt-kit's own).
 enum Base64URL {
-    static func encode(_ bytes: some Sequence<UInt8>) -> String {
-        Data(bytes).base64EncodedString()
-            .replacingOccurrences(of: "+", with: "-")
-            .replacingOccurrences(of: "/", with: "_")
-            .replacingOccurrences(of: "=", with: "")
+    static func encode(_ bytes: some Collection<UInt8>) -> String {
+        Base64.encodeToString(bytes: bytes, options: [.base64UrlAlphabet, .omitPaddingCharacter])
     }
 
     /// Strict: only the base64url alphabet, no padding, no whitespace.
     static func decode(_ text: Substring) -> [UInt8]? {
-        guard text.count % 4 != 1 else { return nil }
-        var base64 = ""
-        base64.reserveCapacity(text.count + 3)
-        for c in text.unicodeScalars {
-            switch c {
-            case "A"..."Z", "a"..."z", "0"..."9": base64.unicodeScalars.append(c)
-            case "-": base64.append("+")
-            case "_": base64.append("/")
-            default: return nil
-            }
-        }
-        base64 += String(repeating: "=", count: (4 - base64.count % 4) % 4)
-        return Data(base64Encoded: base64).map(Array.init)
+        try? Base64.decode(bytes: text.utf8, options: [.base64UrlAlphabet, .omitPaddingCharacter])
     }
 }
 

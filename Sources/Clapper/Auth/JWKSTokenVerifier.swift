@@ -1,17 +1,18 @@
-import Crypto
 import Fal
 import Foundation
+import JWTKit
 import Logging
-import _CryptoExtras
 
 /// Verifies users' bearer JWTs signed by an identity provider whose public keys are published
-/// as a JWKS (`CLAPPER_AUTH_JWKS_URL`): RS256, ES256 and EdDSA. Keys are cached for an hour; a
-/// token whose `kid` is unknown (key rotation) triggers one refetch, at most once a minute, so
-/// junk tokens cannot drive outbound fetches. Claims are checked as for HS256 (`JWTVerifier`).
+/// as a JWKS (`CLAPPER_AUTH_JWKS_URL`): RS256, ES256 and EdDSA. jwt-kit reads the keys and checks
+/// the signatures; this type owns what jwt-kit leaves to its caller: fetching the JWKS, caching
+/// it for an hour, refetching once on an unknown `kid` (key rotation) at most once a minute so
+/// junk tokens cannot drive outbound fetches, matching `alg` to the key's type, refusing `crit`,
+/// and the claim checks shared with HS256 (`ClaimRules`).
 public actor JWKSTokenVerifier {
     private let url: URL
     private let transport: any HTTPTransport
-    private nonisolated let claims: JWTVerifier
+    private nonisolated let rules: ClaimRules
     private let logger: Logger
     private let cacheLifetime: TimeInterval
     private let minimumRefetch: TimeInterval
@@ -21,16 +22,14 @@ public actor JWKSTokenVerifier {
     /// Fetches performed (for tests and metrics).
     public private(set) var fetchCount = 0
 
-    enum Key: Sendable {
-        case rsa(kid: String?, _RSA.Signing.PublicKey)
-        case p256(kid: String?, P256.Signing.PublicKey)
-        case ed25519(kid: String?, Curve25519.Signing.PublicKey)
-
-        var kid: String? {
-            switch self {
-            case .rsa(let kid, _), .p256(let kid, _), .ed25519(let kid, _): kid
-            }
-        }
+    /// One key of the JWKS, in a jwt-kit key collection of its own, so that which keys a token
+    /// is tried against is decided here (its `kid`, or every key of its type when it has none),
+    /// never by jwt-kit's fallback to a default key.
+    struct Key: Sendable {
+        let kid: String?
+        /// The one token `alg` this key verifies: RS256 (RSA), ES256 (P-256), EdDSA (Ed25519).
+        let alg: String
+        let collection: JWTKeyCollection
     }
 
     public init(
@@ -45,8 +44,7 @@ public actor JWKSTokenVerifier {
     ) {
         self.url = url
         self.transport = transport
-        // Only its claim checks are used; the secret is never used for a signature.
-        self.claims = JWTVerifier(secret: "-", leeway: leeway, issuer: issuer, audience: audience)
+        self.rules = ClaimRules(leeway: leeway, issuer: issuer, audience: audience)
         self.cacheLifetime = cacheLifetime
         self.minimumRefetch = minimumRefetch
         self.logger = logger
@@ -55,29 +53,36 @@ public actor JWKSTokenVerifier {
     /// The user id (`sub`) of a valid token at `now`. The signature is checked outside the actor
     /// (many tokens at once); only the key cache is isolated.
     public nonisolated func verify(_ token: String, now: Date) async throws(AuthError) -> String {
-        guard token.utf8.count <= JWTVerifier.maxTokenLength else { throw .malformed }
-        let parts = token.split(separator: ".", omittingEmptySubsequences: false)
-        guard parts.count == 3,
-              let headerBytes = Base64URL.decode(parts[0]),
-              let signature = Base64URL.decode(parts[2]),
-              let header = try? JSONDecoder().decode(Header.self, from: Data(headerBytes))
-        else { throw .malformed }
-        guard header.crit == nil else { throw .unsupportedCritical }
-        guard ["RS256", "ES256", "EdDSA"].contains(header.alg) else { throw .unsupportedKeyAlgorithm }
-        let signed = Array(token.utf8.prefix(parts[0].utf8.count + 1 + parts[1].utf8.count))
-
+        let parts = try JWTParts(token, algorithms: ["RS256", "ES256", "EdDSA"], otherwise: .unsupportedKeyAlgorithm)
         let keys = await currentKeys(now: now)
-        if !Self.verifies(signature, signed, alg: header.alg, kid: header.kid, keys: keys) {
+        var claims = try await Self.claims(of: token, parts, keys: keys)
+        if claims == nil {
             // A key id we do not know may be a rotation: fetch again (at most once a minute). A
             // bad signature under a known key is just bad, and drives no fetch.
-            let known = header.kid.map { kid in keys.contains { $0.kid == kid } } ?? !keys.isEmpty
-            guard !known, await refresh(now: now),
-                  Self.verifies(signature, signed, alg: header.alg, kid: header.kid, keys: await currentKeys(now: now))
-            else {
-                throw keys.isEmpty ? .keysUnavailable : .unknownKey
+            let known = parts.kid.map { kid in keys.contains { $0.kid == kid } } ?? !keys.isEmpty
+            if !known, await refresh(now: now) {
+                claims = try await Self.claims(of: token, parts, keys: await currentKeys(now: now))
             }
         }
-        return try claims.subject(ofPayload: parts[1], now: now)
+        guard let claims else { throw keys.isEmpty ? .keysUnavailable : .unknownKey }
+        return try rules.subject(of: claims, now: now)
+    }
+
+    /// The token's claims when one of `keys` (its `kid`'s, or all of its type without a `kid`)
+    /// verifies its signature; nil when none does. A payload that is not the claims' JSON under
+    /// a good signature is malformed.
+    private static func claims(of token: String, _ parts: JWTParts, keys: [Key]) async throws(AuthError) -> JWTClaims? {
+        for key in keys where key.alg == parts.alg {
+            if let kid = parts.kid, let keyID = key.kid, kid != keyID { continue }
+            do {
+                return try await key.collection.verify(token, as: JWTClaims.self)
+            } catch let error as JWTError where error.errorType == .malformedToken {
+                throw .malformed
+            } catch {
+                continue  // not this key's signature
+            }
+        }
+        return nil
     }
 
     /// The cached keys, fetched first when the cache is empty or older than its lifetime.
@@ -86,23 +91,6 @@ public actor JWKSTokenVerifier {
             await refresh(now: now)
         }
         return keys
-    }
-
-    private static func verifies(_ signature: [UInt8], _ signed: [UInt8], alg: String, kid: String?, keys: [Key]) -> Bool {
-        keys.contains { key in
-            if let kid, let keyID = key.kid, kid != keyID { return false }
-            switch (alg, key) {
-            case ("RS256", .rsa(_, let publicKey)):
-                return publicKey.isValidSignature(_RSA.Signing.RSASignature(rawRepresentation: signature), for: SHA256.hash(data: signed), padding: .insecurePKCS1v1_5)
-            case ("ES256", .p256(_, let publicKey)):
-                guard let ecdsa = try? P256.Signing.ECDSASignature(rawRepresentation: signature) else { return false }
-                return publicKey.isValidSignature(ecdsa, for: SHA256.hash(data: signed))
-            case ("EdDSA", .ed25519(_, let publicKey)):
-                return publicKey.isValidSignature(signature, for: signed)
-            default:
-                return false
-            }
-        }
     }
 
     /// Fetches the JWKS unless the last attempt was less than `minimumRefetch` ago; true when
@@ -118,7 +106,7 @@ public actor JWKSTokenVerifier {
                 logger.warning("JWKS fetch failed", metadata: ["status": "\(response.status)"])
                 return false
             }
-            let parsed = try Self.keys(fromJWKS: response.body)
+            let parsed = try await Self.keys(fromJWKS: response.body)
             guard !parsed.isEmpty else {
                 logger.warning("JWKS has no usable key")
                 return false
@@ -132,39 +120,41 @@ public actor JWKSTokenVerifier {
         }
     }
 
-    /// The RSA, P-256 and Ed25519 signing keys of a JWKS document; others are skipped.
-    static func keys(fromJWKS body: [UInt8]) throws -> [Key] {
-        struct JWKS: Decodable { let keys: [JWK] }
-        struct JWK: Decodable {
-            let kty: String
-            let kid: String?
+    /// The RSA, P-256 and Ed25519 signing keys of a JWKS document, read by jwt-kit; keys of
+    /// other types or curves, for encryption (`use` other than `sig`), declared for another
+    /// algorithm (`alg`), or that jwt-kit cannot read are skipped. Private parts are dropped.
+    static func keys(fromJWKS body: [UInt8]) async throws -> [Key] {
+        struct JWKS: Decodable { let keys: [Entry] }
+        struct Entry: Decodable {
+            let jwk: JWK?
             let use: String?
-            let crv: String?
-            let n: String?, e: String?, x: String?, y: String?
-        }
-        let document = try JSONDecoder().decode(JWKS.self, from: Data(body))
-        return document.keys.compactMap { jwk -> Key? in
-            if let use = jwk.use, use != "sig" { return nil }
-            func bytes(_ text: String?) -> [UInt8]? { text.flatMap { Base64URL.decode(Substring($0)) } }
-            switch (jwk.kty, jwk.crv) {
-            case ("RSA", _):
-                guard let n = bytes(jwk.n), let e = bytes(jwk.e), let key = try? _RSA.Signing.PublicKey(n: n, e: e) else { return nil }
-                return .rsa(kid: jwk.kid, key)
-            case ("EC", "P-256"):
-                guard let x = bytes(jwk.x), let y = bytes(jwk.y), let key = try? P256.Signing.PublicKey(rawRepresentation: x + y) else { return nil }
-                return .p256(kid: jwk.kid, key)
-            case ("OKP", "Ed25519"):
-                guard let x = bytes(jwk.x), let key = try? Curve25519.Signing.PublicKey(rawRepresentation: x) else { return nil }
-                return .ed25519(kid: jwk.kid, key)
-            default:
-                return nil
+            private enum CodingKeys: String, CodingKey { case use }
+            init(from decoder: any Decoder) throws {
+                jwk = try? JWK(from: decoder)
+                use = try? decoder.container(keyedBy: CodingKeys.self).decodeIfPresent(String.self, forKey: .use)
             }
         }
-    }
-
-    struct Header: Decodable {
-        var alg: String
-        var kid: String?
-        var crit: [String]?
+        var keys: [Key] = []
+        for (index, entry) in try JSONDecoder().decode(JWKS.self, from: Data(body)).keys.enumerated() {
+            guard var jwk = entry.jwk, entry.use == nil || entry.use == "sig" else { continue }
+            let algorithm: JWK.Algorithm
+            switch (jwk.keyType, jwk.curve?.rawValue) {
+            case (.rsa, _): algorithm = .rs256
+            case (.ecdsa, "P-256"): algorithm = .es256
+            case (.octetKeyPair, "Ed25519"): algorithm = .eddsa
+            default: continue
+            }
+            guard jwk.algorithm == nil || jwk.algorithm == algorithm else { continue }
+            jwk.algorithm = algorithm
+            (jwk.privateExponent, jwk.prime1, jwk.prime2) = (nil, nil, nil)
+            let kid = jwk.keyIdentifier?.string
+            // jwt-kit files keys by kid; a key without one gets a private name here, and is
+            // tried for every token of its type, as the JWKS specification allows.
+            jwk.keyIdentifier = JWKIdentifier(string: kid ?? "clapper-unnamed-\(index)")
+            let collection = JWTKeyCollection()
+            guard (try? await collection.add(jwk: jwk)) != nil else { continue }
+            keys.append(Key(kid: kid, alg: algorithm.rawValue, collection: collection))
+        }
+        return keys
     }
 }
