@@ -14,6 +14,13 @@ struct ErrorMiddleware<Context: RequestContext>: RouterMiddleware {
             return response
         } catch let error as APIError {
             return try error.response(from: request, context: context)
+        } catch let error as ClapperError {
+            let status = Self.status(for: error.code)
+            if status.code >= 500 {
+                context.logger.warning("request failed", metadata: ["error": "\(error)"])
+            }
+            return try APIError(status, code: error.code.description, message: status.code >= 500 && error.code != .contention ? "service unavailable" : error.message)
+                .response(from: request, context: context)
         } catch let error as HTTPError {
             return try translate(error, request: request, context: context).response(from: request, context: context)
         } catch let error as any HTTPResponseError where error.status.code < 500 {
@@ -35,6 +42,17 @@ struct ErrorMiddleware<Context: RequestContext>: RouterMiddleware {
         }
         let message = error.status.code < 500 ? (error.body ?? error.status.reasonPhrase) : "internal error"
         return APIError(error.status, code: Self.code(for: error.status), message: message, headers: error.headers)
+    }
+
+    /// The one place a domain error's code becomes an HTTP status.
+    static func status(for code: ClapperError.Code) -> HTTPResponse.Status {
+        switch code {
+        case .invalidJSON, .invalidField: .badRequest
+        case .unknownField, .validationFailed: .unprocessableContent
+        case .notFound: .notFound
+        case .timeout: .gatewayTimeout
+        default: .serviceUnavailable
+        }
     }
 
     static func code(for status: HTTPResponse.Status) -> String {

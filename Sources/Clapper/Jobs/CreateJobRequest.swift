@@ -71,9 +71,9 @@ public struct CreateJobRequest: Sendable, Hashable {
         )
     }
 
-    /// Parses and validates a body. Throws `JobValidationError` with 400 (`invalid_json`,
+    /// Parses and validates a body. Throws `ClapperError` (`invalid_json`,
     /// `invalid_field`) or 422 (`unknown_field`, `validation_failed`).
-    public static func parse(_ body: [UInt8], catalog: ModelCatalog) throws(JobValidationError) -> CreateJobRequest {
+    public static func parse(_ body: [UInt8], catalog: ModelCatalog) throws(ClapperError) -> CreateJobRequest {
         guard let members = Fields.members(of: body[...]) else {
             throw (try? RawJSON.validate(body[...])) != nil ? .invalidJSON("the body must be a JSON object") : .invalidJSON("the body is not valid JSON")
         }
@@ -122,7 +122,7 @@ public struct CreateJobRequest: Sendable, Hashable {
             throw .failed("audioMode", "must be one of parallel, after-video")
         }
 
-        let seconds = try duration.map { (value: String) throws(JobValidationError) -> Int in
+        let seconds = try duration.map { (value: String) throws(ClapperError) -> Int in
             guard let int = Int(value) else { throw .failed("durationSeconds", "is out of range") }
             return int
         } ?? defaultDurationSeconds
@@ -163,7 +163,7 @@ public struct CreateJobRequest: Sendable, Hashable {
 
     /// The length first (code points and bytes, never grapheme clusters), so the whitespace
     /// check below only ever walks a bounded text.
-    private static func checkText(_ text: String, field: String, allowEmpty: Bool) throws(JobValidationError) {
+    private static func checkText(_ text: String, field: String, allowEmpty: Bool) throws(ClapperError) {
         guard promptLimit.allows(text) else {
             throw .failed(field, "must be \(promptLimit.described)")
         }
@@ -208,7 +208,7 @@ private struct Fields {
         return members.map { ($0.key, $0.value.startIndex..<$0.value.endIndex) }
     }
 
-    init(_ members: [(key: String, range: Range<Int>)], in body: [UInt8], prefix: String, allowed: Set<String>) throws(JobValidationError) {
+    init(_ members: [(key: String, range: Range<Int>)], in body: [UInt8], prefix: String, allowed: Set<String>) throws(ClapperError) {
         var values: [String: Range<Int>] = [:]
         for member in members {
             guard values[member.key] == nil else { throw .invalidJSON("duplicate key \(TextLimit.shown(prefix + member.key, codePoints: 100))") }
@@ -224,7 +224,7 @@ private struct Fields {
     }
 
     /// The value's range, nil when absent or null.
-    private func range(_ key: String, expecting: Kind, described: String) throws(JobValidationError) -> Range<Int>? {
+    private func range(_ key: String, expecting: Kind, described: String) throws(ClapperError) -> Range<Int>? {
         guard let range = values[key] else { return nil }
         let type = Kind(startingWith: body[range.lowerBound])
         if type == .null { return nil }
@@ -232,7 +232,7 @@ private struct Fields {
         return range
     }
 
-    func string(_ key: String) throws(JobValidationError) -> String? {
+    func string(_ key: String) throws(ClapperError) -> String? {
         guard let range = try range(key, expecting: .string, described: "a string") else { return nil }
         guard let value = try? JSONDecoder().decode(String.self, from: Data(body[range])) else {
             throw .invalidField(prefix + key, expected: "a string")
@@ -240,13 +240,13 @@ private struct Fields {
         return value
     }
 
-    func bool(_ key: String) throws(JobValidationError) -> Bool? {
+    func bool(_ key: String) throws(ClapperError) -> Bool? {
         guard let range = try range(key, expecting: .bool, described: "true or false") else { return nil }
         return body[range.lowerBound] == UInt8(ascii: "t")
     }
 
     /// An integer's digits as sent (may be too large for `Int`: the caller range-checks).
-    func integer(_ key: String) throws(JobValidationError) -> String? {
+    func integer(_ key: String) throws(ClapperError) -> String? {
         guard let range = try range(key, expecting: .number, described: "an integer") else { return nil }
         let text = String(decoding: body[range], as: UTF8.self)
         guard !text.contains(where: { $0 == "." || $0 == "e" || $0 == "E" }) else {
@@ -255,14 +255,14 @@ private struct Fields {
         return text
     }
 
-    func object(_ key: String, allowed: Set<String>) throws(JobValidationError) -> Fields? {
+    func object(_ key: String, allowed: Set<String>) throws(ClapperError) -> Fields? {
         guard let range = try range(key, expecting: .object, described: "an object") else { return nil }
         guard let members = Self.members(of: body[range]) else { throw .invalidField(prefix + key, expected: "an object") }
         return try Fields(members, in: body, prefix: prefix + key + ".", allowed: allowed)
     }
 
     /// The raw bytes of an object value, kept as sent.
-    func rawObject(_ key: String) throws(JobValidationError) -> ArraySlice<UInt8>? {
+    func rawObject(_ key: String) throws(ClapperError) -> ArraySlice<UInt8>? {
         guard let range = try range(key, expecting: .object, described: "an object") else { return nil }
         return body[range]
     }

@@ -47,7 +47,7 @@ struct JobProcessor: Sendable {
         let started: JobStore.Update
         do {
             started = try await store.update(jobID, now: now()) { job in (job.apply(kind, .submitStarted(attempt: attempt), at: now()), nil) }
-        } catch is JobStore.NotFound {
+        } catch let error as ClapperError where error.code == .notFound {
             return
         } catch {
             // Whether the mark landed is unknown, and nothing was sent: take it back (only if it
@@ -107,7 +107,7 @@ struct JobProcessor: Sendable {
         do {
             _ = try await apply(jobID: jobID, kind: kind, events: events)
             return
-        } catch is JobStore.NotFound {
+        } catch let error as ClapperError where error.code == .notFound {
             return
         } catch {
             logger.warning("could not store \(what); retrying", metadata: ["job": "\(jobID)", "task": "\(kind.rawValue)", "error": "\(error)"])
@@ -128,7 +128,7 @@ struct JobProcessor: Sendable {
                 _ = try await apply(jobID: jobID, kind: kind, events: events)
                 logger.notice("stored \(what) after Redis came back", metadata: ["job": "\(jobID)", "task": "\(kind.rawValue)"])
                 return
-            } catch is JobStore.NotFound {
+            } catch let error as ClapperError where error.code == .notFound {
                 return
             } catch {
                 lastError = error

@@ -21,12 +21,7 @@ struct JobsController {
     func create(_ request: Request, _ context: ClapperRequestContext) async throws -> Response {
         let userID = try context.requireUser()
         let body = try await request.bodyBytes(context: context)
-        let parsed: CreateJobRequest
-        do {
-            parsed = try CreateJobRequest.parse(body, catalog: catalog)
-        } catch {
-            throw APIError(HTTPResponse.Status(code: error.status), code: error.code, message: error.message)
-        }
+        let parsed = try CreateJobRequest.parse(body, catalog: catalog)
         var idempotency: (keyHash: String, bodyHash: String)?
         if let key = request.headers[.idempotencyKey] {
             guard !key.isEmpty, Self.idempotencyKeyLimit.allows(key) else {

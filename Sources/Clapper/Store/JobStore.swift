@@ -39,8 +39,6 @@ struct JobStore: Sendable {
         var streamID: String?
     }
 
-    struct NotFound: Error {}
-    struct Contention: Error {}
 
     static let encoder: JSONEncoder = {
         let encoder = JSONEncoder()
@@ -80,7 +78,7 @@ struct JobStore: Sendable {
             let parts = value.split(separator: " ", maxSplits: 1).map(String.init)
             return .existing(jobID: parts.first ?? "", sameBody: parts.count == 2 && parts[1] == idempotency?.bodyHash)
         case .conflict:
-            throw Contention()
+            throw ClapperError(.contention, "another write to job \(job.id) won; try again")
         }
     }
 
@@ -138,7 +136,7 @@ struct JobStore: Sendable {
                 continue
             }
         }
-        throw Contention()
+        throw ClapperError(.contention, "job \(jobID) kept changing under 16 tries")
     }
 
     private struct Conflict: Error {}
@@ -154,7 +152,7 @@ struct JobStore: Sendable {
         if let cached {
             loaded = cached
         } else {
-            guard let fresh = try await load(jobID) else { throw NotFound() }
+            guard let fresh = try await load(jobID) else { throw ClapperError(.notFound, "no such job") }
             loaded = fresh
         }
         var job = loaded.job

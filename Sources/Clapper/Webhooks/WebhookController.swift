@@ -53,12 +53,8 @@ struct WebhookController {
         } catch {
             throw APIError.badRequest("malformed webhook body", code: "invalid_webhook")
         }
-        let update: JobStore.Update
-        do {
-            update = try await processor.applyWebhook(jobID: jobID, kind: kind, attempt: attempt, webhook: webhook)
-        } catch is JobStore.NotFound {
-            throw APIError.notFound("no such job")
-        }
+        // A job that does not exist is a 404 (`ClapperError.notFound`, mapped at the edge).
+        let update = try await processor.applyWebhook(jobID: jobID, kind: kind, attempt: attempt, webhook: webhook)
         guard update.job.task(kind) != nil else { throw APIError.notFound("no such task") }
         let applied = update.transition.outcome.isChanged
         Self.outcomes(applied ? .applied : .ignored).increment()

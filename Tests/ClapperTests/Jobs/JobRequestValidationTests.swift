@@ -6,11 +6,11 @@ import Testing
 @Suite struct JobRequestValidationTests {
     let catalog = ModelCatalog.default
 
-    func parse(_ json: String) throws(JobValidationError) -> CreateJobRequest {
+    func parse(_ json: String) throws(ClapperError) -> CreateJobRequest {
         try CreateJobRequest.parse(Array(json.utf8), catalog: catalog)
     }
 
-    func error(_ json: String) -> JobValidationError? {
+    func error(_ json: String) -> ClapperError? {
         do {
             _ = try parse(json)
             return nil
@@ -99,8 +99,8 @@ import Testing
     ] as [(String, String, Int, String?)])
     func rejected(body: String, code: String, status: Int, field: String?) {
         let e = error(body)
-        #expect(e?.code == code, "\(body)")
-        #expect(e?.status == status, "\(body)")
+        #expect(e?.code.description == code, "\(body)")
+        #expect(e.map { Int(ErrorMiddleware<ClapperRequestContext>.status(for: $0.code).code) } == status, "\(body)")
         #expect(e?.field == field, "\(body)")
         if let field { #expect(e?.message.contains(field) == true, "\(e?.message ?? "")") }
     }
@@ -120,7 +120,7 @@ import Testing
         #expect(try parse(#"{"prompt":"p","metadata":\#(fits)}"#).metadata == fits)
         let over = #"{"k":"\#(String(repeating: "x", count: 4089))"}"#
         let e = error(#"{"prompt":"p","metadata":\#(over)}"#)
-        #expect(e?.code == "validation_failed" && e?.field == "metadata" && e?.status == 422)
+        #expect(e?.code == .validationFailed && e?.field == "metadata" && e.map { ErrorMiddleware<ClapperRequestContext>.status(for: $0.code).code } == 422)
         // Unknown keys inside metadata are the client's business.
         #expect(try parse(#"{"prompt":"p","metadata":{"anything":{"goes":true}}}"#).metadata == #"{"anything":{"goes":true}}"#)
     }
@@ -137,7 +137,7 @@ import Testing
             _ = try CreateJobRequest.parse(Array(#"{"prompt":"p","durationSeconds":5,"feature":{"audio":true,"audioTier":"short"}}"#.utf8), catalog: catalog)
             Issue.record("5 s should exceed the audio model")
         } catch {
-            #expect(error.field == "durationSeconds" && error.message.contains("audio") && error.status == 422)
+            #expect(error.field == "durationSeconds" && error.message.contains("audio") && error.code == .validationFailed)
         }
         #expect(catalog.allowedDurations(audioTier: "short") == [1, 2, 3, 4])
         #expect(catalog.allowedDurations(audioTier: nil) == Array(1...10))
@@ -151,7 +151,7 @@ import Testing
     @Test func longUnknownFieldNamesAreCut() {
         let name = String(repeating: "k", count: 5000)
         let e = error(#"{"prompt":"p","\#(name)":1}"#)
-        #expect(e?.code == "unknown_field" && (e?.message.count ?? 0) < 200)
+        #expect(e?.code == .unknownField && (e?.message.count ?? 0) < 200)
     }
 
     @Test func makeJob() throws {
