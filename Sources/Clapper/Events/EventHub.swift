@@ -152,11 +152,12 @@ public final class EventHub: Service, Sendable {
             case .subscribed:
                 // Until a change is seen, "now" on Redis's clock is the last-seen point: a catch-up
                 // then reads back only the slack before it, not every stream's whole history.
-                let now = try? await redis.send("TIME").array?.first?.integer
+                // A reply out of range (not a real clock) is ignored, never trapped on.
+                let seconds = (try? await redis.send("TIME").array?.first?.integer).flatMap { UInt64(exactly: $0) }
                 state.withLock { state in
                     state.subscribed = true
-                    if state.lastSeen == nil, let now {
-                        state.lastSeen = StreamID(milliseconds: UInt64(now) * 1000, sequence: 0)
+                    if state.lastSeen == nil, let seconds, seconds <= UInt64.max / 1000 {
+                        state.lastSeen = StreamID(milliseconds: seconds * 1000, sequence: 0)
                     }
                 }
                 await catchUp(reason: "subscribed")
