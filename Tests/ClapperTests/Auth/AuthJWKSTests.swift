@@ -78,10 +78,11 @@ struct AuthJWKSTests {
         let idp = try TestIdentityProvider()
         let forger = try TestIdentityProvider()
         try await withJWKSServer(try idp.jwks()) { jwksURL in
-            try await withStack({
+            try await withGateway(GatewayOptions(configure: {
                 $0.authJWKSURL = jwksURL
                 $0.authAudience = "clapper"
-            }) { gateway, _, _ in
+            })) { stack in
+                let gateway = stack.gateway
                 for (alg, kid) in [("RS256", "rsa-1"), ("ES256", "ec-1"), ("EdDSA", "ed-1"), ("ES256", nil)] {
                     let token = try idp.token(alg: alg, kid: kid, audience: "clapper")
                     let listed = try await gateway.send(.GET, "/v1/jobs", token: token)

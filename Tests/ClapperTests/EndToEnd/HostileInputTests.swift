@@ -40,7 +40,8 @@ struct HostileInputTests {
     @Test(.timeLimit(.minutes(1)))
     func hostileWebhookTimestampsAre401AndTheGatewayLives() async throws {
         let setup = SimSetup()
-        try await withStack(sim: setup) { gateway, sim, _ in
+        try await withGateway(.sim(setup)) { stack in
+            let gateway = stack.gateway, sim = stack.sim
             let held = try await WebhookTests().heldVideoJob(gateway, sim)
             let before = try await gateway.job(held.jobID, token: alice)
             let now = Int(Date().timeIntervalSince1970)
@@ -67,10 +68,11 @@ struct HostileInputTests {
     /// reconciler sends it again and the job completes.
     @Test(.timeLimit(.minutes(1)))
     func aRetryAfterOf1e300IsRateLimitedAndSentAgainLater() async throws {
-        try await withStack({
+        try await withGateway(GatewayOptions(configure: {
             $0.reconcileInterval = .milliseconds(50)
             $0.reconcilePolicy = ReconcilePolicy(submitGraceSeconds: 1)
-        }) { gateway, sim, redis in
+        })) { stack in
+            let gateway = stack.gateway, sim = stack.sim, redis = stack.server
             let marker = "retry-after-\(UUID())"
             try await sim.addFaultRule(FalSimFaultRule(promptContains: marker, faults: ["submit-429", "retry-after=1e300"], times: 1))
             let created = try await gateway.send(.POST, "/v1/jobs", token: alice, body: jobBody(marker, audio: false))
@@ -86,7 +88,8 @@ struct HostileInputTests {
 
     @Test(.timeLimit(.minutes(1)))
     func hostileQueryNumbersAre400() async throws {
-        try await withStack { gateway, _, _ in
+        try await withGateway { stack in
+            let gateway = stack.gateway
             for limit in ["1e3", "１２", "99999999999999999999", "nan", "inf", "-1", "0", "101", "", "1.0", "0x10"] {
                 let reply = try await gateway.send(.GET, "/v1/jobs?limit=\(Self.query(limit))", token: alice)
                 #expect(reply.status == 400 && reply.errorCode == "invalid_limit", "limit=\(limit): \(reply.status)")
@@ -117,7 +120,8 @@ struct HostileInputTests {
 
     @Test(.timeLimit(.minutes(1)))
     func hostileNumbersInAJobBodyAreRefused() async throws {
-        try await withStack { gateway, _, _ in
+        try await withGateway { stack in
+            let gateway = stack.gateway
             let cases: [(String, Int)] = [
                 (#"{"prompt":"p","durationSeconds":1e300}"#, 400), (#"{"prompt":"p","durationSeconds":-1e300}"#, 400),
                 (#"{"prompt":"p","durationSeconds":99999999999999999999}"#, 422), (#"{"prompt":"p","durationSeconds":1e400}"#, 400),
@@ -135,7 +139,8 @@ struct HostileInputTests {
     /// JWT claims are JSON numbers: huge, negative or unrepresentable ones are judged, never trapped on.
     @Test(.timeLimit(.minutes(1)))
     func hostileJWTClaimNumbers() async throws {
-        try await withStack { gateway, _, _ in
+        try await withGateway { stack in
+            let gateway = stack.gateway
             let far = #"{"sub":"jwt-user","exp":1e300}"#
             #expect(try await gateway.send(.GET, "/v1/jobs", token: Self.jwt(far)).status == 200, "exp 1e300 is a valid (far) expiry")
             for claims in [
@@ -153,7 +158,8 @@ struct HostileInputTests {
     /// Redis is outside too: a sorted-set score no Clapper wrote (`inf`, `1e300`) is skipped.
     @Test(.timeLimit(.minutes(1)))
     func hostileRedisScoresAreSkipped() async throws {
-        try await withStack { gateway, _, redis in
+        try await withGateway { stack in
+            let gateway = stack.gateway, redis = stack.server
             let client = RedisClient(configuration: RedisConfiguration(url: redis.url))
             defer { Task { await client.shutdown() } }
             let user = "scores-\(UUID())"
@@ -174,7 +180,8 @@ struct HostileInputTests {
 
     @Test(.timeLimit(.minutes(1)))
     func textLimitsCountCodePointsAndBytes() async throws {
-        try await withStack { gateway, _, _ in
+        try await withGateway { stack in
+            let gateway = stack.gateway
             func create(prompt: String, negative: String? = nil, key: String? = nil) async throws -> Gateway.Reply {
                 var object: [String: Any] = ["prompt": prompt, "durationSeconds": 2]
                 if let negative { object["video"] = ["negativePrompt": negative] }

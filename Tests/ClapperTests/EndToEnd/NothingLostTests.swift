@@ -19,11 +19,12 @@ struct NothingLostTests {
     @Test(.timeLimit(.minutes(1)))
     func aLateSuccessAfterAnUnknownSubmitOutcomeIsDelivered() async throws {
         let sim = ReconcileSetup.sim(faults: ["submit-stall", "hold-webhook"]) { $0.stallDuration = .seconds(20) }
-        try await withReconcileStack(sim: sim, {
+        try await withGateway(GatewayOptions(fal: .sim(sim), configure: {
             ReconcileSetup.on(&$0)
             $0.modelCatalogJSON = ReconcileSetup.catalogJSON(videoTimeoutSeconds: 3)
             $0.falSubmitTimeout = .milliseconds(500)
-        }) { gateway, sim, redis in
+        })) { stack in
+            let gateway = stack.gateway, sim = stack.sim, redis = stack.server
             let marker = "late-\(UUID())"
             let created = try await gateway.send(.POST, "/v1/jobs", token: alice, body: jobBody(marker, audio: false))
             let id = try #require(created.json["jobId"] as? String)
@@ -51,7 +52,8 @@ struct NothingLostTests {
     func aWebhookForAnotherAttemptChangesNothing() async throws {
         let configuration = ReconcileSetup.sim(faults: ["hold-webhook"])
         let sender = WebhookSender(key: try #require(configuration.signingKey), userID: configuration.userID)
-        try await withReconcileStack(sim: configuration, { ReconcileSetup.off(&$0) }) { gateway, sim, redis in
+        try await withGateway(GatewayOptions(fal: .sim(configuration), configure: { ReconcileSetup.off(&$0) })) { stack in
+            let gateway = stack.gateway, sim = stack.sim, redis = stack.server
             let marker = "attempt-\(UUID())"
             let created = try await gateway.send(.POST, "/v1/jobs", token: alice, body: jobBody(marker, audio: false))
             let id = try #require(created.json["jobId"] as? String)
@@ -118,30 +120,29 @@ struct NothingLostTests {
         let server = try await RedisServer.start(extraArguments: ["--appendonly", "yes", "--appendfsync", "always"])
         defer { server.stop() }
         let sim = ReconcileSetup.sim(faults: ["submit-stall", "drop-webhook"]) { $0.stallDuration = .milliseconds(1500) }
-        try await withFalSim(configuration: sim) { sim in
-            try await withGateway(redis: server, sim: sim, {
-                ReconcileSetup.on(&$0)
-                $0.modelCatalogJSON = ReconcileSetup.catalogJSON(videoTimeoutSeconds: 30)
-                $0.falSubmitTimeout = .seconds(10)
-            }) { gateway in
-                let marker = "restart-\(UUID())"
-                let post = Task { try await gateway.send(.POST, "/v1/jobs", token: alice, body: jobBody(marker, audio: false)) }
-                var record: FalSimRequestRecord?
-                while record == nil {
-                    record = await sim.requests().first { $0.input.contains(marker) }
-                    if record == nil { try await Task.sleep(for: .milliseconds(10)) }
-                }
-                server.stop()
-                // fal answers while Redis is away; the POST ends one way or another.
-                _ = try? await post.value
-                try await server.restart()
-                let webhook = try #require(record?.webhookURL)
-                let id = try #require(webhook.components(separatedBy: "/v1/webhooks/fal/").last?.split(separator: "/").first.map(String.init))
-                let done = try await waitForJob(id, gateway: gateway, redis: server, token: alice, until: isFinished)
-                #expect(done["status"] as? String == "completed")
-                #expect(done["videoRequestId"] as? String == record?.id || done["videoRequestId"] == nil)
-                #expect(await sim.requests().filter { $0.input.contains(marker) }.count == 1)
+        try await withGateway(GatewayOptions(redis: .given(server), fal: .sim(sim), configure: {
+            ReconcileSetup.on(&$0)
+            $0.modelCatalogJSON = ReconcileSetup.catalogJSON(videoTimeoutSeconds: 30)
+            $0.falSubmitTimeout = .seconds(10)
+        })) { stack in
+            let gateway = stack.gateway, sim = stack.sim
+            let marker = "restart-\(UUID())"
+            let post = Task { try await gateway.send(.POST, "/v1/jobs", token: alice, body: jobBody(marker, audio: false)) }
+            var record: FalSimRequestRecord?
+            while record == nil {
+                record = await sim.requests().first { $0.input.contains(marker) }
+                if record == nil { try await Task.sleep(for: .milliseconds(10)) }
             }
+            server.stop()
+            // fal answers while Redis is away; the POST ends one way or another.
+            _ = try? await post.value
+            try await server.restart()
+            let webhook = try #require(record?.webhookURL)
+            let id = try #require(webhook.components(separatedBy: "/v1/webhooks/fal/").last?.split(separator: "/").first.map(String.init))
+            let done = try await waitForJob(id, gateway: gateway, redis: server, token: alice, until: isFinished)
+            #expect(done["status"] as? String == "completed")
+            #expect(done["videoRequestId"] as? String == record?.id || done["videoRequestId"] == nil)
+            #expect(await sim.requests().filter { $0.input.contains(marker) }.count == 1)
         }
     }
 
@@ -150,13 +151,14 @@ struct NothingLostTests {
     /// without a try, because its clock starts at the video's completion.
     @Test(.timeLimit(.minutes(1)))
     func anAfterVideoAudioGetsItsOwnClock() async throws {
-        try await withReconcileStack(sim: ReconcileSetup.sim(), {
+        try await withGateway(GatewayOptions(fal: .sim(ReconcileSetup.sim()), configure: {
             ReconcileSetup.on(&$0)
             // The video is only checked at fal after 30 s: its (delayed) webhook completes it.
             // The audio model's whole timeout (5 s) passes before the video completes (6 s); fal's
             // client retries of the 429s take up to 1.75 s and the resend comes 1 s later.
             $0.modelCatalogJSON = ReconcileSetup.catalogJSON(audioTimeoutSeconds: 5, videoExpectedSeconds: 30)
-        }) { gateway, sim, redis in
+        })) { stack in
+            let gateway = stack.gateway, sim = stack.sim, redis = stack.server
             let marker = "clock-\(UUID())"
             let catalog = ModelCatalog.default
             let audioModel = try #require(catalog.audioTiers["synced"]?.id)

@@ -9,37 +9,26 @@ import TestSupport
 struct EventsFanOutTests {
     @Test(.timeLimit(.minutes(1)))
     func aChangeReachesSubscribersOfAnotherInstance() async throws {
-        try await withRedisServer { server in
-            let configuration = testConfiguration(redis: server)
-            let appA = try await buildApplication(configuration)
-            let appB = try await buildApplication(configuration)
-            try await appA.test(.live) { clientA in
-                try await appB.test(.live) { clientB in
-                    let redis = RedisClient(configuration: configuration.redis)
-                    let http = makeHTTPClient()
-                    let jobs = TestJobs(redis: redis, configuration: configuration)
-                    let job = uniqueID()
-                    try await jobs.create(job, user: "kim")
-                    let onA = try await SSEReader(client: http, port: try #require(clientA.port), path: jobs.jobPath(job, user: "kim"))
-                    let onB = try await SSEReader(client: http, port: try #require(clientB.port), path: jobs.jobPath(job, user: "kim"))
-                    #expect(try await onA.nextEvent()?.event == "snapshot")
-                    #expect(try await onB.nextEvent()?.event == "snapshot")
-                    let id = try await jobs.write(job, user: "kim", from: 1, status: "running")
-                    for stream in [onA, onB] {
-                        let event = try #require(try await stream.nextEvent())
-                        #expect(event.id == id)
-                        #expect(event.view?.version == 2)
-                    }
-                    try await http.shutdown()
-                    await redis.shutdown()
-                }
+        try await withGateway(GatewayOptions(fal: .none, gateways: 2)) { stack in
+            let http = stack.http, jobs = stack.jobs
+            let job = uniqueID()
+            try await jobs.create(job, user: "kim")
+            let onA = try await SSEReader(client: http, port: stack.gateways[0].port, path: jobs.jobPath(job, user: "kim"))
+            let onB = try await SSEReader(client: http, port: stack.gateways[1].port, path: jobs.jobPath(job, user: "kim"))
+            #expect(try await onA.nextEvent()?.event == "snapshot")
+            #expect(try await onB.nextEvent()?.event == "snapshot")
+            let id = try await jobs.write(job, user: "kim", from: 1, status: "running")
+            for stream in [onA, onB] {
+                let event = try #require(try await stream.nextEvent())
+                #expect(event.id == id)
+                #expect(event.view?.version == 2)
             }
         }
     }
 
     @Test(.timeLimit(.minutes(1)))
     func aSlowConsumerIsDroppedWhileOthersKeepUpAndLosesNothingOnReconnect() async throws {
-        try await withEventsGateway({ $0.eventsMaxLength = 5000 }) { context in
+        try await withGateway(.noFal({ $0.eventsMaxLength = 5000 })) { context in
             let job = uniqueID()
             let hub = context.hub
             try await context.jobs.create(job, user: "lena")
@@ -103,14 +92,15 @@ struct EventsFanOutTests {
             let jobs = TestJobs(redis: redis, configuration: configuration)
             let job = uniqueID()
             try await jobs.create(job, user: "mia")
-            let elapsed = try await withRunningGateway(configuration) { gateway in
+            let elapsed = try await withGateway(GatewayOptions(redis: .given(server), fal: .none)) { stack in
+                let gateway = stack.gateway, group = try #require(stack.gateway.group)
                 let http = makeHTTPClient()
                 let stream = try await SSEReader(client: http, port: gateway.port, path: jobs.jobPath(job, user: "mia"))
                 let user = try await SSEReader(client: http, port: gateway.port, path: jobs.userPath("mia"))
                 #expect(try await stream.nextEvent()?.event == "snapshot")
                 #expect(try await user.next()?.retry == EventsController.retryMilliseconds)
                 let start = ContinuousClock.now
-                await gateway.group.triggerGracefulShutdown()
+                await group.triggerGracefulShutdown()
                 for reader in [stream, user] {
                     var last: SSEFrame?
                     while let frame = try await reader.next() { last = frame }
@@ -128,7 +118,7 @@ struct EventsFanOutTests {
 
     @Test(.timeLimit(.minutes(1)))
     func aThousandStreamsOpenedAndClosedLeaveNothingBehind() async throws {
-        try await withEventsGateway { context in
+        try await withGateway(.noFal()) { context in
             let job = uniqueID()
             let hub = context.hub
             try await context.jobs.create(job, user: "nora")
@@ -166,7 +156,7 @@ struct EventsFanOutTests {
 
     @Test(.timeLimit(.minutes(1)))
     func changesMadeWhileTheSubscriptionIsDownAreCaughtUp() async throws {
-        try await withEventsGateway { context in
+        try await withGateway(.noFal()) { context in
             let job = uniqueID()
             let hub = context.hub
             try await context.jobs.create(job, user: "otto")

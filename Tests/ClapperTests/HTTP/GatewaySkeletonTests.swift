@@ -10,96 +10,84 @@ import TestSupport
 @Suite("Gateway skeleton: health, errors, request ids, metrics")
 struct GatewaySkeletonTests {
     @Test func healthzAnswersAndRequestIDsRoundTrip() async throws {
-        try await withRedisServer { server in
-            let app = try await buildApplication(testConfiguration(redis: server))
-            try await app.test(.live) { client in
-                try await client.execute(uri: "/healthz", method: .get, headers: [HTTPField.Name("X-Request-Id")!: "abc-123"]) { response in
-                    #expect(response.status == .ok)
-                    #expect(response.headers[HTTPField.Name("X-Request-Id")!] == "abc-123")
-                }
-                try await client.execute(uri: "/healthz", method: .get) { response in
-                    let id = response.headers[HTTPField.Name("X-Request-Id")!]
-                    #expect(id?.count == 32)
-                }
+        try await withRouterClient { client, _ in
+            try await client.execute(uri: "/healthz", method: .get, headers: [HTTPField.Name("X-Request-Id")!: "abc-123"]) { response in
+                #expect(response.status == .ok)
+                #expect(response.headers[HTTPField.Name("X-Request-Id")!] == "abc-123")
+            }
+            try await client.execute(uri: "/healthz", method: .get) { response in
+                let id = response.headers[HTTPField.Name("X-Request-Id")!]
+                #expect(id?.count == 32)
             }
         }
     }
 
     @Test(.timeLimit(.minutes(1)))
     func readyzFollowsRedisInTheSameProcess() async throws {
-        try await withRedisServer { server in
-            // A long command timeout: only the ready deadline can make /readyz answer in time.
-            let app = try await buildApplication(testConfiguration(redis: server) {
-                $0.redis.commandTimeout = .seconds(10)
-                $0.readyTimeout = .milliseconds(500)
-            })
-            try await app.test(.live) { client in
-                try await client.execute(uri: "/readyz", method: .get) { response in
-                    #expect(response.status == .ok)
-                }
-                server.stop()
-                let start = ContinuousClock.now
-                try await client.execute(uri: "/readyz", method: .get) { response in
-                    #expect(response.status == .serviceUnavailable)
-                    #expect(client.errorCode(response) == "not_ready")
-                }
-                // Bounds far above the deadline (these machines are noisy) and far below a hang.
-                #expect(ContinuousClock.now - start < .seconds(5))
-                try await server.restart()
-                try await client.execute(uri: "/readyz", method: .get) { response in
-                    #expect(response.status == .ok)
-                }
-                // A Redis that hangs (SIGSTOP) still gets an answer at the ready deadline.
-                kill(server.pid, SIGSTOP)
-                let hung = ContinuousClock.now
-                try await client.execute(uri: "/readyz", method: .get) { response in
-                    #expect(response.status == .serviceUnavailable)
-                }
-                #expect(ContinuousClock.now - hung < .seconds(5))
-                kill(server.pid, SIGCONT)
-                try await client.execute(uri: "/readyz", method: .get) { response in
-                    #expect(response.status == .ok)
-                }
+        // A long command timeout: only the ready deadline can make /readyz answer in time.
+        try await withRouterClient({
+            $0.redis.commandTimeout = .seconds(10)
+            $0.readyTimeout = .milliseconds(500)
+        }) { client, server in
+            try await client.execute(uri: "/readyz", method: .get) { response in
+                #expect(response.status == .ok)
+            }
+            server.stop()
+            let start = ContinuousClock.now
+            try await client.execute(uri: "/readyz", method: .get) { response in
+                #expect(response.status == .serviceUnavailable)
+                #expect(client.errorCode(response) == "not_ready")
+            }
+            // Bounds far above the deadline (these machines are noisy) and far below a hang.
+            #expect(ContinuousClock.now - start < .seconds(5))
+            try await server.restart()
+            try await client.execute(uri: "/readyz", method: .get) { response in
+                #expect(response.status == .ok)
+            }
+            // A Redis that hangs (SIGSTOP) still gets an answer at the ready deadline.
+            kill(server.pid, SIGSTOP)
+            let hung = ContinuousClock.now
+            try await client.execute(uri: "/readyz", method: .get) { response in
+                #expect(response.status == .serviceUnavailable)
+            }
+            #expect(ContinuousClock.now - hung < .seconds(5))
+            kill(server.pid, SIGCONT)
+            try await client.execute(uri: "/readyz", method: .get) { response in
+                #expect(response.status == .ok)
             }
         }
     }
 
     @Test func unknownRoutesWrongMethodsAndBigBodiesGetJSONErrors() async throws {
-        try await withRedisServer { server in
-            let app = try await buildApplication(testConfiguration(redis: server) { $0.maxBodyBytes = 2048 })
-            try await app.test(.live) { client in
-                try await client.execute(uri: "/nope", method: .get) { response in
-                    #expect(response.status == .notFound)
-                    #expect(client.errorCode(response) == "not_found")
-                    #expect(response.headers[.contentType]?.hasPrefix("application/json") == true)
-                }
-                try await client.execute(uri: "/healthz", method: .delete) { response in
-                    #expect(response.status == .methodNotAllowed)
-                    #expect(client.errorCode(response) == "method_not_allowed")
-                    #expect(response.headers[.allow] == "GET")
-                }
-                try await client.execute(uri: "/healthz", method: .post, body: ByteBuffer(repeating: 0x41, count: 4096)) { response in
-                    #expect(response.status == .contentTooLarge)
-                    #expect(client.errorCode(response) == "payload_too_large")
-                }
+        try await withRouterClient({ $0.maxBodyBytes = 2048 }) { client, _ in
+            try await client.execute(uri: "/nope", method: .get) { response in
+                #expect(response.status == .notFound)
+                #expect(client.errorCode(response) == "not_found")
+                #expect(response.headers[.contentType]?.hasPrefix("application/json") == true)
+            }
+            try await client.execute(uri: "/healthz", method: .delete) { response in
+                #expect(response.status == .methodNotAllowed)
+                #expect(client.errorCode(response) == "method_not_allowed")
+                #expect(response.headers[.allow] == "GET")
+            }
+            try await client.execute(uri: "/healthz", method: .post, body: ByteBuffer(repeating: 0x41, count: 4096)) { response in
+                #expect(response.status == .contentTooLarge)
+                #expect(client.errorCode(response) == "payload_too_large")
             }
         }
     }
 
     @Test func metricsExposeRequestsAndThePool() async throws {
-        try await withRedisServer { server in
-            let app = try await buildApplication(testConfiguration(redis: server))
-            try await app.test(.live) { client in
-                try await client.execute(uri: "/readyz", method: .get) { _ in }
-                try await client.execute(uri: "/metrics", method: .get) { response in
-                    #expect(response.status == .ok)
-                    let text = String(buffer: response.body)
-                    #expect(text.contains("hb_requests"))
-                    #expect(text.contains("http_route=\"/readyz\""))
-                    #expect(text.contains("http_server_request_duration"))
-                    #expect(text.contains("clapper_redis_pool_in_use"))
-                    #expect(text.contains("clapper_redis_pool_waiters"))
-                }
+        try await withRouterClient { client, _ in
+            try await client.execute(uri: "/readyz", method: .get) { _ in }
+            try await client.execute(uri: "/metrics", method: .get) { response in
+                #expect(response.status == .ok)
+                let text = String(buffer: response.body)
+                #expect(text.contains("hb_requests"))
+                #expect(text.contains("http_route=\"/readyz\""))
+                #expect(text.contains("http_server_request_duration"))
+                #expect(text.contains("clapper_redis_pool_in_use"))
+                #expect(text.contains("clapper_redis_pool_waiters"))
             }
         }
     }

@@ -54,38 +54,11 @@ extension NIOAsyncChannelInboundStream<ByteBuffer>.AsyncIterator {
     }
 }
 
-/// A live gateway (`app.test(.live)`) whose hooks the test can read: stream counts, PINGs.
-func withHookedGateway(
-    _ customize: @escaping (inout ClapperConfiguration) -> Void,
-    _ body: @escaping @Sendable (EventsContext, BuildHooks) async throws -> Void
-) async throws {
-    try await withRedisServer { server in
-        let configuration = testConfiguration(redis: server, customize)
-        let hooks = BuildHooks()
-        let app = try await buildApplication(configuration, logger: nil, onServerRunning: { _ in }, hooks: hooks)
-        let hub = try #require(hooks.eventHub)
-        try await app.test(.live) { client in
-            guard let port = client.port else { throw TestFailure("no live port") }
-            let redis = RedisClient(configuration: configuration.redis)
-            let http = makeHTTPClient()
-            let context = EventsContext(port: port, jobs: TestJobs(redis: redis, configuration: configuration), http: http, server: server, configuration: configuration, hub: hub)
-            do {
-                try await body(context, hooks)
-            } catch {
-                try? await http.shutdown()
-                await redis.shutdown()
-                throw error
-            }
-            try await http.shutdown()
-            await redis.shutdown()
-        }
-    }
-}
-
 @Suite("Slow and idle clients: header and idle timeouts")
 struct HTTPTimeoutTests {
     static let header: Duration = .milliseconds(300)
-    static let idle: Duration = .milliseconds(1500)
+    /// Far above `header`, so a loaded machine's scheduling delays never let it fire first.
+    static let idle: Duration = .milliseconds(3000)
 
     static func configure(_ configuration: inout ClapperConfiguration) {
         configuration.httpHeaderTimeout = header
@@ -96,7 +69,7 @@ struct HTTPTimeoutTests {
     /// header timeout, though it keeps sending (it never reaches the idle timeout).
     @Test(.timeLimit(.minutes(1)))
     func headersThatNeverEndAreDropped() async throws {
-        try await withHookedGateway(Self.configure) { context, _ in
+        try await withGateway(.noFal(Self.configure)) { context in
             let connection = try await RawConnection.open(port: context.port)
             let start = ContinuousClock.now
             try await connection.run { inbound, outbound in
@@ -120,7 +93,7 @@ struct HTTPTimeoutTests {
     /// On a keep-alive connection each request gets its own header deadline, from its first byte.
     @Test(.timeLimit(.minutes(1)))
     func everyRequestOnAKeepAliveConnectionHasItsOwnDeadline() async throws {
-        try await withHookedGateway(Self.configure) { context, _ in
+        try await withGateway(.noFal(Self.configure)) { context in
             let connection = try await RawConnection.open(port: context.port)
             try await connection.run { inbound, outbound in
                 // Two complete requests, the second after longer than the header timeout: fine.
@@ -144,7 +117,7 @@ struct HTTPTimeoutTests {
     /// header timeout; then it is closed.
     @Test(.timeLimit(.minutes(1)))
     func aSilentConnectionIsClosedAtTheIdleTimeout() async throws {
-        try await withHookedGateway(Self.configure) { context, _ in
+        try await withGateway(.noFal(Self.configure)) { context in
             let connection = try await RawConnection.open(port: context.port)
             let start = ContinuousClock.now
             try await connection.run { inbound, _ in
@@ -160,11 +133,11 @@ struct HTTPTimeoutTests {
     /// delivers the next change.
     @Test(.timeLimit(.minutes(1)))
     func anIdleEventStreamOutlivesTheIdleTimeout() async throws {
-        try await withHookedGateway({
+        try await withGateway(.noFal({
             $0.httpHeaderTimeout = .milliseconds(200)
             $0.httpIdleTimeout = .milliseconds(200)
             $0.sseHeartbeat = .seconds(600)
-        }) { context, _ in
+        })) { context in
             let user = uniqueID("idle-user")
             let stream = try await context.open(context.jobs.userPath(user))
             #expect(stream.status == 200)
@@ -185,7 +158,8 @@ struct StreamCapTests {
     /// affected; closing streams frees their places, round after round (no leak).
     @Test(.timeLimit(.minutes(1)))
     func pastTheCapIs429AndClosedStreamsFreeTheirPlaces() async throws {
-        try await withHookedGateway({ $0.sseMaxStreamsPerUser = 3 }) { context, hooks in
+        try await withGateway(.noFal({ $0.sseMaxStreamsPerUser = 3 })) { context in
+            let hooks = try #require(context.gateway.hooks)
             let limiter = try #require(hooks.streamLimiter)
             let user = uniqueID("capped")
             let job = uniqueID()
@@ -200,7 +174,7 @@ struct StreamCapTests {
                 #expect(streams.map(\.status) == [200, 200, 200], "round \(round)")
                 #expect(limiter.openStreams(userID: user) == 3)
                 for path in [context.jobs.jobPath(job, user: user), context.jobs.userPath(user)] {
-                    let refused = try await Gateway(port: context.port, configuration: context.configuration).send(.GET, path)
+                    let refused = try await context.gateway.send(.GET, path)
                     #expect(refused.status == 429)
                     #expect(refused.errorCode == "too_many_streams")
                     #expect(refused.headers.first(name: "Retry-After") == "\(EventsController.tooManyStreamsRetrySeconds)")
@@ -222,7 +196,8 @@ struct StreamCapTests {
     /// one; after the drop a new stream fits only if the slow one's place came back).
     @Test(.timeLimit(.minutes(1)))
     func aStreamDroppedForFallingBehindFreesItsPlace() async throws {
-        try await withHookedGateway({ $0.sseMaxStreamsPerUser = 2; $0.eventsMaxLength = 5000 }) { context, hooks in
+        try await withGateway(.noFal({ $0.sseMaxStreamsPerUser = 2; $0.eventsMaxLength = 5000 })) { context in
+            let hooks = try #require(context.gateway.hooks)
             let limiter = try #require(hooks.streamLimiter)
             let hub = context.hub
             let user = uniqueID("slow")
@@ -255,7 +230,7 @@ struct StreamCapTests {
             try await eventually("the dropped stream's place") { limiter.openStreams(userID: user) == 1 }
             let again = try await context.open(context.jobs.userPath(user))
             #expect(again.status == 200)
-            let refused = try await Gateway(port: context.port, configuration: context.configuration).send(.GET, context.jobs.userPath(user))
+            let refused = try await context.gateway.send(.GET, context.jobs.userPath(user))
             #expect(refused.status == 429)
             try await context.jobs.write(job, user: user, from: version, status: "completed")
             try await fast.value
@@ -267,25 +242,19 @@ struct StreamCapTests {
     @Test(.timeLimit(.minutes(1)))
     func shutdownReleasesEveryPlace() async throws {
         try await withRedisServer { server in
-            let configuration = testConfiguration(redis: server) { $0.sseMaxStreamsPerUser = 4 }
+            let configuration = testConfiguration(redis: server)
             let redis = RedisClient(configuration: configuration.redis)
             let jobs = TestJobs(redis: redis, configuration: configuration)
             let job = uniqueID()
             let user = uniqueID("leaving")
             try await jobs.create(job, user: user)
-            let hooks = BuildHooks()
-            let (ready, readyContinuation) = AsyncStream.makeStream(of: Int.self)
-            let app = try await buildApplication(configuration, logger: quiet("test.gateway"), onServerRunning: { readyContinuation.yield($0) }, hooks: hooks)
-            let limiter = try #require(hooks.streamLimiter)
-            let group = ServiceGroup(configuration: .init(services: [app], gracefulShutdownSignals: [], logger: quiet("test")))
-            try await withThrowingTaskGroup(of: Void.self) { tasks in
-                tasks.addTask { try await group.run() }
-                var ports = ready.makeAsyncIterator()
-                let port = try #require(await ports.next())
-                let http = makeHTTPClient()
+            let options = GatewayOptions(redis: .given(server), fal: .none, logger: quiet("test.gateway"), configure: { $0.sseMaxStreamsPerUser = 4 })
+            // The limiter is checked after `withGateway` has waited for the gateway to stop.
+            let limiter = try await withGateway(options) { stack in
+                let limiter = try #require(stack.gateway.hooks?.streamLimiter), group = try #require(stack.gateway.group)
                 let streams = [
-                    try await SSEReader(client: http, port: port, path: jobs.jobPath(job, user: user)),
-                    try await SSEReader(client: http, port: port, path: jobs.userPath(user)),
+                    try await stack.open(jobs.jobPath(job, user: user)),
+                    try await stack.open(jobs.userPath(user)),
                 ]
                 #expect(try await streams[0].nextEvent()?.event == "snapshot")
                 #expect(limiter.openStreams(userID: user) == 2)
@@ -293,10 +262,9 @@ struct StreamCapTests {
                 for stream in streams {
                     while try await stream.next() != nil {}
                 }
-                try await tasks.waitForAll()
-                #expect(limiter.totalOpen == 0)
-                try await http.shutdown()
+                return limiter
             }
+            #expect(limiter.totalOpen == 0)
             await redis.shutdown()
         }
     }
@@ -315,7 +283,8 @@ struct ReadinessUnderLoadTests {
     /// 200 concurrent /readyz calls (200 connections) send a handful of PINGs, not 200.
     @Test(.timeLimit(.minutes(1)))
     func twoHundredConcurrentCallsSendAFewPings() async throws {
-        try await withHookedGateway({ _ in }) { context, hooks in
+        try await withGateway(.noFal()) { context in
+            let hooks = try #require(context.gateway.hooks)
             let probe = try #require(hooks.readinessProbe)
             let redis = RedisClient(configuration: context.configuration.redis)
             let gatewayURL = "http://127.0.0.1:\(context.port)/readyz"
@@ -359,9 +328,10 @@ struct ReadinessUnderLoadTests {
     /// so readiness follows Redis at once.
     @Test(.timeLimit(.minutes(1)))
     func aLoneCallerAlwaysAsksRedis() async throws {
-        try await withHookedGateway({ $0.readyTimeout = .milliseconds(500) }) { context, hooks in
+        try await withGateway(.noFal({ $0.readyTimeout = .milliseconds(500) })) { context in
+            let hooks = try #require(context.gateway.hooks)
             let probe = try #require(hooks.readinessProbe)
-            let gateway = Gateway(port: context.port, configuration: context.configuration)
+            let gateway = context.gateway
             let sentBefore = probe.pingsSent
             for _ in 0..<5 {
                 #expect(try await gateway.send(.GET, "/readyz").status == 200)

@@ -12,7 +12,8 @@ struct JobsAPITests {
 
     @Test(.timeLimit(.minutes(1)))
     func aJobWithAudioCompletesWithBothURLsAndRawOutputs() async throws {
-        try await withStack { gateway, sim, redis in
+        try await withGateway { stack in
+            let gateway = stack.gateway, sim = stack.sim, redis = stack.server
             let created = try await gateway.send(.POST, "/v1/jobs", token: alice, body: jobBody("a cat surfing \(UUID())"))
             #expect(created.status == 202)
             let job = created.json
@@ -49,7 +50,8 @@ struct JobsAPITests {
 
     @Test(.timeLimit(.minutes(1)))
     func audioFailsVideoStillCompletes() async throws {
-        try await withStack { gateway, sim, redis in
+        try await withGateway { stack in
+            let gateway = stack.gateway, sim = stack.sim, redis = stack.server
             try await sim.addFaultRule(FalSimFaultRule(model: "cassetteai/sound-effects-generator", faults: ["fail"]))
             let id = try #require(try await gateway.send(.POST, "/v1/jobs", token: alice, body: jobBody("rain \(UUID())")).json["jobId"] as? String)
             let done = try await waitForJob(id, gateway: gateway, redis: redis, token: alice, until: isFinished)
@@ -66,7 +68,8 @@ struct JobsAPITests {
 
     @Test(.timeLimit(.minutes(1)))
     func videoFailureFailsTheJob() async throws {
-        try await withStack { gateway, sim, redis in
+        try await withGateway { stack in
+            let gateway = stack.gateway, sim = stack.sim, redis = stack.server
             let marker = "doomed-\(UUID())"
             try await sim.addFaultRule(FalSimFaultRule(model: "fal-ai/ltx-video-13b-distilled", promptContains: marker, faults: ["fail"]))
             let id = try #require(try await gateway.send(.POST, "/v1/jobs", token: alice, body: jobBody(marker, audio: false)).json["jobId"] as? String)
@@ -79,7 +82,8 @@ struct JobsAPITests {
 
     @Test(.timeLimit(.minutes(1)))
     func syncedAudioRunsAfterTheVideoWithItsURL() async throws {
-        try await withStack { gateway, sim, redis in
+        try await withGateway { stack in
+            let gateway = stack.gateway, sim = stack.sim, redis = stack.server
             let id = try #require(try await gateway.send(.POST, "/v1/jobs", token: alice, body: jobBody("waves \(UUID())", tier: "synced")).json["jobId"] as? String)
             let done = try await waitForJob(id, gateway: gateway, redis: redis, token: alice, until: isFinished)
             #expect(done["status"] as? String == "completed")
@@ -98,7 +102,8 @@ struct JobsAPITests {
 
     @Test(.timeLimit(.minutes(1)))
     func idempotencyKeyRetryMakesOneSubmission() async throws {
-        try await withStack { gateway, sim, _ in
+        try await withGateway { stack in
+            let gateway = stack.gateway, sim = stack.sim
             let body = jobBody("same \(UUID())", audio: false)
             let key = UUID().uuidString
             let first = try await gateway.send(.POST, "/v1/jobs", token: alice, headers: ["Idempotency-Key": key], body: body)
@@ -122,7 +127,8 @@ struct JobsAPITests {
     }
 
     @Test func validationAuthAndOwnership() async throws {
-        try await withStack { gateway, _, _ in
+        try await withGateway { stack in
+            let gateway = stack.gateway
             let noToken = try await gateway.send(.POST, "/v1/jobs", body: jobBody("x"))
             #expect(noToken.status == 401)
             #expect(noToken.errorCode == "unauthorized")
@@ -160,7 +166,8 @@ struct JobsAPITests {
             setup.runDelay = .seconds(30)
             return setup
         }()
-        try await withStack(sim: setup) { gateway, sim, _ in
+        try await withGateway(.sim(setup)) { stack in
+            let gateway = stack.gateway, sim = stack.sim
             _ = try await gateway.send(.POST, "/v1/jobs", token: alice, body: jobBody("blocker \(UUID())", audio: false))
             let id = try #require(try await gateway.send(.POST, "/v1/jobs", token: alice, body: jobBody("waiting \(UUID())", audio: false)).json["jobId"] as? String)
             let requestID = try #require(try await gateway.job(id, token: alice)["videoRequestId"] as? String)
@@ -181,7 +188,8 @@ struct JobsAPITests {
 
     @Test(.timeLimit(.minutes(1)))
     func finishedJobsExpireAndLeaveTheRequestIndex() async throws {
-        try await withStack({ $0.jobRetention = .seconds(2 * 24 * 3600) }) { gateway, sim, redis in
+        try await withGateway(GatewayOptions(configure: { $0.jobRetention = .seconds(2 * 24 * 3600) })) { stack in
+            let gateway = stack.gateway, sim = stack.sim, redis = stack.server
             let marker = "ttl-\(UUID())"
             try await sim.addFaultRule(FalSimFaultRule(model: "cassetteai/sound-effects-generator", promptContains: marker, faults: ["drop-webhook"]))
             let id = try #require(try await gateway.send(.POST, "/v1/jobs", token: alice, body: jobBody(marker)).json["jobId"] as? String)
@@ -208,10 +216,11 @@ struct JobsAPITests {
     /// fal, so the task goes back to "not started" and the reconciler sends it again later.
     @Test(.timeLimit(.minutes(1)))
     func aSubmitThatNeverReachedFalIsSentAgainLater() async throws {
-        try await withStack({
+        try await withGateway(GatewayOptions(configure: {
             $0.reconcileInterval = .milliseconds(50)
             $0.reconcilePolicy = ReconcilePolicy(submitGraceSeconds: 1)
-        }) { gateway, sim, redis in
+        })) { stack in
+            let gateway = stack.gateway, sim = stack.sim, redis = stack.server
             let marker = "limited-\(UUID())"
             try await sim.addFaultRule(FalSimFaultRule(promptContains: marker, faults: ["submit-429"], times: 4))
             let created = try await gateway.send(.POST, "/v1/jobs", token: alice, body: jobBody(marker, audio: false))
@@ -226,7 +235,8 @@ struct JobsAPITests {
     }
 
     @Test func listingIsNewestFirstWithACursor() async throws {
-        try await withStack { gateway, _, _ in
+        try await withGateway { stack in
+            let gateway = stack.gateway
             let user = TestUsers.token("lister-\(UUID())")
             var ids: [String] = []
             for index in 0..<5 {

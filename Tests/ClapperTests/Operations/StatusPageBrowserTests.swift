@@ -16,7 +16,8 @@ struct StatusPageBrowserTests {
         let chromium = try #require(chromiumExecutable())
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("clapper-status-page-\(UUID().uuidString.prefix(8))")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
-        try await withStack({ $0.devMode = true }) { gateway, sim, _ in
+        try await withGateway(GatewayOptions(configure: { $0.devMode = true })) { stack in
+            let gateway = stack.gateway, sim = stack.sim
             if audioFails {
                 try await sim.addFaultRule(FalSimFaultRule(model: "cassetteai/sound-effects-generator", faults: ["fail"]))
             }

@@ -9,22 +9,22 @@ import TestSupport
 @Suite("Status page, CORS, and events of real jobs")
 struct StatusPageTests {
     @Test func thePageAndItsAssetsAreServed() async throws {
-        try await withEventsGateway { context in
+        try await withRouterClient { client, _ in
             for (path, type, needle) in [("/", "text/html", "create-job"), ("/status.js", "text/javascript", "EventSource"), ("/status.css", "text/css", ".job-card")] {
-                let reply = try await get(context, path)
+                let reply = try await client.send(.GET, path)
                 #expect(reply.status == 200, "\(path)")
-                #expect(reply.headers["content-type"]?.hasPrefix(type) == true, "\(path)")
-                #expect(reply.headers["content-security-policy"]?.contains("script-src 'self'") == true)
+                #expect(reply.headers.first(name: "content-type")?.hasPrefix(type) == true, "\(path)")
+                #expect(reply.headers.first(name: "content-security-policy")?.contains("script-src 'self'") == true)
                 #expect(reply.text.contains(needle), "\(path)")
             }
             // The script never writes server data as HTML.
-            let script = try await get(context, "/status.js").text
+            let script = try await client.send(.GET, "/status.js").text
             #expect(!script.contains("innerHTML") && !script.contains("outerHTML") && !script.contains("insertAdjacentHTML") && !script.contains("document.write"))
         }
     }
 
     @Test func corsAnswersPreflightsAndExposesLastEventID() async throws {
-        try await withEventsGateway({ $0.corsOrigins = ["https://app.example"] }) { context in
+        try await withGateway(.noFal({ $0.corsOrigins = ["https://app.example"] })) { context in
             let job = uniqueID()
             try await context.jobs.create(job, user: "rita")
             let preflight = try await send(context, "/v1/jobs/\(job)/events", method: .OPTIONS, headers: [
@@ -53,7 +53,8 @@ struct StatusPageTests {
     /// POST /v1/jobs on the whole stack (fal-sim), then its `eventsUrl` until `done`.
     @Test(.timeLimit(.minutes(1)))
     func aCreatedJobStreamsToDoneWithBothPlayersURLs() async throws {
-        try await withStack { gateway, _, _ in
+        try await withGateway { stack in
+            let gateway = stack.gateway
             let prompt = "a lighthouse\nin fog\r\u{2028}at night \(UUID())"
             print("e2e: gateway up on \(gateway.port)")
             let created = try await gateway.send(.POST, "/v1/jobs", token: TestUsers.token("sam"), body: jobBody(prompt))
@@ -94,11 +95,7 @@ struct StatusPageTests {
         let text: String
     }
 
-    func get(_ context: EventsContext, _ path: String) async throws -> Reply {
-        try await send(context, path)
-    }
-
-    func send(_ context: EventsContext, _ path: String, method: HTTPMethod = .GET, headers: [String: String] = [:]) async throws -> Reply {
+    func send(_ context: TestStack, _ path: String, method: HTTPMethod = .GET, headers: [String: String] = [:]) async throws -> Reply {
         var request = HTTPClientRequest(url: "http://127.0.0.1:\(context.port)\(path)")
         request.method = method
         for (name, value) in headers { request.headers.add(name: name, value: value) }

@@ -13,7 +13,8 @@ struct AdminAPITests {
     /// The request index answers "which job is this fal request?" while the task runs.
     @Test(.timeLimit(.minutes(1)))
     func aFalRequestIDLeadsToItsJobAndTaskWhileInFlight() async throws {
-        try await withReconcileStack(sim: ReconcileSetup.sim(faults: ["drop-webhook"]), ReconcileSetup.off) { gateway, _, _ in
+        try await withGateway(GatewayOptions(fal: .sim(ReconcileSetup.sim(faults: ["drop-webhook"])), configure: ReconcileSetup.off)) { stack in
+            let gateway = stack.gateway
             let user = TestUsers.token("lookup-\(UUID())")
             let jobID = try #require(try await gateway.send(.POST, "/v1/jobs", token: user, body: jobBody("lookup \(UUID())")).json["jobId"] as? String)
             let job = try await gateway.job(jobID, token: user)
@@ -28,34 +29,34 @@ struct AdminAPITests {
 
     @Test(.timeLimit(.minutes(1)))
     func adminRoutesTakeOnlyTheAdminTokenAndTheAdminTokenOpensNoUserRoute() async throws {
-        try await withReconcileStack(sim: ReconcileSetup.sim(), ReconcileSetup.off) { gateway, _, _ in
+        try await withRouterClient(ReconcileSetup.off) { client, _ in
             let user = TestUsers.token("someone-\(UUID())")
             let reconcileBody = Array(#"{"jobIds":["x"],"dryRun":true}"#.utf8)
             for (method, path, body) in [(HTTPMethod.GET, "/v1/admin/jobs", nil), (.POST, "/v1/admin/reconcile", reconcileBody), (.POST, "/v1/admin/jobs/x/retry", nil), (.GET, "/v1/admin/requests/x", nil)] as [(HTTPMethod, String, [UInt8]?)] {
-                let none = try await gateway.send(method, path, body: body)
+                let none = try await client.send(method, path, body: body)
                 #expect(none.status == 401, "\(path) without a token")
                 #expect(none.errorCode == "unauthorized")
-                let asUser = try await gateway.send(method, path, token: user, body: body)
+                let asUser = try await client.send(method, path, token: user, body: body)
                 #expect(asUser.status == 401, "\(path) with a user token")
-                let wrong = try await gateway.send(method, path, token: "not-the-admin-token", body: body)
+                let wrong = try await client.send(method, path, token: "not-the-admin-token", body: body)
                 #expect(wrong.status == 401, "\(path) with a wrong token")
             }
-            #expect(try await gateway.send(.GET, "/v1/jobs", token: admin).status == 401)
-            #expect(try await gateway.send(.POST, "/v1/jobs", token: admin, body: jobBody("x")).status == 401)
-            #expect(try await gateway.send(.GET, "/v1/admin/jobs", token: admin).status == 200)
+            #expect(try await client.send(.GET, "/v1/jobs", token: admin).status == 401)
+            #expect(try await client.send(.POST, "/v1/jobs", token: admin, body: jobBody("x")).status == 401)
+            #expect(try await client.send(.GET, "/v1/admin/jobs", token: admin).status == 200)
 
             // Bodies: unknown fields, both or neither selector, wrong types.
-            let unknown = try await gateway.send(.POST, "/v1/admin/reconcile", token: admin, body: Array(#"{"jobIds":["x"],"dryrun":true}"#.utf8))
+            let unknown = try await client.send(.POST, "/v1/admin/reconcile", token: admin, body: Array(#"{"jobIds":["x"],"dryrun":true}"#.utf8))
             #expect(unknown.status == 422)
             #expect(unknown.errorCode == "unknown_field")
-            let both = try await gateway.send(.POST, "/v1/admin/reconcile", token: admin, body: Array(#"{"jobIds":["x"],"olderThanSeconds":1}"#.utf8))
+            let both = try await client.send(.POST, "/v1/admin/reconcile", token: admin, body: Array(#"{"jobIds":["x"],"olderThanSeconds":1}"#.utf8))
             #expect(both.status == 422)
-            #expect(try await gateway.send(.POST, "/v1/admin/reconcile", token: admin, body: Array("{}".utf8)).status == 422)
-            #expect(try await gateway.send(.POST, "/v1/admin/reconcile", token: admin, body: Array(#"{"jobIds":"x"}"#.utf8)).status == 400)
-            #expect(try await gateway.send(.POST, "/v1/admin/reconcile", token: admin, body: Array("nope".utf8)).status == 400)
-            #expect(try await gateway.send(.GET, "/v1/admin/jobs?limit=0", token: admin).status == 400)
-            #expect(try await gateway.send(.GET, "/v1/admin/jobs?status=weird", token: admin).status == 400)
-            #expect(try await gateway.send(.POST, "/v1/admin/jobs/\(UUID())/retry", token: admin).status == 404)
+            #expect(try await client.send(.POST, "/v1/admin/reconcile", token: admin, body: Array("{}".utf8)).status == 422)
+            #expect(try await client.send(.POST, "/v1/admin/reconcile", token: admin, body: Array(#"{"jobIds":"x"}"#.utf8)).status == 400)
+            #expect(try await client.send(.POST, "/v1/admin/reconcile", token: admin, body: Array("nope".utf8)).status == 400)
+            #expect(try await client.send(.GET, "/v1/admin/jobs?limit=0", token: admin).status == 400)
+            #expect(try await client.send(.GET, "/v1/admin/jobs?status=weird", token: admin).status == 400)
+            #expect(try await client.send(.POST, "/v1/admin/jobs/\(UUID())/retry", token: admin).status == 404)
         }
     }
 
@@ -63,7 +64,8 @@ struct AdminAPITests {
     /// and leaves every job's version unchanged; the real run then applies it.
     @Test(.timeLimit(.minutes(1)))
     func aDryRunChangesNothingAndTheRealRunFixes() async throws {
-        try await withReconcileStack(sim: ReconcileSetup.sim(faults: ["drop-webhook"]), ReconcileSetup.off) { gateway, sim, _ in
+        try await withGateway(GatewayOptions(fal: .sim(ReconcileSetup.sim(faults: ["drop-webhook"])), configure: ReconcileSetup.off)) { stack in
+            let gateway = stack.gateway, sim = stack.sim
             let token = TestUsers.token("dry-\(UUID())")
             let ids = try await createJobs(5, gateway: gateway, token: token) { jobBody("dry \($0) \(UUID())", audio: $0 % 2 == 0) }
             for id in ids {
@@ -121,7 +123,8 @@ struct AdminAPITests {
     /// reconcile submits it, since fal surely never got it.
     @Test(.timeLimit(.minutes(1)))
     func aJobNeverSubmittedIsSubmittedOnce() async throws {
-        try await withReconcileStack(sim: ReconcileSetup.sim(), ReconcileSetup.off) { gateway, sim, server in
+        try await withGateway(GatewayOptions(fal: .sim(ReconcileSetup.sim()), configure: ReconcileSetup.off)) { stack in
+            let gateway = stack.gateway, sim = stack.sim, server = stack.server
             let user = "stranded-\(UUID())"
             let token = TestUsers.token(user)
             let marker = "stranded \(UUID())"
@@ -148,7 +151,8 @@ struct AdminAPITests {
 
     @Test(.timeLimit(.minutes(1)))
     func retryResubmitsAFailedTaskUnderANewRequestAndKeepsTheOldID() async throws {
-        try await withReconcileStack(sim: ReconcileSetup.sim(), ReconcileSetup.off) { gateway, sim, redis in
+        try await withGateway(GatewayOptions(fal: .sim(ReconcileSetup.sim()), configure: ReconcileSetup.off)) { stack in
+            let gateway = stack.gateway, sim = stack.sim, redis = stack.server
             let token = TestUsers.token("retry-\(UUID())")
             let marker = "flaky-\(UUID())"
             try await sim.addFaultRule(FalSimFaultRule(promptContains: marker, faults: ["fail"], times: 1))

@@ -51,7 +51,8 @@ struct ReconcilerTests {
     @Test(.timeLimit(.minutes(2)))
     func droppedWebhooksManyJobsReachGroundTruthThroughTheReconcilerAlone() async throws {
         let count = 200
-        try await withReconcileStack(sim: ReconcileSetup.sim(faults: ["drop-webhook"]), ReconcileSetup.on) { gateway, sim, _ in
+        try await withGateway(GatewayOptions(fal: .sim(ReconcileSetup.sim(faults: ["drop-webhook"])), configure: ReconcileSetup.on)) { stack in
+            let gateway = stack.gateway, sim = stack.sim
             let user = "recon-\(UUID())"
             let token = TestUsers.token(user)
             let doomed = "doomed-\(UUID())"
@@ -96,7 +97,8 @@ struct ReconcilerTests {
 
     @Test(.timeLimit(.minutes(1)))
     func aResultExpiredBeforeReconciliationFailsWithResultExpired() async throws {
-        try await withReconcileStack(sim: ReconcileSetup.sim(faults: ["drop-webhook", "expire-result"]), ReconcileSetup.on) { gateway, sim, redis in
+        try await withGateway(GatewayOptions(fal: .sim(ReconcileSetup.sim(faults: ["drop-webhook", "expire-result"])), configure: ReconcileSetup.on)) { stack in
+            let gateway = stack.gateway, sim = stack.sim, redis = stack.server
             let token = TestUsers.token("expiry-\(UUID())")
             let id = try #require(try await gateway.send(.POST, "/v1/jobs", token: token, body: jobBody("gone \(UUID())", audio: false)).json["jobId"] as? String)
             let done = try await waitForJob(id, gateway: gateway, redis: redis, token: token, until: isFinished)
@@ -116,12 +118,13 @@ struct ReconcilerTests {
             $0.concurrency = 1
             $0.runDelay = .seconds(60)
         }
-        try await withReconcileStack(sim: slowSim, {
+        try await withGateway(GatewayOptions(fal: .sim(slowSim), configure: {
             ReconcileSetup.on(&$0)
             var catalog = try! ModelCatalog.load(json: ReconcileSetup.catalogJSON)
             catalog.video.timeoutSeconds = 1
             $0.modelCatalogJSON = String(decoding: try! JSONEncoder().encode(catalog), as: UTF8.self)
-        }) { gateway, sim, redis in
+        })) { stack in
+            let gateway = stack.gateway, sim = stack.sim, redis = stack.server
             let token = TestUsers.token("slow-\(UUID())")
             let running = try #require(try await gateway.send(.POST, "/v1/jobs", token: token, body: jobBody("slow \(UUID())", audio: false)).json["jobId"] as? String)
             let queued = try #require(try await gateway.send(.POST, "/v1/jobs", token: token, body: jobBody("waiting \(UUID())", audio: false)).json["jobId"] as? String)
@@ -145,7 +148,8 @@ struct ReconcilerTests {
     @Test(.timeLimit(.minutes(2)))
     func twoInstancesShareABacklogWithoutDoubleWork() async throws {
         let count = 60
-        try await withReconcileStack(sim: ReconcileSetup.sim(faults: ["drop-webhook"]), ReconcileSetup.off) { gateway, sim, server in
+        try await withGateway(GatewayOptions(fal: .sim(ReconcileSetup.sim(faults: ["drop-webhook"])), configure: ReconcileSetup.off)) { stack in
+            let gateway = stack.gateway, sim = stack.sim, server = stack.server
             let token = TestUsers.token("backlog-\(UUID())")
             let ids = try await createJobs(count, gateway: gateway, token: token) { jobBody("backlog \($0) \(UUID())", audio: true) }
             var requestIDs: [String] = []
@@ -259,62 +263,4 @@ struct ReconcilerTests {
             }
         }
     }
-}
-
-/// The `clapper` executable as a child process.
-final class ClapperProcess: Sendable {
-    let process: Process
-    private let exited: AsyncStream<Int32>
-
-    /// `.build/debug/clapper`, next to the test bundle (built by `swift build --build-tests`).
-    static func binary() throws -> URL {
-        var candidates = [URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("clapper")]
-        candidates += [Bundle.main.bundleURL.appendingPathComponent("clapper"), Bundle.main.bundleURL.deletingLastPathComponent().appendingPathComponent("clapper")]
-        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
-        candidates.append(root.appendingPathComponent(".build/debug/clapper"))
-        guard let found = candidates.first(where: { FileManager.default.isExecutableFile(atPath: $0.path) }) else {
-            throw ReconcileTestFailure("no clapper executable at \(candidates.map(\.path)); run swift build --build-tests")
-        }
-        return found
-    }
-
-    init(binary: URL, environment: [String: String]) throws {
-        let process = Process()
-        process.executableURL = binary
-        process.arguments = []
-        process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
-        process.standardOutput = FileHandle.nullDevice
-        let (stream, continuation) = AsyncStream.makeStream(of: Int32.self)
-        process.terminationHandler = { continuation.yield($0.terminationStatus); continuation.finish() }
-        self.process = process
-        self.exited = stream
-        try process.run()
-    }
-
-    /// Polls `/readyz` (a child process offers nothing to await) for up to 20 s.
-    func waitUntilReady(port: Int) async throws {
-        let gateway = Gateway(port: port, configuration: ClapperConfiguration())
-        for _ in 0..<400 {
-            guard process.isRunning else { throw ReconcileTestFailure("clapper exited with \(process.terminationStatus)") }
-            if let reply = try? await gateway.send(.GET, "/readyz"), reply.status == 200 { return }
-            try await Task.sleep(for: .milliseconds(50))
-        }
-        throw ReconcileTestFailure("clapper did not become ready")
-    }
-
-    func kill() async {
-        if process.isRunning { Foundation.kill(process.processIdentifier, SIGKILL) }
-        for await _ in exited { break }
-    }
-}
-
-struct ReconcileTestFailure: Error, CustomStringConvertible {
-    let description: String
-    init(_ description: String) { self.description = description }
-}
-
-func quiet(_ label: String) -> Logger {
-    var logger = Logger(label: label)
-    logger.logLevel = .warning
-    return logger
 }

@@ -184,21 +184,6 @@ func uniqueID(_ prefix: String = "job") -> String {
     "\(prefix)-\(UUID().uuidString.prefix(8).lowercased())"
 }
 
-/// A gateway run in a `ServiceGroup` the test controls (to shut it down mid-stream).
-struct RunningGateway: Sendable {
-    let port: Int
-    let group: ServiceGroup
-}
-
-func withRunningGateway<T: Sendable>(_ configuration: ClapperConfiguration, _ body: @Sendable (RunningGateway) async throws -> T) async throws -> T {
-    var logger = Logger(label: "test.gateway")
-    logger.logLevel = .warning
-    guard let result = try await runGateway(configuration, logger: logger, { port, group in try await body(RunningGateway(port: port, group: group)) }) else {
-        throw TestFailure("the gateway did not start")
-    }
-    return result
-}
-
 /// Waits (polling, with a deadline) until `condition` holds.
 func eventually(_ what: String, within limit: Duration = .seconds(10), _ condition: () async throws -> Bool) async throws {
     let deadline = ContinuousClock.now + limit
@@ -241,47 +226,4 @@ func makeHTTPClient() -> HTTPClient {
     var configuration = HTTPClient.Configuration()
     configuration.connectionPool.concurrentHTTP1ConnectionsPerHostSoftLimit = 2000
     return HTTPClient(eventLoopGroup: HTTPClient.defaultEventLoopGroup, configuration: configuration)
-}
-
-/// What a streaming test gets: the live gateway's port, a job writer, a streaming client.
-struct EventsContext: Sendable {
-    let port: Int
-    let jobs: TestJobs
-    let http: HTTPClient
-    let server: RedisServer
-    let configuration: ClapperConfiguration
-    /// The gateway's event hub.
-    let hub: EventHub
-
-    func open(_ path: String, headers: [String: String] = [:]) async throws -> SSEReader {
-        try await SSEReader(client: http, port: port, path: path, headers: headers)
-    }
-}
-
-/// Runs `body` against a live gateway (`app.test(.live)`) on a fresh Redis.
-func withEventsGateway(
-    _ customize: @escaping (inout ClapperConfiguration) -> Void = { _ in },
-    _ body: @escaping @Sendable (EventsContext) async throws -> Void
-) async throws {
-    try await withRedisServer { server in
-        let configuration = testConfiguration(redis: server, customize)
-        let hooks = BuildHooks()
-        let app = try await buildApplication(configuration, logger: nil, onServerRunning: { _ in }, hooks: hooks)
-        let hub = try #require(hooks.eventHub)
-        try await app.test(.live) { client in
-            guard let port = client.port else { throw TestFailure("no live port") }
-            let redis = RedisClient(configuration: configuration.redis)
-            let http = makeHTTPClient()
-            let context = EventsContext(port: port, jobs: TestJobs(redis: redis, configuration: configuration), http: http, server: server, configuration: configuration, hub: hub)
-            do {
-                try await body(context)
-            } catch {
-                try? await http.shutdown()
-                await redis.shutdown()
-                throw error
-            }
-            try await http.shutdown()
-            await redis.shutdown()
-        }
-    }
 }

@@ -9,13 +9,19 @@ import NIOCore
 import NIOHTTP1
 import Redis
 import ServiceLifecycle
+import Synchronization
 import TestSupport
 
 /// A running gateway on a real socket, for end-to-end tests: its port is chosen before it
-/// starts, so the webhook URLs it gives fal-sim point back at it.
+/// starts, so the webhook URLs it gives fal-sim point back at it. Also the address of a gateway
+/// in a child process (`ClapperProcess`), which has no `hooks` or `group`.
 struct Gateway: Sendable {
     let port: Int
     let configuration: ClapperConfiguration
+    /// What the built application shows tests (event hub, stream limiter, readiness probe).
+    var hooks: BuildHooks? = nil
+    /// The service group running it, to shut it down mid-test.
+    var group: ServiceGroup? = nil
     var baseURL: String { "http://127.0.0.1:\(port)" }
 
     struct Reply: Sendable {
@@ -75,68 +81,216 @@ struct SimSetup: Sendable {
     }
 }
 
+/// What `withGateway` starts. The default: a fresh Redis, fal-sim with `SimSetup`'s settings and
+/// one gateway configured by `testConfiguration` (reconciler off).
+struct GatewayOptions: Sendable {
+    enum RedisSource: Sendable {
+        /// A fresh `redis-server`, stopped afterwards.
+        case fresh
+        /// The test's own (it writes before the gateway starts, or restarts Redis with AOF).
+        case given(RedisServer)
+    }
+
+    enum FalSource: Sendable {
+        /// No fal: fal settings keep their defaults (and the reconciler its interval). For tests
+        /// whose jobs never reach fal, such as event streams of jobs written straight to Redis.
+        case none
+        /// A fal-sim with these settings, stopped afterwards; the gateway talks to it.
+        case sim(FalSimConfiguration)
+    }
+
+    var redis: RedisSource
+    var fal: FalSource
+    /// How many gateways share the Redis and fal-sim (each on its own port and event hub).
+    var gateways: Int
+    /// The gateways' logger (nil: Clapper's own, at the configuration's level).
+    var logger: Logger?
+    /// Applied last to every gateway's configuration (after the port and fal-sim's URLs).
+    var configure: @Sendable (inout ClapperConfiguration) -> Void
+
+    init(
+        redis: RedisSource = .fresh,
+        fal: FalSource = .sim(SimSetup().configuration),
+        gateways: Int = 1,
+        logger: Logger? = nil,
+        configure: @escaping @Sendable (inout ClapperConfiguration) -> Void = { _ in }
+    ) {
+        self.redis = redis
+        self.fal = fal
+        self.gateways = gateways
+        self.logger = logger
+        self.configure = configure
+    }
+
+    /// fal-sim with `setup`'s settings (the test keeps `setup` for its signing key).
+    static func sim(_ setup: SimSetup, _ configure: @escaping @Sendable (inout ClapperConfiguration) -> Void = { _ in }) -> GatewayOptions {
+        GatewayOptions(fal: .sim(setup.configuration), configure: configure)
+    }
+
+    /// No fal: a gateway on a fresh Redis.
+    static func noFal(_ configure: @escaping @Sendable (inout ClapperConfiguration) -> Void = { _ in }) -> GatewayOptions {
+        GatewayOptions(fal: .none, configure: configure)
+    }
+}
+
+/// What a `withGateway` body gets: the running gateways, Redis, fal-sim, and a job writer and a
+/// streaming HTTP client made on first use (and shut down at the end).
+struct TestStack: Sendable {
+    let gateways: [Gateway]
+    /// The first gateway.
+    var gateway: Gateway { gateways[0] }
+    let server: RedisServer
+    /// The first gateway's event hub.
+    let hub: EventHub
+    private let falSim: FalSim?
+    private let clients: StackClients
+
+    /// The fal-sim (a test that asked for `.none` and uses it is wrong: it traps).
+    var sim: FalSim {
+        guard let falSim else { preconditionFailure("withGateway(fal: .none) has no fal-sim") }
+        return falSim
+    }
+
+    var port: Int { gateway.port }
+    var configuration: ClapperConfiguration { gateway.configuration }
+    /// Writes jobs straight through the repository, as the gateway does.
+    var jobs: TestJobs { TestJobs(redis: clients.redis(), configuration: configuration) }
+    /// An HTTP client for many long-lived streams (`makeHTTPClient`).
+    var http: HTTPClient { clients.http() }
+
+    /// Opens `path` on the first gateway as an event stream.
+    func open(_ path: String, headers: [String: String] = [:]) async throws -> SSEReader {
+        try await SSEReader(client: http, port: port, path: path, headers: headers)
+    }
+
+    fileprivate init(gateways: [Gateway], server: RedisServer, hub: EventHub, sim: FalSim?, clients: StackClients) {
+        self.gateways = gateways
+        self.server = server
+        self.hub = hub
+        self.falSim = sim
+        self.clients = clients
+    }
+}
+
+/// The clients a `TestStack` makes on first use: a Redis client (its pool starts threads) and a
+/// streaming HTTP client.
+private final class StackClients: Sendable {
+    let redisConfiguration: RedisConfiguration
+    private let made = Mutex<(redis: RedisClient?, http: HTTPClient?)>((nil, nil))
+
+    init(redisConfiguration: RedisConfiguration) { self.redisConfiguration = redisConfiguration }
+
+    func redis() -> RedisClient {
+        made.withLock { made in
+            if let redis = made.redis { return redis }
+            let redis = RedisClient(configuration: redisConfiguration)
+            made.redis = redis
+            return redis
+        }
+    }
+
+    func http() -> HTTPClient {
+        made.withLock { made in
+            if let http = made.http { return http }
+            let http = makeHTTPClient()
+            made.http = http
+            return http
+        }
+    }
+
+    func shutdown() async {
+        let (redis, http) = made.withLock { ($0.redis, $0.http) }
+        try? await http?.shutdown()
+        await redis?.shutdown()
+    }
+}
+
+/// Redis, fal-sim and `options.gateways` gateways on loopback, for as long as `body` runs; then
+/// everything is shut down (also when `body` throws). Each gateway's port is picked before it
+/// starts (webhook URLs need it); if another process takes it in between, it is tried again on a
+/// new one.
+func withGateway<T: Sendable>(
+    _ options: GatewayOptions = GatewayOptions(),
+    _ body: @Sendable (TestStack) async throws -> T
+) async throws -> T {
+    switch options.redis {
+    case .fresh: try await withRedisServer { try await withGateway(options, redis: $0, body) }
+    case .given(let server): try await withGateway(options, redis: server, body)
+    }
+}
+
+private func withGateway<T: Sendable>(_ options: GatewayOptions, redis server: RedisServer, _ body: @Sendable (TestStack) async throws -> T) async throws -> T {
+    switch options.fal {
+    case .none: try await startGateways(options, redis: server, sim: nil, started: [], body)
+    case .sim(let configuration): try await withFalSim(configuration: configuration) { try await startGateways(options, redis: server, sim: $0, started: [], body) }
+    }
+}
+
+/// Starts the gateways one inside the other, then runs `body` with all of them.
+private func startGateways<T: Sendable>(
+    _ options: GatewayOptions,
+    redis server: RedisServer,
+    sim: FalSim?,
+    started: [Gateway],
+    _ body: @Sendable (TestStack) async throws -> T
+) async throws -> T {
+    guard started.count < max(options.gateways, 1) else {
+        guard let hub = started[0].hooks?.eventHub else { throw TestFailure("the gateway has no event hub") }
+        let clients = StackClients(redisConfiguration: started[0].configuration.redis)
+        do {
+            let result = try await body(TestStack(gateways: started, server: server, hub: hub, sim: sim, clients: clients))
+            await clients.shutdown()
+            return result
+        } catch {
+            await clients.shutdown()
+            throw error
+        }
+    }
+    var failure = GatewayDidNotStart(port: 0)
+    for _ in 0..<3 {
+        do {
+            return try await runGateway(port: try FreePort.find(), redis: server, sim: sim, options: options) { gateway in
+                try await startGateways(options, redis: server, sim: sim, started: started + [gateway], body)
+            }
+        } catch let error as GatewayDidNotStart {
+            failure = error
+        }
+    }
+    // Not a `GatewayDidNotStart`: a gateway started before this one must not retry for it.
+    throw TestFailure("\(failure) (three tries)")
+}
+
 struct GatewayDidNotStart: Error, CustomStringConvertible {
     let port: Int
     var description: String { "the gateway did not start on port \(port)" }
 }
 
-/// Starts a gateway on `redis` talking to `sim`, runs `body`, then shuts the gateway down.
-/// The port is picked before the start (webhook URLs need it); if another process takes it in
-/// between, the start is tried again on a new one.
-func withGateway<T: Sendable>(
-    redis server: RedisServer,
-    sim: FalSim,
-    logger: Logger? = nil,
-    _ customize: @Sendable (inout ClapperConfiguration) -> Void = { _ in },
-    _ body: @Sendable (Gateway) async throws -> T
-) async throws -> T {
-    for _ in 0..<2 {
-        do {
-            return try await startGateway(port: try FreePort.find(), redis: server, sim: sim, logger: logger, customize, body)
-        } catch is GatewayDidNotStart {
-            continue
-        }
-    }
-    return try await startGateway(port: try FreePort.find(), redis: server, sim: sim, logger: logger, customize, body)
-}
-
-private func startGateway<T: Sendable>(
+/// Builds one gateway on `port` and runs it in a `ServiceGroup` while `body` runs, then shuts it
+/// down gracefully (also when `body` throws). Throws `GatewayDidNotStart` when it did not start.
+private func runGateway<T: Sendable>(
     port: Int,
     redis server: RedisServer,
-    sim: FalSim,
-    logger: Logger?,
-    _ customize: @Sendable (inout ClapperConfiguration) -> Void,
+    sim: FalSim?,
+    options: GatewayOptions,
     _ body: @Sendable (Gateway) async throws -> T
 ) async throws -> T {
-    let simURL = await sim.baseURL.absoluteString
-    let jwks = await sim.jwksURL.absoluteString
     var configuration = testConfiguration(redis: server) {
         $0.httpPort = port
         $0.publicURL = "http://127.0.0.1:\(port)"
-        $0.falQueueURL = simURL
-        $0.falKey = "sim-key:sim-secret"
-        $0.falJWKSURL = jwks
-        $0.falWebhookUserID = sim.userID
-        $0.reconcileInterval = .zero
     }
-    customize(&configuration)
-    let settings = configuration
-    guard let result = try await runGateway(settings, logger: logger, { port, _ in try await body(Gateway(port: port, configuration: settings)) }) else {
-        throw GatewayDidNotStart(port: port)
+    if let sim {
+        configuration.falQueueURL = await sim.baseURL.absoluteString
+        configuration.falKey = "sim-key:sim-secret"
+        configuration.falJWKSURL = await sim.jwksURL.absoluteString
+        configuration.falWebhookUserID = sim.userID
+        configuration.reconcileInterval = .zero
     }
-    return result
-}
-
-/// Builds the gateway and runs it in a `ServiceGroup` while `body(port, group)` runs, then shuts
-/// it down gracefully (also when `body` throws). Nil when the gateway did not start.
-func runGateway<T: Sendable>(
-    _ configuration: ClapperConfiguration,
-    logger: Logger? = nil,
-    _ body: @Sendable (Int, ServiceGroup) async throws -> T
-) async throws -> T? {
+    options.configure(&configuration)
     let (ready, readyContinuation) = AsyncStream.makeStream(of: Int.self)
-    let app = try await buildApplication(configuration, logger: logger) { port in readyContinuation.yield(port) }
+    let hooks = BuildHooks()
+    let app = try await buildApplication(configuration, logger: options.logger, onServerRunning: { readyContinuation.yield($0) }, hooks: hooks)
     let group = ServiceGroup(configuration: .init(services: [app], gracefulShutdownSignals: [], logger: Logger(label: "test")))
+    let gateway = Gateway(port: port, configuration: configuration, hooks: hooks, group: group)
     return try await withThrowingTaskGroup(of: Void.self) { tasks in
         tasks.addTask {
             // If the gateway cannot start (say the port was taken meanwhile), end the wait below.
@@ -144,12 +298,12 @@ func runGateway<T: Sendable>(
             try await group.run()
         }
         var iterator = ready.makeAsyncIterator()
-        guard let port = await iterator.next() else {
+        guard await iterator.next() != nil else {
             try? await tasks.waitForAll()
-            return nil
+            throw GatewayDidNotStart(port: port)
         }
         do {
-            let result = try await body(port, group)
+            let result = try await body(gateway)
             await group.triggerGracefulShutdown()
             try await tasks.waitForAll()
             return result
@@ -157,21 +311,6 @@ func runGateway<T: Sendable>(
             await group.triggerGracefulShutdown()
             try? await tasks.waitForAll()
             throw error
-        }
-    }
-}
-
-/// Redis, fal-sim and one gateway: the whole stack on loopback.
-func withStack<T: Sendable>(
-    sim setup: SimSetup = SimSetup(),
-    _ customize: @Sendable (inout ClapperConfiguration) -> Void = { _ in },
-    _ body: @Sendable (Gateway, FalSim, RedisServer) async throws -> T
-) async throws -> T {
-    try await withRedisServer { server in
-        try await withFalSim(configuration: setup.configuration) { sim in
-            try await withGateway(redis: server, sim: sim, customize) { gateway in
-                try await body(gateway, sim, server)
-            }
         }
     }
 }

@@ -61,21 +61,6 @@ enum ReconcileSetup {
     }
 }
 
-/// Redis, fal-sim with `sim` and one gateway configured by `customize`.
-func withReconcileStack<T: Sendable>(
-    sim configuration: FalSimConfiguration,
-    _ customize: @Sendable (inout ClapperConfiguration) -> Void,
-    _ body: @Sendable (Gateway, FalSim, RedisServer) async throws -> T
-) async throws -> T {
-    try await withRedisServer { server in
-        try await withFalSim(configuration: configuration) { sim in
-            try await withGateway(redis: server, sim: sim, customize) { gateway in
-                try await body(gateway, sim, server)
-            }
-        }
-    }
-}
-
 /// Counts fal status requests per request id (`GET …/requests/{id}/status`), then sends them on.
 final class CountingTransport: HTTPTransport {
     private let inner = URLSessionTransport()

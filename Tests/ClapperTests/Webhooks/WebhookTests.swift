@@ -55,7 +55,8 @@ struct WebhookTests {
     @Test(.timeLimit(.minutes(1)))
     func aWebhookDeliveredThreeTimesMakesOneChange() async throws {
         let setup = SimSetup()
-        try await withStack(sim: setup) { gateway, sim, _ in
+        try await withGateway(.sim(setup)) { stack in
+            let gateway = stack.gateway, sim = stack.sim
             let held = try await heldVideoJob(gateway, sim)
             let before = try #require(try await gateway.job(held.jobID, token: alice)["version"] as? Int)
             let sender = WebhookSender(key: setup.signingKey)
@@ -76,7 +77,8 @@ struct WebhookTests {
 
     @Test(.timeLimit(.minutes(1)))
     func webhooksOutOfOrderStillFoldIntoTheRightState() async throws {
-        try await withStack { gateway, sim, redis in
+        try await withGateway { stack in
+            let gateway = stack.gateway, sim = stack.sim, redis = stack.server
             let marker = "order-\(UUID())"
             try await sim.addFaultRule(FalSimFaultRule(promptContains: marker, faults: ["hold-webhook"]))
             let id = try #require(try await gateway.send(.POST, "/v1/jobs", token: alice, body: jobBody(marker)).json["jobId"] as? String)
@@ -98,7 +100,8 @@ struct WebhookTests {
 
     @Test(.timeLimit(.minutes(1)))
     func aWebhookBeforeTheSubmitResponseLandsOnItsTask() async throws {
-        try await withStack { gateway, sim, redis in
+        try await withGateway { stack in
+            let gateway = stack.gateway, sim = stack.sim, redis = stack.server
             let marker = "stall-\(UUID())"
             try await sim.addFaultRule(FalSimFaultRule(promptContains: marker, faults: ["submit-stall"]))
             // POST /v1/jobs waits for fal's (stalled) submit answer: run it aside.
@@ -126,58 +129,48 @@ struct WebhookTests {
     @Test(.timeLimit(.minutes(1)))
     func twoInstancesReceivingTheSameWebhookAtOnceMakeOneChange() async throws {
         let setup = SimSetup()
-        try await withRedisServer { redis in
-            try await withFalSim(configuration: setup.configuration) { sim in
-                try await withGateway(redis: redis, sim: sim) { first in
-                    try await withGateway(redis: redis, sim: sim) { second in
-                        let held = try await heldVideoJob(first, sim)
-                        let before = try #require(try await first.job(held.jobID, token: alice)["version"] as? Int)
-                        let path = String(held.url.drop(while: { $0 != "/" }).dropFirst(2).drop(while: { $0 != "/" }))
-                        let sender = WebhookSender(key: setup.signingKey)
-                        async let a = sender.send(held.body, requestID: held.requestID, to: first.baseURL + path)
-                        async let b = sender.send(held.body, requestID: held.requestID, to: second.baseURL + path)
-                        let replies = try await [a, b]
-                        #expect(replies.allSatisfy { $0.status == 200 })
-                        #expect(replies.filter { $0.body.contains("\"applied\":true") }.count == 1)
-                        let after = try await second.job(held.jobID, token: alice)
-                        #expect(after["version"] as? Int == before + 1)
-                        #expect(after["status"] as? String == "completed")
-                    }
-                }
-            }
+        try await withGateway(GatewayOptions(fal: .sim(setup.configuration), gateways: 2)) { stack in
+            let first = stack.gateways[0], second = stack.gateways[1], sim = stack.sim
+            let held = try await heldVideoJob(first, sim)
+            let before = try #require(try await first.job(held.jobID, token: alice)["version"] as? Int)
+            let path = String(held.url.drop(while: { $0 != "/" }).dropFirst(2).drop(while: { $0 != "/" }))
+            let sender = WebhookSender(key: setup.signingKey)
+            async let a = sender.send(held.body, requestID: held.requestID, to: first.baseURL + path)
+            async let b = sender.send(held.body, requestID: held.requestID, to: second.baseURL + path)
+            let replies = try await [a, b]
+            #expect(replies.allSatisfy { $0.status == 200 })
+            #expect(replies.filter { $0.body.contains("\"applied\":true") }.count == 1)
+            let after = try await second.job(held.jobID, token: alice)
+            #expect(after["version"] as? Int == before + 1)
+            #expect(after["status"] as? String == "completed")
         }
     }
 
     @Test(.timeLimit(.minutes(1)))
     func afterVideoSubmitsTheAudioOnceWhenTwoInstancesGetTheVideoWebhookTwiceAtOnce() async throws {
         let setup = SimSetup()
-        try await withRedisServer { redis in
-            try await withFalSim(configuration: setup.configuration) { sim in
-                try await withGateway(redis: redis, sim: sim) { first in
-                    try await withGateway(redis: redis, sim: sim) { second in
-                        let marker = "synced-\(UUID())"
-                        try await sim.addFaultRule(FalSimFaultRule(model: "fal-ai/ltx-video-13b-distilled", promptContains: marker, faults: ["drop-webhook"]))
-                        let created = try await first.send(.POST, "/v1/jobs", token: alice, body: jobBody(marker, tier: "synced"))
-                        let jobID = try #require(created.json["jobId"] as? String)
-                        let requestID = try #require(try await first.job(jobID, token: alice)["videoRequestId"] as? String)
-                        let record = try #require(await sim.wait(requestID: requestID) { $0.webhookBody != nil })
-                        let body = Array(try #require(record.webhookBody).utf8)
-                        let url = try #require(record.webhookURL)
-                        let path = String(url.drop(while: { $0 != "/" }).dropFirst(2).drop(while: { $0 != "/" }))
-                        let sender = WebhookSender(key: setup.signingKey)
-                        async let a1 = sender.send(body, requestID: requestID, to: first.baseURL + path)
-                        async let b1 = sender.send(body, requestID: requestID, to: second.baseURL + path)
-                        async let a2 = sender.send(body, requestID: requestID, to: first.baseURL + path)
-                        async let b2 = sender.send(body, requestID: requestID, to: second.baseURL + path)
-                        let replies = try await [a1, b1, a2, b2]
-                        #expect(replies.filter { $0.body.contains("\"applied\":true") }.count == 1)
-                        let done = try await waitForJob(jobID, gateway: second, redis: redis, token: alice, until: isFinished)
-                        #expect(done["audioStatus"] as? String == "completed")
-                        let audioSubmits = await sim.requests().filter { $0.model == "fal-ai/mmaudio-v2" && $0.input.contains(marker) }
-                        #expect(audioSubmits.count == 1)
-                    }
-                }
-            }
+        try await withGateway(GatewayOptions(fal: .sim(setup.configuration), gateways: 2)) { stack in
+            let first = stack.gateways[0], second = stack.gateways[1], sim = stack.sim, redis = stack.server
+            let marker = "synced-\(UUID())"
+            try await sim.addFaultRule(FalSimFaultRule(model: "fal-ai/ltx-video-13b-distilled", promptContains: marker, faults: ["drop-webhook"]))
+            let created = try await first.send(.POST, "/v1/jobs", token: alice, body: jobBody(marker, tier: "synced"))
+            let jobID = try #require(created.json["jobId"] as? String)
+            let requestID = try #require(try await first.job(jobID, token: alice)["videoRequestId"] as? String)
+            let record = try #require(await sim.wait(requestID: requestID) { $0.webhookBody != nil })
+            let body = Array(try #require(record.webhookBody).utf8)
+            let url = try #require(record.webhookURL)
+            let path = String(url.drop(while: { $0 != "/" }).dropFirst(2).drop(while: { $0 != "/" }))
+            let sender = WebhookSender(key: setup.signingKey)
+            async let a1 = sender.send(body, requestID: requestID, to: first.baseURL + path)
+            async let b1 = sender.send(body, requestID: requestID, to: second.baseURL + path)
+            async let a2 = sender.send(body, requestID: requestID, to: first.baseURL + path)
+            async let b2 = sender.send(body, requestID: requestID, to: second.baseURL + path)
+            let replies = try await [a1, b1, a2, b2]
+            #expect(replies.filter { $0.body.contains("\"applied\":true") }.count == 1)
+            let done = try await waitForJob(jobID, gateway: second, redis: redis, token: alice, until: isFinished)
+            #expect(done["audioStatus"] as? String == "completed")
+            let audioSubmits = await sim.requests().filter { $0.model == "fal-ai/mmaudio-v2" && $0.input.contains(marker) }
+            #expect(audioSubmits.count == 1)
         }
     }
 
@@ -190,7 +183,8 @@ struct WebhookTests {
             setup.stall = .seconds(20)
             return setup
         }()
-        try await withStack(sim: setup) { gateway, sim, _ in
+        try await withGateway(.sim(setup)) { stack in
+            let gateway = stack.gateway, sim = stack.sim
             let marker = "quick-\(UUID())"
             try await sim.addFaultRule(FalSimFaultRule(model: "fal-ai/mmaudio-v2", promptContains: marker, faults: ["submit-stall"]))
             try await sim.addFaultRule(FalSimFaultRule(model: "fal-ai/ltx-video-13b-distilled", promptContains: marker, faults: ["drop-webhook"]))
@@ -212,7 +206,8 @@ struct WebhookTests {
     @Test(.timeLimit(.minutes(1)))
     func forgedStaleTamperedForeignAndWrongTokenWebhooksAreRejected() async throws {
         let setup = SimSetup()
-        try await withStack(sim: setup) { gateway, sim, _ in
+        try await withGateway(.sim(setup)) { stack in
+            let gateway = stack.gateway, sim = stack.sim
             let held = try await heldVideoJob(gateway, sim)
             let before = try await gateway.job(held.jobID, token: alice)
             let genuine = WebhookSender(key: setup.signingKey)
@@ -244,7 +239,8 @@ struct WebhookTests {
     @Test(.timeLimit(.minutes(1)))
     func oversizeAndMalformedWebhooksGetJSONErrors() async throws {
         let setup = SimSetup()
-        try await withStack(sim: setup, { $0.maxBodyBytes = 4096 }) { gateway, sim, _ in
+        try await withGateway(.sim(setup, { $0.maxBodyBytes = 4096 })) { stack in
+            let gateway = stack.gateway, sim = stack.sim
             let held = try await heldVideoJob(gateway, sim)
             let sender = WebhookSender(key: setup.signingKey)
             let big = try await sender.send(Array(repeating: UInt8(ascii: " "), count: 8192) + held.body, requestID: held.requestID, to: held.url)
