@@ -366,22 +366,6 @@ final class WriterBox: @unchecked Sendable {
     }
 }
 
-/// A value a stream takes once when it starts, so it is not kept for the stream's lifetime.
-final class TakeOnce<Value: Sendable>: Sendable {
-    private let value: Mutex<Value?>
-
-    init(_ value: Value) {
-        self.value = Mutex(value)
-    }
-
-    func take() -> Value? {
-        value.withLock { value in
-            defer { value = nil }
-            return value
-        }
-    }
-}
-
 extension EventsController {
     init(configuration: ClapperConfiguration, redis: RedisClient, hub: EventHub, streams: StreamLimiter) {
         self.init(hub: hub, redis: redis, keys: JobKeys(), signer: EventTokenSigner(secret: configuration.webhookSecret), heartbeat: configuration.sseHeartbeat, streams: streams)
