@@ -1,9 +1,14 @@
+import Configuration
 import Foundation
 import Logging
 import Redis
 
-/// Everything Clapper reads at start, from environment variables with command-line overrides
-/// (`--http-port 9000` or `--http-port=9000` sets `CLAPPER_HTTP_PORT`; `--fal-key` sets `FAL_KEY`).
+/// Everything Clapper reads at start, through a swift-configuration `ConfigReader`: environment
+/// variables with command-line overrides (`--http-port 9000` or `--http-port=9000` sets
+/// `CLAPPER_HTTP_PORT`; `--fal-key` sets `FAL_KEY`). Each key is named here by its environment
+/// variable; its configuration key is the same words, lowercased and dot-separated
+/// (`CLAPPER_HTTP_PORT` is `clapper.http.port`). Secrets (`secretKeys`) are marked secret in every
+/// provider and read as secrets, so access reporting and printing redact them.
 /// Every key is listed in the README's configuration table.
 public struct ClapperConfiguration: Sendable {
     /// `CLAPPER_HTTP_HOST` (127.0.0.1): the address to listen on.
@@ -137,12 +142,39 @@ public struct ClapperConfiguration: Sendable {
         self.reconcilePolicy = reconcilePolicy
     }
 
+    /// The keys whose values are secrets: marked so in the providers and read as secrets.
+    public static let secretKeys: Set<String> = ["FAL_KEY", "CLAPPER_WEBHOOK_SECRET", "CLAPPER_AUTH_JWT_SECRET", "CLAPPER_ADMIN_TOKEN"]
+
     /// Reads the environment, then applies `--key value` overrides from `arguments`.
     /// A malformed value, or a missing required one, throws an error naming the key.
     public init(environment: [String: String], arguments: [String] = []) throws(Error) {
-        var values = environment
-        try Self.applyOverrides(arguments, to: &values)
-        let reader = Reader(values: values)
+        var overrides: [String: String] = [:]
+        try Self.applyOverrides(arguments, to: &overrides)
+        try self.init(reader: Self.reader(environment: environment, overrides: overrides))
+    }
+
+    /// `overrides` (keys named like environment variables) before `environment`; `accessReporter`
+    /// sees every read (secrets redacted).
+    public static func reader(environment: [String: String], overrides: [String: String] = [:], accessReporter: (any AccessReporter)? = nil) -> ConfigReader {
+        var values: [AbsoluteConfigKey: ConfigValue] = [:]
+        for (name, value) in overrides {
+            values[AbsoluteConfigKey(configKey(name).components)] = ConfigValue(.string(value), isSecret: secretKeys.contains(name))
+        }
+        return ConfigReader(providers: [
+            InMemoryProvider(name: "arguments", values: values),
+            EnvironmentVariablesProvider(environmentVariables: environment, secretsSpecifier: .specific(secretKeys)),
+        ], accessReporter: accessReporter)
+    }
+
+    /// `CLAPPER_HTTP_PORT` -> `clapper.http.port`.
+    static func configKey(_ name: String) -> ConfigKey {
+        ConfigKey(name.lowercased().split(separator: "_").map(String.init))
+    }
+
+    /// Reads every key through `reader`. A malformed value, or a missing required one, throws an
+    /// error naming the key (by its environment variable).
+    public init(reader configReader: ConfigReader) throws(Error) {
+        let reader = Reader(reader: configReader)
 
         let host = reader.string("CLAPPER_HTTP_HOST") ?? "127.0.0.1"
         let port = try reader.int("CLAPPER_HTTP_PORT", default: 8080, range: 0...65535)
@@ -215,7 +247,7 @@ public struct ClapperConfiguration: Sendable {
             maxBodyBytes: try reader.int("CLAPPER_MAX_BODY_BYTES", default: 1 << 20, range: 1024...(64 << 20)),
             readyTimeout: .milliseconds(try reader.int("CLAPPER_READY_TIMEOUT_MS", default: 1000, range: 1...60_000)),
             modelCatalogJSON: reader.string("CLAPPER_MODEL_CATALOG"),
-            audioPromptSuffix: values["CLAPPER_AUDIO_PROMPT_SUFFIX"] ?? " ambient sounds",
+            audioPromptSuffix: reader.untrimmed("CLAPPER_AUDIO_PROMPT_SUFFIX") ?? " ambient sounds",
             corsOrigins: (reader.string("CLAPPER_CORS_ORIGINS") ?? "").split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty },
             sseHeartbeat: .seconds(try reader.int("CLAPPER_SSE_HEARTBEAT_SECONDS", default: 15, range: 1...3600)),
             eventsMaxLength: try reader.int("CLAPPER_EVENTS_MAX_LEN", default: 100, range: 1...100_000),
@@ -290,11 +322,19 @@ public struct ClapperConfiguration: Sendable {
         }
     }
 
+    /// Clapper's reading rules over a `ConfigReader`: values are read as strings and judged here,
+    /// so each message names the key and the accepted forms stay as documented.
     private struct Reader {
-        let values: [String: String]
+        let reader: ConfigReader
 
+        /// The value as set, secrets read as secrets.
+        func untrimmed(_ key: String) -> String? {
+            reader.string(forKey: ClapperConfiguration.configKey(key), isSecret: ClapperConfiguration.secretKeys.contains(key))
+        }
+
+        /// Trimmed; blank counts as unset.
         func string(_ key: String) -> String? {
-            guard let value = values[key]?.trimmingCharacters(in: .whitespaces), !value.isEmpty else { return nil }
+            guard let value = untrimmed(key)?.trimmingCharacters(in: .whitespaces), !value.isEmpty else { return nil }
             return value
         }
 

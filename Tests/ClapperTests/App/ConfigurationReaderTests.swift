@@ -1,0 +1,31 @@
+import Clapper
+import Configuration
+import Synchronization
+import Testing
+
+/// ClapperConfiguration reads through swift-configuration: keys by their environment names,
+/// command-line overrides first, secrets marked and redacted wherever a read is reported.
+@Suite("Configuration through ConfigReader")
+struct ConfigurationReaderTests {
+    final class Reads: AccessReporter {
+        let events = Mutex<[AccessEvent]>([])
+        func report(_ event: AccessEvent) { events.withLock { $0.append(event) } }
+    }
+
+    @Test func secretsAreMarkedAndNeverReported() throws {
+        let secrets = ["FAL_KEY": "id:fal-secret-value", "CLAPPER_WEBHOOK_SECRET": "webhook-secret-0123456789", "CLAPPER_AUTH_JWT_SECRET": "jwt-secret-0123456789", "CLAPPER_ADMIN_TOKEN": "admin-token-0123456789"]
+        let reads = Reads()
+        let configuration = try ClapperConfiguration(reader: ClapperConfiguration.reader(environment: secrets.merging(["CLAPPER_HTTP_PORT": "9000"]) { $1 }, overrides: ["CLAPPER_ADMIN_TOKEN": "admin-token-from-flag-0123"], accessReporter: reads))
+        #expect(configuration.falKey == "id:fal-secret-value")
+        #expect(configuration.adminToken == "admin-token-from-flag-0123", "an override comes before the environment")
+        #expect(configuration.httpPort == 9000)
+        let events = reads.events.withLock { $0 }
+        let reported = events.map { "\($0.result) \($0.providerResults.map { "\($0.result)" })" }.joined(separator: "\n")
+        for secret in Array(secrets.values) + ["admin-token-from-flag-0123"] {
+            #expect(!reported.contains(secret))
+        }
+        let falKey = try #require(events.first { $0.metadata.key == ["fal", "key"] })
+        #expect((try? falKey.result.get())??.isSecret == true)
+        #expect(reported.contains("9000"), "other values are reported as they are")
+    }
+}
