@@ -242,18 +242,15 @@ public final class EventHub: Service, Sendable {
             // Jobs of subscribed users, with their owner, so the users' streams get them too.
             var owners: [String: String] = [:]
             for batch in userIDs.chunked(Self.catchUpBatch) {
-                let replies = try await redis.pipeline(batch.map { RedisCommand("ZREVRANGE", keys.userJobs($0), 0, Self.recentJobsPerUser - 1) })
-                for (userID, reply) in zip(batch, replies) {
-                    for jobID in (reply.array ?? []).compactMap(\.string) { owners[jobID] = userID }
+                for (jobID, userID) in try await EventHistory.recentJobs(redis: redis, keys: keys, of: batch, limit: Self.recentJobsPerUser) {
+                    owners[jobID] = userID
                 }
             }
             var all = Set(jobIDs)
             all.formUnion(owners.keys)
             for batch in Array(all).chunked(Self.catchUpBatch) {
-                let replies = try await redis.pipeline(batch.map { RedisCommand("XRANGE", keys.events($0), start, "+", "COUNT", 10_000) })
-                for (jobID, reply) in zip(batch, replies) {
-                    if case .error(let message) = reply { throw RedisError(.server, message) }
-                    for entry in EventHistory.entries(reply) {
+                for (jobID, entries) in try await EventHistory.changes(redis: redis, keys: keys, of: batch, from: start) {
+                    for entry in entries {
                         dispatch(JobChange(jobID: jobID, userID: owners[jobID], id: entry.id, view: entry.view), toUsers: owners[jobID] != nil)
                     }
                 }

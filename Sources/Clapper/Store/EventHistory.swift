@@ -85,16 +85,33 @@ struct EventHistory: Sendable {
     /// same millisecond on (stream ids of different jobs only order by time), oldest first.
     /// At least once: a change in that same millisecond may come again (views carry `version`).
     static func userReplay(redis: RedisClient, keys: JobKeys, userID: String, after lastEventID: StreamID, recentJobs: Int) async throws -> [JobChange] {
-        let jobIDs = (try await redis.send(RedisCommand("ZREVRANGE", keys.userJobs(userID), 0, recentJobs - 1)).array ?? []).compactMap(\.string)
-        guard !jobIDs.isEmpty else { return [] }
-        let start = "\(lastEventID.milliseconds)-0"
-        let replies = try await redis.pipeline(jobIDs.map { RedisCommand("XRANGE", keys.events($0), start, "+", "COUNT", 10_000) })
+        let jobIDs = try await Self.recentJobs(redis: redis, keys: keys, of: [userID], limit: recentJobs).map(\.jobID)
         var changes: [JobChange] = []
-        for (jobID, reply) in zip(jobIDs, replies) {
-            for entry in entries(reply) {
+        for (jobID, entries) in try await Self.changes(redis: redis, keys: keys, of: jobIDs, from: "\(lastEventID.milliseconds)-0") {
+            for entry in entries {
                 changes.append(JobChange(jobID: jobID, userID: userID, id: entry.id, view: entry.view))
             }
         }
         return changes.sorted { $0.id < $1.id }
+    }
+
+    /// The `limit` newest jobs of each of `userIDs`, with their owner: one pipeline.
+    static func recentJobs(redis: RedisClient, keys: JobKeys, of userIDs: some Collection<String>, limit: Int) async throws -> [(jobID: String, userID: String)] {
+        guard !userIDs.isEmpty else { return [] }
+        let replies = try await redis.pipeline(userIDs.map { RedisCommand("ZREVRANGE", keys.userJobs($0), 0, limit - 1) })
+        return zip(userIDs, replies).flatMap { userID, reply in
+            (reply.array ?? []).compactMap(\.string).map { (jobID: $0, userID: userID) }
+        }
+    }
+
+    /// Each job's changes from stream id `start` (`ms-seq`, or `-` for all) on, at most 10,000
+    /// per job: one pipeline. An error reply fails the whole read.
+    static func changes(redis: RedisClient, keys: JobKeys, of jobIDs: some Collection<String>, from start: String) async throws -> [(jobID: String, entries: [Entry])] {
+        guard !jobIDs.isEmpty else { return [] }
+        let replies = try await redis.pipeline(jobIDs.map { RedisCommand("XRANGE", keys.events($0), start, "+", "COUNT", 10_000) })
+        return try zip(jobIDs, replies).map { jobID, reply in
+            if case .error(let message) = reply { throw RedisError(.server, message) }
+            return (jobID, entries(reply))
+        }
     }
 }
