@@ -35,6 +35,8 @@ let package = Package(
         .package(url: "https://github.com/swift-extras/swift-extras-base64.git", from: "1.2.0"),
         // ClapperConfiguration's reader. Hummingbird already builds it, with no traits: none here either.
         .package(url: "https://github.com/apple/swift-configuration.git", from: "1.4.0", traits: []),
+        // The flags of `clapper` (ClapperOptions): generated --help, unknown flags refused.
+        .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
         // Only the tests use it directly (streaming SSE reads); HummingbirdTesting already pulls it in.
         .package(url: "https://github.com/swift-server/async-http-client.git", from: "1.37.0"),
     ],
@@ -91,6 +93,7 @@ let package = Package(
                 .product(name: "JWTKit", package: "jwt-kit"),
                 .product(name: "ExtrasBase64", package: "swift-extras-base64"),
                 .product(name: "Configuration", package: "swift-configuration"),
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
@@ -103,6 +106,7 @@ let package = Package(
             name: "clapper",
             dependencies: [
                 "Clapper",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "Logging", package: "swift-log"),
             ],

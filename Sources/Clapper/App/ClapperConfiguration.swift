@@ -1,11 +1,12 @@
+import ArgumentParser
 import Configuration
 import Foundation
 import Logging
 import Redis
 
 /// Everything Clapper reads at start, through a swift-configuration `ConfigReader`: environment
-/// variables with command-line overrides (`--http-port 9000` or `--http-port=9000` sets
-/// `CLAPPER_HTTP_PORT`; `--fal-key` sets `FAL_KEY`). Each key is named here by its environment
+/// variables with command-line overrides (`ClapperOptions`: `--http-port 9000` or
+/// `--http-port=9000` sets `CLAPPER_HTTP_PORT`; `--fal-key` sets `FAL_KEY`). Each key is named here by its environment
 /// variable; its configuration key is the same words, lowercased and dot-separated
 /// (`CLAPPER_HTTP_PORT` is `clapper.http.port`). Secrets (`secretKeys`) are marked secret in every
 /// provider and read as secrets, so access reporting and printing redact them.
@@ -145,12 +146,22 @@ public struct ClapperConfiguration: Sendable {
     /// The keys whose values are secrets: marked so in the providers and read as secrets.
     public static let secretKeys: Set<String> = ["FAL_KEY", "CLAPPER_WEBHOOK_SECRET", "CLAPPER_AUTH_JWT_SECRET", "CLAPPER_ADMIN_TOKEN"]
 
-    /// Reads the environment, then applies `--key value` overrides from `arguments`.
-    /// A malformed value, or a missing required one, throws an error naming the key.
+    /// Reads the environment, then the command-line flags in `arguments` (`ClapperOptions`).
+    /// A malformed value, or a missing required one, throws an error naming the key; an unknown
+    /// flag, one naming `arguments`.
     public init(environment: [String: String], arguments: [String] = []) throws(Error) {
-        var overrides: [String: String] = [:]
-        try Self.applyOverrides(arguments, to: &overrides)
-        try self.init(reader: Self.reader(environment: environment, overrides: overrides))
+        let options: ClapperOptions
+        do {
+            options = try ClapperOptions.parse(arguments)
+        } catch {
+            throw Error(key: "arguments", message: ClapperOptions.message(for: error))
+        }
+        try self.init(environment: environment, options: options)
+    }
+
+    /// Reads the environment, with the flags already parsed (the `clapper` command) first.
+    public init(environment: [String: String], options: ClapperOptions) throws(Error) {
+        try self.init(reader: Self.reader(environment: environment, overrides: options.overrides))
     }
 
     /// `overrides` (keys named like environment variables) before `environment`; `accessReporter`
@@ -296,30 +307,6 @@ public struct ClapperConfiguration: Sendable {
     static func randomSecret() -> String {
         var generator = SystemRandomNumberGenerator()
         return (0..<32).map { _ in String(format: "%02x", UInt8.random(in: .min ... .max, using: &generator)) }.joined()
-    }
-
-    /// `--http-port 9000` / `--http-port=9000` -> `CLAPPER_HTTP_PORT`; `--fal-key x` -> `FAL_KEY`.
-    static func applyOverrides(_ arguments: [String], to values: inout [String: String]) throws(Error) {
-        var index = 0
-        while index < arguments.count {
-            let argument = arguments[index]
-            guard argument.hasPrefix("--"), argument.count > 2 else {
-                throw Error(key: argument, message: "unexpected argument; use --name value")
-            }
-            var name = String(argument.dropFirst(2))
-            let value: String
-            if let equals = name.firstIndex(of: "=") {
-                value = String(name[name.index(after: equals)...])
-                name = String(name[..<equals])
-            } else {
-                guard index + 1 < arguments.count else { throw Error(key: argument, message: "needs a value") }
-                index += 1
-                value = arguments[index]
-            }
-            let key = name.uppercased().replacingOccurrences(of: "-", with: "_")
-            values[key.hasPrefix("FAL_") || key.hasPrefix("CLAPPER_") ? key : "CLAPPER_" + key] = value
-            index += 1
-        }
     }
 
     /// Clapper's reading rules over a `ConfigReader`: values are read as strings and judged here,

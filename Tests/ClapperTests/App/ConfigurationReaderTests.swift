@@ -1,5 +1,6 @@
 import Clapper
 import Configuration
+import Foundation
 import Synchronization
 import Testing
 
@@ -27,5 +28,34 @@ struct ConfigurationReaderTests {
         let falKey = try #require(events.first { $0.metadata.key == ["fal", "key"] })
         #expect((try? falKey.result.get())??.isSecret == true)
         #expect(reported.contains("9000"), "other values are reported as they are")
+    }
+
+    @Test func flagsSetTheirKeysAndUnknownFlagsAreRefused() throws {
+        let required = ["CLAPPER_WEBHOOK_SECRET": "0123456789abcdef0123", "CLAPPER_AUTH_JWT_SECRET": "jwt-secret-0123456789"]
+        let configuration = try ClapperConfiguration(environment: required, arguments: ["--http-port=9200", "--fal-key", "id:flag", "--sse-max-streams-per-user", "3"])
+        #expect(configuration.httpPort == 9200 && configuration.falKey == "id:flag" && configuration.sseMaxStreamsPerUser == 3)
+        for arguments in [["--htp-port", "1"], ["stray"], ["--http-port"]] {
+            let error = #expect(throws: ClapperConfiguration.Error.self) { try ClapperConfiguration(environment: required, arguments: arguments) }
+            #expect(error?.key == "arguments", "\(arguments)")
+        }
+        // A bad value from a flag names its key, as from the environment.
+        let bad = #expect(throws: ClapperConfiguration.Error.self) { try ClapperConfiguration(environment: required, arguments: ["--http-port", "eighty"]) }
+        #expect(bad?.key == "CLAPPER_HTTP_PORT")
+    }
+
+    @Test func helpListsEveryFlagWithItsKey() throws {
+        let process = Process()
+        process.executableURL = ExecutableTests.binary
+        process.arguments = ["--help"]
+        let stdout = Pipe()
+        process.standardOutput = stdout
+        try process.run()
+        let help = String(decoding: stdout.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        process.waitUntilExit()
+        #expect(process.terminationStatus == 0)
+        for key in ClapperOptions.keys {
+            let flag = "--" + (key.hasPrefix("CLAPPER_") ? String(key.dropFirst(8)) : key).lowercased().replacingOccurrences(of: "_", with: "-")
+            #expect(help.contains(flag) && help.contains(key), "\(key)")
+        }
     }
 }
