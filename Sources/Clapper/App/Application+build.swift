@@ -41,7 +41,8 @@ func buildApplication(
     _ configuration: ClapperConfiguration,
     logger: Logger?,
     onServerRunning: @escaping @Sendable (Int) async -> Void,
-    hooks: BuildHooks
+    hooks: BuildHooks,
+    clock: any WallClock = SystemWallClock()
 ) async throws -> ClapperApplication {
     let knownRoutes = hooks.routes
     _ = ClapperMetrics.registry
@@ -68,7 +69,7 @@ func buildApplication(
         webhookTokens: WebhookToken(secret: configuration.webhookSecret),
         publicURL: configuration.publicURL,
         logger: logger,
-        now: { Date() },
+        clock: clock,
         followUps: followUps
     )
     let verifier = configuration.verifyWebhookSignatures
@@ -131,7 +132,7 @@ func buildApplication(
     ).addRoutes(to: users)
     // Operators: the admin token.
     let reconcileWorker = TaskReconciler(processor: processor, queue: DueSet(redis: redis, keys: keys), policy: configuration.reconcilePolicy)
-    AdminController(worker: reconcileWorker, now: { Date() })
+    AdminController(worker: reconcileWorker, clock: clock)
         .addRoutes(to: router.group("v1/admin").add(middleware: AdminAuthMiddleware(authenticator: authenticator)))
     knownRoutes.set(from: router)
 
@@ -140,7 +141,7 @@ func buildApplication(
     // the server stops first, then the queued follow-ups finish, then Redis closes.
     var services: [any Service] = [redis, events, followUps]
     if configuration.reconcileInterval > .zero {
-        services.append(Reconciler(worker: reconcileWorker, interval: configuration.reconcileInterval, logger: logger, now: { Date() }))
+        services.append(Reconciler(worker: reconcileWorker, interval: configuration.reconcileInterval, logger: logger, clock: clock))
     }
     // Slow clients: a request head must arrive within the header timeout; a connection with
     // nothing in progress is closed after the idle timeout (responses in progress, event streams

@@ -13,7 +13,8 @@ struct JobProcessor: Sendable {
     let webhookTokens: WebhookToken
     let publicURL: String
     let logger: Logger
-    let now: @Sendable () -> Date
+    /// Where job and task timestamps come from.
+    let clock: any WallClock
     /// Where follow-ups run after the answer; nil runs them before returning (tools, tests).
     var followUps: FollowUps? = nil
 
@@ -89,6 +90,8 @@ struct JobProcessor: Sendable {
             logger.error("submit failed", metadata: ["job": "\(jobID)", "task": "\(kind.rawValue)", "error": "\(error)"])
         }
     }
+
+    func now() -> Date { clock.now }
 
     /// A random id naming one submit try.
     static func newAttemptID() -> String {

@@ -7,9 +7,10 @@ import Hummingbird
 /// no user route (it carries no user).
 struct AdminController: Sendable {
     let worker: TaskReconciler
-    let now: @Sendable () -> Date
+    let clock: any WallClock
 
     var processor: JobProcessor { worker.processor }
+    func now() -> Date { clock.now }
     var queue: DueSet { worker.queue }
 
     static let maxJobIDs = 500

@@ -11,7 +11,8 @@ struct Reconciler: Service {
     let worker: TaskReconciler
     let interval: Duration
     let logger: Logger
-    let now: @Sendable () -> Date
+    /// Rounds wait on it and due times are read against it.
+    let clock: any WallClock
 
     var queue: DueSet { worker.queue }
     var policy: ReconcilePolicy { worker.policy }
@@ -37,10 +38,13 @@ struct Reconciler: Service {
             // A full batch means more is due: go on at once (still ending on shutdown).
             if claimedFull { continue }
             let interval = self.interval
-            _ = try? await cancelWhenGracefulShutdown { try await Task.sleep(for: interval) }
+            let clock = self.clock
+            _ = try? await cancelWhenGracefulShutdown { try await clock.sleep(for: interval) }
         }
         logger.info("reconciler stopped")
     }
+
+    private func now() -> Date { clock.now }
 
     /// Entries claimed at once: no more than run at once, so none waits in this process while
     /// its lease runs out (another instance would then poll it too).

@@ -165,8 +165,8 @@ struct ReconcilerTests {
             let (workerB, redisB) = try makeWorker(server: server, simURL: simURL, publicURL: gateway.baseURL, transport: countB)
             var policy = ReconcileSetup.policy
             policy.batchSize = 10
-            let a = Reconciler(worker: TaskReconciler(processor: workerA.processor, queue: workerA.queue, policy: policy), interval: .milliseconds(10), logger: quiet("a"), now: { Date() })
-            let b = Reconciler(worker: TaskReconciler(processor: workerB.processor, queue: workerB.queue, policy: policy), interval: .milliseconds(10), logger: quiet("b"), now: { Date() })
+            let a = Reconciler(worker: TaskReconciler(processor: workerA.processor, queue: workerA.queue, policy: policy), interval: .milliseconds(10), logger: quiet("a"), clock: SystemWallClock())
+            let b = Reconciler(worker: TaskReconciler(processor: workerB.processor, queue: workerB.queue, policy: policy), interval: .milliseconds(10), logger: quiet("b"), clock: SystemWallClock())
             var rounds = 0
             while rounds < 100 {
                 async let claimedA = a.round()

@@ -107,6 +107,8 @@ struct GatewayOptions: Sendable {
     var logger: Logger?
     /// Applied last to every gateway's configuration (after the port and fal-sim's URLs).
     var configure: @Sendable (inout ClapperConfiguration) -> Void
+    /// The gateways' wall clock (a `ManualClock` lets a test step time).
+    var clock: any WallClock = SystemWallClock()
 
     init(
         redis: RedisSource = .fresh,
@@ -288,7 +290,7 @@ private func runGateway<T: Sendable>(
     options.configure(&configuration)
     let (ready, readyContinuation) = AsyncStream.makeStream(of: Int.self)
     let hooks = BuildHooks()
-    let app = try await buildApplication(configuration, logger: options.logger, onServerRunning: { readyContinuation.yield($0) }, hooks: hooks)
+    let app = try await buildApplication(configuration, logger: options.logger, onServerRunning: { readyContinuation.yield($0) }, hooks: hooks, clock: options.clock)
     let group = ServiceGroup(configuration: .init(services: [app], gracefulShutdownSignals: [], logger: Logger(label: "test")))
     let gateway = Gateway(port: port, configuration: configuration, hooks: hooks, group: group)
     return try await withThrowingTaskGroup(of: Void.self) { tasks in

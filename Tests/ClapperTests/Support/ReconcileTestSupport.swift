@@ -90,7 +90,7 @@ func makeWorker(server: RedisServer, simURL: String, publicURL: String, transpor
         webhookTokens: WebhookToken(secret: "test-webhook-secret-0123456789"),
         publicURL: publicURL,
         logger: Logger(label: "test-reconciler"),
-        now: { Date() }
+        clock: SystemWallClock()
     )
     return (TaskReconciler(processor: processor, queue: DueSet(redis: redis, keys: keys), policy: ReconcileSetup.policy), redis)
 }
