@@ -55,10 +55,10 @@ public struct ClapperConfiguration: Sendable {
     /// keep-alive between requests), or whose request body sends nothing, is closed after this. Responses in progress (event
     /// streams included) are never cut by it.
     public var httpIdleTimeout: Duration = .seconds(60)
-    /// `CLAPPER_SSE_MAX_STREAMS_PER_USER` (32 from the environment; 0: no cap): event streams one
-    /// user may hold open on this instance; past it, 429 `too_many_streams`. The in-process
-    /// default is 0 (no cap) so code that builds a configuration by hand chooses its own.
-    public var sseMaxStreamsPerUser: Int = 0
+    /// `CLAPPER_SSE_MAX_STREAMS_PER_USER` (32; 0: no cap): event streams one user may hold open
+    /// on this instance; past it, 429 `too_many_streams`. The same default however the
+    /// configuration is built.
+    public var sseMaxStreamsPerUser: Int = 32
     /// `CLAPPER_MODEL_CATALOG`: JSON replacing the default model catalog (see README).
     public var modelCatalogJSON: String?
     /// `CLAPPER_AUDIO_PROMPT_SUFFIX` (" ambient sounds"): appended to the prompt for audio.

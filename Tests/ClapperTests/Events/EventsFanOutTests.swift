@@ -118,7 +118,7 @@ struct EventsFanOutTests {
 
     @Test(.timeLimit(.minutes(1)))
     func aThousandStreamsOpenedAndClosedLeaveNothingBehind() async throws {
-        try await withGateway(.noFal()) { context in
+        try await withGateway(.noFal({ $0.sseMaxStreamsPerUser = 0 })) { context in
             let job = uniqueID()
             let hub = context.hub
             try await context.jobs.create(job, user: "nora")
