@@ -215,7 +215,7 @@ def main():
                CLAPPER_REDIS_URL=f"redis://127.0.0.1:{redis_port}", FAL_KEY="sim-key:sim-secret",
                FAL_QUEUE_URL=f"http://127.0.0.1:{sim_port}", FAL_JWKS_URL=f"http://127.0.0.1:{jwks_port}/jwks.json",
                FAL_WEBHOOK_USER_ID=FAL_USER, CLAPPER_WEBHOOK_VERIFY="true", CLAPPER_WEBHOOK_SECRET=WEBHOOK_SECRET,
-               CLAPPER_DEV_MODE="1", CLAPPER_RECONCILE_INTERVAL_MS="0", CLAPPER_LOG_LEVEL="warning")
+               CLAPPER_DEV_MODE="1", CLAPPER_SSE_MAX_STREAMS_PER_USER="0", CLAPPER_RECONCILE_INTERVAL_MS="0", CLAPPER_LOG_LEVEL="warning")
     def start_clapper():
         p = start("clapper", [os.path.join(BIN, "clapper")], env=env); wait_port(http_port); return p
     clapper = start_clapper()
@@ -407,7 +407,7 @@ def report(idle_sizes, nofile, quiet_start, quiet_end, load_start, load_end):
         f"Machine: {machine()}.",
         f"Quiet: swift-build/swift-test processes at start {quiet_start}, at end {quiet_end}; load average at start {' '.join(load_start)}, at end {' '.join(load_end)}.",
         "Everything on 127.0.0.1 on the same 2 cores: redis-server (no persistence), fal-sim (zero delays, drop-webhook), "
-        "Clapper release build (CLAPPER_DEV_MODE=1, CLAPPER_LOG_LEVEL=warning, reconciler off, webhook verification ON against a JWKS "
+        "Clapper release build (CLAPPER_DEV_MODE=1, no per-user stream cap, CLAPPER_LOG_LEVEL=warning, reconciler off, webhook verification ON against a JWKS "
         "ops/bench serves: webhooks are Ed25519-signed by ops/bench before each run), nginx + nchan (2 workers, `nchan_redis_url` storage).",
         "Jobs for sections 2–5 are written with JobScripts.apply itself (EVALSHA of the script read from the Swift source), cloned from a job made through POST /v1/jobs.",
         f"Each figure: median of {RUNS} runs (min–max). Latency p50/p99 are medians of the per-run percentiles. Load-generator CPU is % of one core (redis-benchmark, wrk, clapper-bench).",
