@@ -109,38 +109,34 @@ extension FalClient {
         return true
     }
 
-    /// Runs `body`, giving up with `.timedOut` when `timeout` passes first: the body is then
-    /// cancelled. The group still waits for the body to end, so the bound holds for transports
-    /// that honour cancellation (URLSession does); the transport also gets the timeout itself.
+    /// Runs `body`, giving up with `.timedOut` when `timeout` passes first, or `.cancelled` when
+    /// the caller is cancelled. The answer does not wait for `body` to end: it runs in a task of
+    /// its own that is cancelled and left to finish (the transport has the timeout itself too).
+    /// Waiting for it proved unsafe: URLSession on Linux can fail to return from a request
+    /// cancelled just as its own timeout fires, which held the caller, and its submit, forever.
     func withDeadline(
         _ timeout: Duration,
         _ body: @escaping @Sendable () async throws(HTTPTransportError) -> HTTPTransportResponse
     ) async throws(HTTPTransportError) -> HTTPTransportResponse {
-        let result = await withTaskGroup(of: Result<HTTPTransportResponse, HTTPTransportError>?.self) { group in
-            group.addTask {
-                do throws(HTTPTransportError) {
-                    return .success(try await body())
-                } catch {
-                    return .failure(error)
+        let race = DeadlineRace()
+        let result = await withTaskCancellationHandler {
+            await withCheckedContinuation { continuation in
+                race.set(continuation)
+                let work = Task {
+                    do throws(HTTPTransportError) {
+                        race.finish(.success(try await body()))
+                    } catch {
+                        race.finish(.failure(error))
+                    }
                 }
-            }
-            group.addTask {
-                do {
-                    try await Task.sleep(for: timeout)
-                    return .failure(.timedOut("no response within \(timeout)"))
-                } catch {
-                    return nil
+                let timer = Task {
+                    try? await Task.sleep(for: timeout)
+                    if !Task.isCancelled { race.finish(.failure(.timedOut("no response within \(timeout)"))) }
                 }
+                race.whenFinished { work.cancel(); timer.cancel() }
             }
-            var outcome: Result<HTTPTransportResponse, HTTPTransportError> = .failure(HTTPTransportError(.cancelled, mayHaveReachedServer: true, "cancelled"))
-            for await next in group {
-                if let next {
-                    outcome = next
-                    break
-                }
-            }
-            group.cancelAll()
-            return outcome
+        } onCancel: {
+            race.finish(.failure(HTTPTransportError(.cancelled, mayHaveReachedServer: true, "cancelled")))
         }
         return try result.get()
     }

@@ -213,6 +213,30 @@ import Testing
         #expect(ContinuousClock.now - started < .seconds(5))
     }
 
+    /// A transport that does not return even when cancelled (URLSession on Linux was seen to do
+    /// this when cancelled as its own timeout fired): the call still ends at its deadline.
+    @Test(.timeLimit(.minutes(1)))
+    func aTransportThatIgnoresCancellationIsStillCutOffAtTheDeadline() async {
+        let transport = ScriptedTransport { (_, _) throws(HTTPTransportError) in
+            await withCheckedContinuation { (done: CheckedContinuation<Void, Never>) in
+                DispatchQueue.global().asyncAfter(deadline: .now() + 20) { done.resume() }
+            }
+            return HTTPTransportResponse(status: 200)
+        }
+        let client = FalClient(
+            configuration: FalClientConfiguration(queueURL: "http://fal.test", timeouts: .init(submit: .milliseconds(200)), retry: .none),
+            transport: transport
+        )
+        let started = ContinuousClock.now
+        do {
+            _ = try await client.submit(model: "m/a", input: json("{}"))
+            Issue.record("expected timeout")
+        } catch {
+            #expect(error.code == .timeout)
+        }
+        #expect(ContinuousClock.now - started < .seconds(5))
+    }
+
     @Test func retryPolicyIsPure() {
         let policy = FalRetryPolicy(maxAttempts: 5, baseDelay: .milliseconds(100), maxDelay: .milliseconds(300), totalBudget: .seconds(2))
         #expect(policy.backoffCap(afterAttempt: 1) == .milliseconds(100))

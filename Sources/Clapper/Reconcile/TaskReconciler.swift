@@ -262,8 +262,13 @@ struct TaskReconciler: Sendable {
                 let expired = TaskError(code: "result_expired", message: "fal no longer has this request's result (it keeps results 1 hour, 6 minutes when 10 KB or larger)")
                 return await settle(job: job, kind: task.kind, events: [.failed(expired)], output: nil, action: .failResultExpired, fix: .expiredResult, now: now, report: report)
             }
+            // fal's word that the request failed: a 4xx from the result (the model's own error), or
+            // any answer when the status already carried an error. A 5xx while the status said
+            // nothing is fal's trouble, not the request's: asked again soon (issue 12's chaos run
+            // found transient 500s failing finished tasks for good).
             let answered = error.httpStatus != nil
-            if error.code == .validation || error.code == .modelError || (answered && statusError != nil) {
+            let modelRefused = error.code == .validation || (error.code == .modelError && (error.httpStatus ?? 500) < 500)
+            if modelRefused || (answered && statusError != nil) {
                 report.fal = "COMPLETED; result: error \(error.httpStatus.map(String.init) ?? "-")"
                 let failure = TaskError(
                     code: "fal_error",

@@ -175,6 +175,19 @@ struct NothingLostTests {
         }
     }
 
+    /// The webhook is lost and fal's result endpoint answers 500 twice before it serves the
+    /// output: the reconciler asks again instead of failing a task fal finished.
+    @Test(.timeLimit(.minutes(1)))
+    func aTransient5xxFromTheResultEndpointIsAskedAgain() async throws {
+        try await withGateway(GatewayOptions(fal: .sim(ReconcileSetup.sim(faults: ["drop-webhook", "result-500=2"])), configure: ReconcileSetup.on)) { stack in
+            let created = try await stack.gateway.send(.POST, "/v1/jobs", token: alice, body: jobBody("result-500-\(UUID())", audio: false))
+            let id = try #require(created.json["jobId"] as? String)
+            let done = try await waitForJob(id, gateway: stack.gateway, redis: stack.server, token: alice, until: isFinished)
+            #expect(done["status"] as? String == "completed", "error: \(String(describing: done["videoErrorCode"]))")
+            #expect((done["videoUrl"] as? String)?.isEmpty == false)
+        }
+    }
+
     @Test func redisLoadingAfterARestartIsPassing() {
         #expect(RedisError(.server, "LOADING Redis is loading the dataset in memory").isTransient)
         #expect(RedisError(.timeout, "no reply").isTransient)
