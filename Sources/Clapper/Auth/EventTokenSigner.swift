@@ -44,14 +44,14 @@ public struct EventTokenSigner: Sendable {
         }
         let payload = Array("v1|\(scopeText)|\(expiry)|\(userID)".utf8)
         let mac = HMAC<SHA256>.authenticationCode(for: payload, using: key)
-        return Self.base64URL(payload) + "." + Self.base64URL(Array(mac))
+        return Base64URL.encode(payload) + "." + Base64URL.encode(Array(mac))
     }
 
     /// The claims of a well-formed, authentic, unexpired token; nil otherwise.
     public func verify(_ token: String, now: Date) -> Claims? {
         let parts = token.split(separator: ".", omittingEmptySubsequences: false)
         guard token.utf8.count <= 4096, parts.count == 2,
-              let payload = Self.decodeBase64URL(parts[0]), let mac = Self.decodeBase64URL(parts[1]),
+              let payload = Base64URL.decode(parts[0]), let mac = Base64URL.decode(parts[1]),
               HMAC<SHA256>.isValidAuthenticationCode(mac, authenticating: payload, using: key)
         else { return nil }
         let fields = String(decoding: payload, as: UTF8.self).split(separator: "|", maxSplits: 3, omittingEmptySubsequences: false)
@@ -85,19 +85,5 @@ public struct EventTokenSigner: Sendable {
         var allowed = CharacterSet.alphanumerics
         allowed.insert(charactersIn: "-._~")
         return text.addingPercentEncoding(withAllowedCharacters: allowed) ?? text
-    }
-
-    static func base64URL(_ bytes: [UInt8]) -> String {
-        Data(bytes).base64EncodedString()
-            .replacingOccurrences(of: "+", with: "-")
-            .replacingOccurrences(of: "/", with: "_")
-            .replacingOccurrences(of: "=", with: "")
-    }
-
-    static func decodeBase64URL(_ text: Substring) -> [UInt8]? {
-        guard !text.isEmpty, text.utf8.allSatisfy({ $0 == 0x2D || $0 == 0x5F || (0x30...0x39).contains($0) || (0x41...0x5A).contains($0) || (0x61...0x7A).contains($0) }) else { return nil }
-        var base64 = text.replacingOccurrences(of: "-", with: "+").replacingOccurrences(of: "_", with: "/")
-        while base64.utf8.count % 4 != 0 { base64.append("=") }
-        return Data(base64Encoded: base64).map(Array.init)
     }
 }
