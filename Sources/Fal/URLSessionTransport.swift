@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 #if canImport(FoundationNetworking)
 import FoundationNetworking
 #endif
@@ -38,7 +39,7 @@ public struct URLSessionTransport: HTTPTransport {
         let data: Data
         let response: URLResponse
         do {
-            (data, response) = try await session.data(for: urlRequest)
+            (data, response) = try await Self.data(for: urlRequest, in: session)
         } catch let error as URLError {
             throw Self.map(error)
         } catch is CancellationError {
@@ -56,6 +57,32 @@ public struct URLSessionTransport: HTTPTransport {
             }
         }
         return HTTPTransportResponse(status: http.statusCode, headers: headers, body: [UInt8](data))
+    }
+
+    /// `session.data(for:)` as a data task whose cancel runs on another queue. URLSession's own
+    /// async API cancels its task inside the Swift task's cancellation handler, which holds that
+    /// task's lock while URLSession's queue may be waiting for the same lock to deliver the
+    /// result (a timeout at that moment): on Linux both then wait for ever, and with them the
+    /// cooperative pool's threads (issue 12's chaos run: every instance hung). Cancelling from a
+    /// global queue, after the handler has returned, cannot wait on that lock.
+    static func data(for request: URLRequest, in session: URLSession) async throws -> (Data, URLResponse) {
+        let running = RunningDataTask()
+        return try await withTaskCancellationHandler {
+            try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<(Data, URLResponse), any Error>) in
+                let task = session.dataTask(with: request) { data, response, error in
+                    if let error {
+                        continuation.resume(throwing: error)
+                    } else if let response {
+                        continuation.resume(returning: (data ?? Data(), response))
+                    } else {
+                        continuation.resume(throwing: URLError(.badServerResponse))
+                    }
+                }
+                running.start(task)
+            }
+        } onCancel: {
+            running.cancel()
+        }
     }
 
     /// Classifies a `URLError`: only failures before any byte was sent count as "not reached".
@@ -79,5 +106,37 @@ public struct URLSessionTransport: HTTPTransport {
         default:
             return HTTPTransportError(.other, mayHaveReachedServer: true, text)
         }
+    }
+}
+
+/// The data task of one request, cancelled from a global queue (see `URLSessionTransport.data`).
+/// A cancel that comes before the task exists cancels it as soon as it is started.
+private final class RunningDataTask: Sendable {
+    private struct State {
+        var task: URLSessionDataTask?
+        var cancelled = false
+    }
+
+    private let state = Mutex(State())
+
+    func start(_ task: URLSessionDataTask) {
+        let cancelled = state.withLock { state -> Bool in
+            state.task = task
+            return state.cancelled
+        }
+        task.resume()
+        if cancelled { Self.cancelLater(task) }
+    }
+
+    func cancel() {
+        let task = state.withLock { state -> URLSessionDataTask? in
+            state.cancelled = true
+            return state.task
+        }
+        if let task { Self.cancelLater(task) }
+    }
+
+    private static func cancelLater(_ task: URLSessionDataTask) {
+        DispatchQueue.global().async { task.cancel() }
     }
 }
