@@ -24,11 +24,15 @@ public struct APIError: Error, HTTPResponseError, Sendable {
     }
 
     static func body(code: String, message: String) -> [UInt8] {
-        struct Body: Encodable {
-            struct Inner: Encodable { let code: String; let message: String }
-            let error: Inner
-        }
-        return (try? Array(JSONEncoder().encode(Body(error: .init(code: code, message: message))))) ?? Array(#"{"error":{"code":"internal","message":"internal error"}}"#.utf8)
+        var w = JSONWriter()
+        w.beginObject()
+        w.key("error")
+        w.beginObject()
+        w.field("code", code)
+        w.field("message", message)
+        w.endObject()
+        w.endObject()
+        return w.bytes
     }
 
     public static func notFound(_ message: String = "not found") -> APIError { APIError(.notFound, code: "not_found", message: message) }

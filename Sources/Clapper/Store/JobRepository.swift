@@ -166,6 +166,6 @@ struct JobRepository: Sendable {
     }
 
     static func jsonString(_ text: String) -> String {
-        String(decoding: (try? JSONEncoder().encode(text)) ?? Data("\"\"".utf8), as: UTF8.self)
+        String(decoding: JSONWriter.quoted(text), as: UTF8.self)
     }
 }

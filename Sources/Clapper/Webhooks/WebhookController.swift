@@ -62,7 +62,12 @@ struct WebhookController {
     }
 
     static func acknowledge(applied: Bool, version: Int) -> Response {
-        Response.json(#"{"applied":\#(applied),"version":\#(version)}"#)
+        var w = JSONWriter()
+        w.beginObject()
+        w.field("applied", applied)
+        w.field("version", version)
+        w.endObject()
+        return Response.json(w.bytes)
     }
 
     enum Outcome: String { case applied, ignored, rejected }
