@@ -41,9 +41,16 @@ struct GatewaySkeletonTests {
             // Bounds far above the deadline (these machines are noisy) and far below a hang.
             #expect(ContinuousClock.now - start < .seconds(5))
             try await server.restart()
-            try await client.execute(uri: "/readyz", method: .get) { response in
-                #expect(response.status == .ok)
+            // Healed with at most one failed caller (the one whose PING meets the broken
+            // connection); under load the fresh connection may need one more ready deadline.
+            var failures = 0
+            var restarted: HTTPResponse.Status = .serviceUnavailable
+            while restarted != .ok, failures < 3 {
+                restarted = try await client.execute(uri: "/readyz", method: .get) { $0.status }
+                if restarted != .ok { failures += 1 }
             }
+            #expect(restarted == .ok)
+            #expect(failures <= 1, "\(failures) callers saw 503 after the restart")
             // A Redis that hangs (SIGSTOP) still gets an answer at the ready deadline.
             kill(server.pid, SIGSTOP)
             let hung = ContinuousClock.now
