@@ -1,6 +1,7 @@
 import AsyncHTTPClient
 import FalSim
 import Foundation
+import TestSupport
 import Hummingbird
 import NIOCore
 import NIOHTTP1
@@ -69,7 +70,7 @@ enum FalSimTest {
         process.standardInput = stdin
         process.standardOutput = stdout
         process.standardError = stderr
-        try process.run()
+        try ProcessLaunch.run(process)
         stdin.fileHandleForWriting.write(Data(input))
         try stdin.fileHandleForWriting.close()
         let output = stdout.fileHandleForReading.readDataToEndOfFile()

@@ -60,7 +60,7 @@ public enum PackageExecutable {
         process.standardError = stderr
         let (exited, continuation) = AsyncStream.makeStream(of: Int32.self)
         process.terminationHandler = { continuation.yield($0.terminationStatus); continuation.finish() }
-        try process.run()
+        try ProcessLaunch.run(process)
         var statuses = exited.makeAsyncIterator()
         let status = await statuses.next() ?? -1
         // The process has exited: both pipes are at their end (short outputs fit in a pipe).

@@ -145,7 +145,7 @@ final class LockedProcess: @unchecked Sendable {
         process.arguments = arguments
         process.standardOutput = FileHandle.nullDevice
         process.standardError = FileHandle.nullDevice
-        try process.run()
+        try ProcessLaunch.run(process)
         lock.withLock { self.process = process }
     }
 

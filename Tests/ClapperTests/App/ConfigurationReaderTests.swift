@@ -1,6 +1,7 @@
 import Clapper
 import Configuration
 import Foundation
+import TestSupport
 import Synchronization
 import Testing
 
@@ -49,7 +50,7 @@ struct ConfigurationReaderTests {
         process.arguments = ["--help"]
         let stdout = Pipe()
         process.standardOutput = stdout
-        try process.run()
+        try ProcessLaunch.run(process)
         let help = String(decoding: stdout.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
         process.waitUntilExit()
         #expect(process.terminationStatus == 0)

@@ -169,7 +169,7 @@ struct ExecutableTests {
             process.standardError = FileHandle.nullDevice
             let exited = AsyncStream.makeStream(of: Int32.self)
             process.terminationHandler = { exited.continuation.yield($0.terminationStatus) }
-            try process.run()
+            try ProcessLaunch.run(process)
             while !FreePort.canConnect(port: port) {
                 #expect(process.isRunning, "clapper exited before listening")
                 try await Task.sleep(for: .milliseconds(20))
@@ -189,7 +189,7 @@ struct ExecutableTests {
         process.environment = ["CLAPPER_DEV_MODE": "1", "CLAPPER_HTTP_PORT": "eighty"]
         let stderr = Pipe()
         process.standardError = stderr
-        try process.run()
+        try ProcessLaunch.run(process)
         let output = String(decoding: stderr.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
         process.waitUntilExit()
         #expect(process.terminationStatus == 2)

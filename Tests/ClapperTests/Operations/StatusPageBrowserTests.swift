@@ -147,7 +147,7 @@ final class Browser: @unchecked Sendable {
             exit.yield()
             exit.finish()
         }
-        try process.run()
+        try ProcessLaunch.run(process)
         // Blocking reads on a thread of their own, not a dispatch read source: closing a pipe
         // under a readability handler crashed libdispatch's manager thread on Linux.
         let reader = output.fileHandleForReading

@@ -1,5 +1,6 @@
 import Clapper
 import Foundation
+import TestSupport
 
 /// The `clapper` executable as a child process: not a `withGateway` gateway, a real process a
 /// test can kill (SIGKILL) and start again on the same port.
@@ -29,7 +30,7 @@ final class ClapperProcess: Sendable {
         process.terminationHandler = { continuation.yield($0.terminationStatus); continuation.finish() }
         self.process = process
         self.exited = stream
-        try process.run()
+        try ProcessLaunch.run(process)
     }
 
     /// Polls `/readyz` (a child process offers nothing to await) for up to 20 s.
