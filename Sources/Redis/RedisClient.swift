@@ -5,32 +5,47 @@ import NIOPosix
 import ServiceLifecycle
 import Synchronization
 
-/// A bounded pool of hiredis connections whose blocking calls run on a dedicated
-/// `NIOThreadPool` (never on an event loop or the cooperative pool).
+/// Redis over a few non-blocking connections on SwiftNIO event loops (`poolSize` of them, spread
+/// over the event-loop group). Each connection carries many commands at once: callers never wait
+/// for one another's replies, only for the socket, and commands queued in one event-loop turn go
+/// out in one write.
 ///
-/// Run it as a `Service` placed before everything that uses it: it closes its connections
-/// and threads on graceful shutdown.
+/// A connection that breaks or times out is closed; the next caller opens a new one (waiting at
+/// most `poolTimeout` for it), with a backoff while Redis stays unreachable. Callers spread over
+/// the connections round robin, skipping one that is being reopened when another is open.
+///
+/// Run it as a `Service` placed before everything that uses it: it closes its connections on
+/// graceful shutdown.
 public final class RedisClient: Service, Sendable {
     public let configuration: RedisConfiguration
-    private let threadPool: NIOThreadPool
-    private let timerLoop: any EventLoop
-    private let state: Mutex<PoolStateMachine<RedisConnection, CheckedContinuation<PoolGrant<RedisConnection>, any Error>>>
-    private let nextWaiterID = Atomic<Int>(0)
-    /// Deadline timers of waiting leases, cancelled once the lease is served.
-    private let timers = Mutex<[Int: Scheduled<Void>]>([:])
+    private let slots: [Slot]
+    private let nextSlot = Atomic<Int>(0)
+    private let inFlight = Atomic<Int>(0)
+    private let waiting = Atomic<Int>(0)
     private let logger: Logger
     private let inUseGauge = Gauge(label: "clapper_redis_pool_in_use")
     private let waitersGauge = Gauge(label: "clapper_redis_pool_waiters")
 
-    private typealias Grant = PoolGrant<RedisConnection>
+    private typealias Attempt = EventLoopPromise<RedisPipelineConnection>
 
-    public init(configuration: RedisConfiguration, logger: Logger = Logger(label: "redis")) {
+    /// One connection's place: the event loop it lives on and the rules of its life.
+    private final class Slot: Sendable {
+        let eventLoop: any EventLoop
+        let state = Mutex(ConnectionSlotStateMachine<RedisPipelineConnection, Attempt>())
+
+        init(eventLoop: any EventLoop) {
+            self.eventLoop = eventLoop
+        }
+    }
+
+    public init(
+        configuration: RedisConfiguration,
+        logger: Logger = Logger(label: "redis"),
+        eventLoopGroup: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton
+    ) {
         self.configuration = configuration
         self.logger = logger
-        self.threadPool = NIOThreadPool(numberOfThreads: configuration.poolSize)
-        self.threadPool.start()
-        self.timerLoop = MultiThreadedEventLoopGroup.singleton.next()
-        self.state = Mutex(PoolStateMachine(maximum: configuration.poolSize))
+        self.slots = (0..<configuration.poolSize).map { _ in Slot(eventLoop: eventLoopGroup.next()) }
     }
 
     public func run() async throws {
@@ -38,18 +53,25 @@ public final class RedisClient: Service, Sendable {
         await shutdown()
     }
 
-    /// Fails waiting callers, closes idle connections and stops the threads. Idempotent.
+    /// Closes the connections; later and waiting callers fail with `.shutdown`. Idempotent.
     public func shutdown() async {
-        let (idle, waiters) = state.withLock { $0.shutdown() }
-        for waiter in waiters { waiter.resume(throwing: RedisError(.shutdown, "Redis client is shut down")) }
-        for connection in idle { connection.close() }
-        try? await threadPool.shutdownGracefully()
+        var closing: [EventLoopFuture<Void>] = []
+        for slot in slots {
+            let (connection, attempt) = slot.state.withLock { $0.shutdown() }
+            attempt?.fail(RedisError(.shutdown, "Redis client is shut down"))
+            if let connection {
+                connection.close()
+                closing.append(connection.closeFuture)
+            }
+        }
+        for future in closing { try? await future.get() }
     }
 
     /// Sends one command; an error reply throws `RedisError` with code `.server` and Redis's message.
     @discardableResult
     public func send(_ command: RedisCommand) async throws(RedisError) -> RedisValue {
-        let reply = try await pipeline([command])[0]
+        let replies = try await pipeline([command])
+        guard let reply = replies.first else { throw RedisError(.protocolError, "no reply") }
         if case .error(let message) = reply { throw RedisError(.server, message) }
         return reply
     }
@@ -59,125 +81,130 @@ public final class RedisClient: Service, Sendable {
         try await send(RedisCommand(name, arguments: arguments))
     }
 
-    /// Sends every command in one round trip. Error replies come back as `.error` values in place.
+    /// Sends every command in one batch, back to back on one connection. Error replies come back
+    /// as `.error` values in place.
     public func pipeline(_ commands: [RedisCommand]) async throws(RedisError) -> [RedisValue] {
-        let connection = try await lease()
+        let connection = try await connection()
+        inUseGauge.record(inFlight.wrappingAdd(1, ordering: .relaxed).newValue)
+        defer { inUseGauge.record(inFlight.wrappingSubtract(1, ordering: .relaxed).newValue) }
         do {
-            let replies = try await threadPool.runIfActive { try connection.execute(commands) }
-            giveBack(connection)
-            return replies
-        } catch let error as RedisError {
-            giveBack(connection)
-            throw error
+            return try await connection.execute(commands).get()
         } catch {
-            giveBack(connection)
-            throw RedisError(.shutdown, "Redis client is shut down")
+            throw Self.redisError(error)
         }
     }
 
     /// Runs a script by SHA; on `NOSCRIPT` loads it and runs it again, in one round trip.
     public func eval(_ script: RedisScript, keys: [String], arguments: [any RedisArgumentConvertible]) async throws(RedisError) -> RedisValue {
         let call = RedisCommand("EVALSHA", arguments: [script.sha1, keys.count] + keys + arguments)
-        var reply = try await pipeline([call])[0]
+        var reply = try await pipeline([call]).first ?? .null
         if case .error(let message) = reply, message.hasPrefix("NOSCRIPT") {
-            reply = try await pipeline([RedisCommand("SCRIPT", "LOAD", script.source), call])[1]
+            let replies = try await pipeline([RedisCommand("SCRIPT", "LOAD", script.source), call])
+            reply = replies.last ?? .null
         }
         if case .error(let message) = reply { throw RedisError(.server, message) }
         return reply
     }
 
-    /// Connections busy right now, and callers waiting for one.
+    /// Commands sent and not yet answered, and callers waiting for a connection to open.
     public var poolStatus: (inUse: Int, waiting: Int) {
-        state.withLock { ($0.inUse, $0.waiting) }
+        (inFlight.load(ordering: .relaxed), waiting.load(ordering: .relaxed))
     }
 
-    // MARK: - Leasing
+    // MARK: - Connections
 
-    private func lease() async throws(RedisError) -> RedisConnection {
-        let id = nextWaiterID.wrappingAdd(1, ordering: .relaxed).newValue
-        let grant: Grant
-        do {
-            grant = try await withTaskCancellationHandler {
-                try await withCheckedThrowingContinuation { continuation in
-                    let action = state.withLock { $0.lease(id: id, waiter: continuation) }
-                    switch action {
-                    case .grant(.connection(let connection)): continuation.resume(returning: .connection(connection))
-                    case .grant(.create): continuation.resume(returning: .create)
-                    case .shutdown: continuation.resume(throwing: RedisError(.shutdown, "Redis client is shut down"))
-                    case .wait:
-                        let timer = timerLoop.scheduleTask(in: .nanoseconds(Int64(configuration.poolTimeout.nanoseconds))) { [self] in
-                            failWaiter(id, RedisError(.poolTimeout, "no Redis connection free within \(configuration.poolTimeout)"))
-                        }
-                        timers.withLock { $0[id] = timer }
-                        // Cancelled before it was registered: onCancel found nothing to fail.
-                        if Task.isCancelled {
-                            failWaiter(id, RedisError(.timeout, "cancelled while waiting for a Redis connection"))
-                        }
-                    }
-                    updateGauges()
-                }
-            } onCancel: {
-                failWaiter(id, RedisError(.timeout, "cancelled while waiting for a Redis connection"))
-            }
-        } catch let error as RedisError {
-            timers.withLock { $0.removeValue(forKey: id) }?.cancel()
-            throw error
-        } catch {
-            timers.withLock { $0.removeValue(forKey: id) }?.cancel()
-            throw RedisError(.shutdown, "\(error)")
+    private func connection() async throws(RedisError) -> RedisPipelineConnection {
+        let first = nextSlot.wrappingAdd(1, ordering: .relaxed).oldValue
+        let start = Int(truncatingIfNeeded: UInt(bitPattern: first) % UInt(slots.count))
+        let slot = slots[start]
+        let action = slot.state.withLock {
+            $0.use(now: .now(), isUsable: \.isActive, makeAttempt: { slot.eventLoop.makePromise() })
         }
-        timers.withLock { $0.removeValue(forKey: id) }?.cancel()
-        switch grant {
-        case .connection(let connection):
-            return connection
-        case .create:
-            do {
-                let configuration = self.configuration
-                return try await threadPool.runIfActive { try RedisConnection.connect(configuration) }
-            } catch {
-                slotFreed()
-                throw (error as? RedisError) ?? RedisError(.shutdown, "Redis client is shut down")
-            }
-        }
-    }
-
-    private func failWaiter(_ id: Int, _ error: RedisError) {
-        let waiter = state.withLock { $0.removeWaiter(id: id) }
-        waiter?.resume(throwing: error)
-        updateGauges()
-    }
-
-    private func giveBack(_ connection: RedisConnection) {
-        if connection.isBroken {
-            connection.close()
-            let stale = state.withLock { $0.dropIdle() }
-            for idle in stale { idle.close() }
-            slotFreed()
-            return
-        }
-        let action = state.withLock { $0.release(connection) }
-        perform(action)
-    }
-
-    private func slotFreed() {
-        let action = state.withLock { $0.discard() }
-        perform(action)
-    }
-
-    private func perform(_ action: PoolStateMachine<RedisConnection, CheckedContinuation<Grant, any Error>>.ReturnAction) {
+        let attempt: Attempt
         switch action {
-        case .none: break
-        case .close(let connection): connection.close()
-        case .resume(let waiter, .connection(let connection)): waiter.resume(returning: .connection(connection))
-        case .resume(let waiter, .create): waiter.resume(returning: .create)
+        case .use(let connection):
+            return connection
+        case .shutdown:
+            throw RedisError(.shutdown, "Redis client is shut down")
+        case .connect(let started, let delay):
+            open(slot, completing: started, after: delay)
+            attempt = started
+        case .wait(let pending):
+            attempt = pending
         }
-        updateGauges()
+        // This slot is opening: another open connection serves the caller meanwhile.
+        for offset in 1..<slots.count {
+            let other = slots[(start + offset) % slots.count]
+            let ready: RedisPipelineConnection? = other.state.withLock {
+                if case .ready(let connection) = $0.state, connection.isActive { return connection }
+                return nil
+            }
+            if let ready { return ready }
+        }
+        return try await wait(for: attempt, on: slot.eventLoop)
     }
 
-    private func updateGauges() {
-        let (inUse, waiting) = poolStatus
-        inUseGauge.record(inUse)
-        waitersGauge.record(waiting)
+    private func open(_ slot: Slot, completing attempt: Attempt, after delay: TimeAmount) {
+        let configuration = self.configuration
+        let logger = self.logger
+        let opening: EventLoopFuture<RedisPipelineConnection>
+        if delay > .zero {
+            opening = slot.eventLoop.flatScheduleTask(in: delay) {
+                RedisPipelineConnection.connect(configuration, on: slot.eventLoop)
+            }.futureResult
+        } else {
+            opening = RedisPipelineConnection.connect(configuration, on: slot.eventLoop)
+        }
+        opening.whenComplete { result in
+            switch result {
+            case .success(let connection):
+                guard slot.state.withLock({ $0.connected(connection) }) else {
+                    connection.close()
+                    attempt.fail(RedisError(.shutdown, "Redis client is shut down"))
+                    return
+                }
+                connection.closeFuture.whenComplete { _ in
+                    slot.state.withLock { $0.closed(connection) }
+                }
+                attempt.succeed(connection)
+            case .failure(let error):
+                let failures = slot.state.withLock { machine -> Int in
+                    machine.connectFailed(now: .now())
+                    if case .idle(let failures, _) = machine.state { return failures }
+                    return 0
+                }
+                let redisError = Self.redisError(error)
+                if failures == 1 {
+                    logger.warning("Redis unreachable; reconnecting with backoff", metadata: ["error": "\(redisError.message)"])
+                }
+                attempt.fail(redisError)
+            }
+        }
+    }
+
+    /// Waits for an opening, at most `poolTimeout`.
+    private func wait(for attempt: Attempt, on eventLoop: any EventLoop) async throws(RedisError) -> RedisPipelineConnection {
+        waitersGauge.record(waiting.wrappingAdd(1, ordering: .relaxed).newValue)
+        defer { waitersGauge.record(waiting.wrappingSubtract(1, ordering: .relaxed).newValue) }
+        let bounded = eventLoop.makePromise(of: RedisPipelineConnection.self)
+        let poolTimeout = configuration.poolTimeout
+        let timer = eventLoop.scheduleTask(in: .nanoseconds(poolTimeout.nanoseconds)) {
+            bounded.fail(RedisError(.poolTimeout, "no Redis connection within \(poolTimeout)"))
+        }
+        attempt.futureResult.whenComplete { result in
+            timer.cancel()
+            bounded.completeWith(result)
+        }
+        do {
+            return try await bounded.futureResult.get()
+        } catch {
+            throw Self.redisError(error)
+        }
+    }
+
+    private static func redisError(_ error: any Error) -> RedisError {
+        if let error = error as? RedisError { return error }
+        return RedisError(.connectionClosed, "\(error)")
     }
 }
 

@@ -1,9 +1,9 @@
 /// How to reach Redis and how patient to be with it.
 public struct RedisConfiguration: Sendable {
     public var url: RedisURL
-    /// Connections in the pool, at most (also the number of threads running hiredis calls).
+    /// Connections, each carrying many commands at once (pub/sub subscribers open their own).
     public var poolSize: Int
-    /// How long a caller waits for a free connection before `poolTimeout`.
+    /// How long a caller waits for a connection being opened before `poolTimeout`.
     public var poolTimeout: Duration
     public var connectTimeout: Duration
     /// How long one command (or pipeline) may wait for its reply.
@@ -11,7 +11,7 @@ public struct RedisConfiguration: Sendable {
 
     public init(
         url: RedisURL = RedisURL(),
-        poolSize: Int = 8,
+        poolSize: Int = 2,
         poolTimeout: Duration = .seconds(2),
         connectTimeout: Duration = .seconds(1),
         commandTimeout: Duration = .seconds(2)

@@ -1,7 +1,8 @@
 internal import CHiredis
 import Glibc
 
-/// One hiredis `redisContext`: blocking, binary-safe, used by one thread at a time.
+/// One blocking hiredis `redisContext`, binary-safe, used by one thread at a time: the pub/sub
+/// subscriber's connection, on its own thread. Commands go through `RedisPipelineConnection`.
 ///
 /// `@unchecked Sendable` proof: the context pointer is only touched in `connect`, `execute`,
 /// `close` and `deinit`. The pool hands a connection to exactly one leaser at a time and the
@@ -81,7 +82,7 @@ final class RedisConnection: @unchecked Sendable {
                 throw fail(context)
             }
             let reply = raw!.assumingMemoryBound(to: redisReply.self)
-            replies.append(Self.value(of: reply))
+            replies.append(RedisValue(reply: reply))
             freeReplyObject(raw)
         }
         return replies
@@ -106,7 +107,7 @@ final class RedisConnection: @unchecked Sendable {
         if redisGetReply(context, &raw) != REDIS_OK || raw == nil {
             throw fail(context)
         }
-        let value = Self.value(of: raw!.assumingMemoryBound(to: redisReply.self))
+        let value = RedisValue(reply: raw!.assumingMemoryBound(to: redisReply.self))
         freeReplyObject(raw)
         return value
     }
@@ -172,38 +173,5 @@ final class RedisConnection: @unchecked Sendable {
                 }
             }
         }
-    }
-
-    /// Copies a reply (and its elements) into Swift values; the caller frees the reply.
-    private static func value(of reply: UnsafeMutablePointer<redisReply>) -> RedisValue {
-        let r = reply.pointee
-        switch r.type {
-        case REDIS_REPLY_STRING:
-            return .bulk(bytes(r.str, r.len))
-        case REDIS_REPLY_STATUS:
-            return .status(String(decoding: bytes(r.str, r.len), as: UTF8.self))
-        case REDIS_REPLY_ERROR:
-            return .error(String(decoding: bytes(r.str, r.len), as: UTF8.self))
-        case REDIS_REPLY_INTEGER:
-            return .integer(Int64(r.integer))
-        case REDIS_REPLY_ARRAY:
-            var values: [RedisValue] = []
-            values.reserveCapacity(r.elements)
-            for index in 0..<r.elements {
-                if let element = r.element[index] {
-                    values.append(value(of: element))
-                } else {
-                    values.append(.null)
-                }
-            }
-            return .array(values)
-        default:
-            return .null
-        }
-    }
-
-    private static func bytes(_ pointer: UnsafeMutablePointer<CChar>?, _ length: Int) -> [UInt8] {
-        guard let pointer, length > 0 else { return [] }
-        return Array(UnsafeRawBufferPointer(start: pointer, count: length))
     }
 }

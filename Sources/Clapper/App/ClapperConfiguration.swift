@@ -18,7 +18,7 @@ public struct ClapperConfiguration: Sendable {
     public var httpPort: Int
     /// `CLAPPER_PUBLIC_URL` (http://host:port): the base URL fal can reach, for webhooks.
     public var publicURL: String
-    /// `CLAPPER_REDIS_URL` (redis://127.0.0.1:6379), with `CLAPPER_REDIS_POOL_SIZE` (8),
+    /// `CLAPPER_REDIS_URL` (redis://127.0.0.1:6379), with `CLAPPER_REDIS_POOL_SIZE` (2),
     /// `CLAPPER_REDIS_POOL_TIMEOUT_MS` (2000), `CLAPPER_REDIS_COMMAND_TIMEOUT_MS` (2000).
     public var redis: RedisConfiguration
     /// `FAL_KEY` (secret): `key_id:key_secret`.
@@ -205,7 +205,7 @@ public struct ClapperConfiguration: Sendable {
         }
         let redis = RedisConfiguration(
             url: redisURL,
-            poolSize: try reader.int("CLAPPER_REDIS_POOL_SIZE", default: 8, range: 1...512),
+            poolSize: try reader.int("CLAPPER_REDIS_POOL_SIZE", default: 2, range: 1...64),
             poolTimeout: .milliseconds(try reader.int("CLAPPER_REDIS_POOL_TIMEOUT_MS", default: 2000, range: 1...600_000)),
             commandTimeout: .milliseconds(try reader.int("CLAPPER_REDIS_COMMAND_TIMEOUT_MS", default: 2000, range: 1...600_000))
         )

@@ -16,9 +16,9 @@ public struct ClapperOptions: ParsableArguments {
     var publicUrl: String?
     @Option(name: .customLong("redis-url"), help: ArgumentHelp("CLAPPER_REDIS_URL (redis://127.0.0.1:6379): Redis to use.", valueName: "value"))
     var redisUrl: String?
-    @Option(name: .customLong("redis-pool-size"), help: ArgumentHelp("CLAPPER_REDIS_POOL_SIZE (8): Redis connections.", valueName: "value"))
+    @Option(name: .customLong("redis-pool-size"), help: ArgumentHelp("CLAPPER_REDIS_POOL_SIZE (2): Redis connections, each carrying many commands at once.", valueName: "value"))
     var redisPoolSize: String?
-    @Option(name: .customLong("redis-pool-timeout-ms"), help: ArgumentHelp("CLAPPER_REDIS_POOL_TIMEOUT_MS (2000): wait for a free Redis connection.", valueName: "value"))
+    @Option(name: .customLong("redis-pool-timeout-ms"), help: ArgumentHelp("CLAPPER_REDIS_POOL_TIMEOUT_MS (2000): wait for a Redis connection being opened.", valueName: "value"))
     var redisPoolTimeoutMs: String?
     @Option(name: .customLong("redis-command-timeout-ms"), help: ArgumentHelp("CLAPPER_REDIS_COMMAND_TIMEOUT_MS (2000): deadline of one Redis command.", valueName: "value"))
     var redisCommandTimeoutMs: String?

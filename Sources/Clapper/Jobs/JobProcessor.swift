@@ -65,7 +65,7 @@ struct JobProcessor: Sendable {
             Self.submits.increment()
             let accepted = TaskEvent.accepted(requestID: request.requestID, statusURL: request.statusURL, responseURL: request.responseURL, cancelURL: request.cancelURL)
             await record(jobID: jobID, kind: kind, [accepted], what: "fal's answer to a submit (request \(request.requestID))")
-        } catch let error as FalError {
+        } catch {
             Self.submitFailures.increment()
             if error.code == .rateLimited || (!error.mayHaveReachedFal && error.httpStatus == nil) {
                 // fal surely has no request (rate limited, refused, cancelled before it was sent):
@@ -86,8 +86,6 @@ struct JobProcessor: Sendable {
                 // model's deadline. Never a second submission.
                 logger.warning("submit outcome unknown; left for the webhook or the reconciler", metadata: ["job": "\(jobID)", "task": "\(kind.rawValue)", "error": "\(error.code)"])
             }
-        } catch {
-            logger.error("submit failed", metadata: ["job": "\(jobID)", "task": "\(kind.rawValue)", "error": "\(error)"])
         }
     }
 
