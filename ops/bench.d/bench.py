@@ -307,6 +307,18 @@ def main():
             record(f"sse{streams}", tool("sse", limit=120, port=http_port, paths=paths, post_port=http_port, requests=reqs, rate=1000, concurrency=32))
         log(f"webhook->SSE with {streams} streams: p99 {fmt(med(f'sse{streams}', 'p99_ms'), ' ms', 2)}")
 
+    # --- 3b. the same for nchan: publish -> subscriber at 1,000 publishes/s over 10,000 channels,
+    # one subscriber each; the message is a job view of the same size, named `job` (X-EventSource-Event)
+    streams, hooks = 10000, (2000 if QUICK else 3000)
+    for run in range(RUNS):
+        keys = [f"c{i}" for i in range(streams)]
+        paths = write_paths(os.path.join(TMP, "nchan.paths"), [(k, f"/sub/lat{run}x{k}") for k in keys])
+        reqs = write_records(os.path.join(TMP, "nchan.req"), [(k, (
+            f"POST /pub/lat{run}x{k} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+            f"X-EventSource-Event: job\r\nContent-Length: {len(view)}\r\n\r\n").encode() + view) for k in keys[:hooks]])
+        record("sse_nchan10000", tool("sse", limit=120, port=nginx_port, paths=paths, post_port=nginx_port, requests=reqs, rate=1000, concurrency=32))
+    log(f"nchan publish->subscriber with {streams} channels: p99 {fmt(med('sse_nchan10000', 'p99_ms'), ' ms', 2)}")
+
     # --- 4. fan-out: one job (one channel) with N subscribers
     fan_job = clone(1)[0][0]
     fan_view = view.replace(template_id.encode(), fan_job.encode()).decode()
@@ -390,6 +402,11 @@ def report(idle_sizes, nofile, quiet_start, quiet_end, load_start, load_end):
         add(f"3. webhook -> SSE, 1,000 webhooks/s, {s:,} streams: p50 / p99 / max ms",
             f"{fmt(med(name, 'p50_ms'), '', 2)} / {fmt(med(name, 'p99_ms'), '', 2)} / {fmt(med(name, 'max_ms'), '', 2)}",
             f"missing {fmt(med(name, 'missing'))}", f"p99 {med(name, 'p99_ms')[0] / 2:.2f} × 2 ms target" if med(name, "p99_ms") else "", cpu(name))
+    x = "sse_nchan10000"
+    add("3. nchan publish -> subscriber, 1,000 publishes/s, 10,000 channels × 1 subscriber: p50 / p99 / max ms",
+        f"{fmt(med(x, 'p50_ms'), '', 2)} / {fmt(med(x, 'p99_ms'), '', 2)} / {fmt(med(x, 'max_ms'), '', 2)}",
+        f"missing {fmt(med(x, 'missing'))}",
+        f"Clapper's p99 at 10,000 streams = {med('sse10000', 'p99_ms')[0] / med(x, 'p99_ms')[0]:.2f} × nchan's (target ≤ 1)" if med(x, "p99_ms") and med("sse10000", "p99_ms") else "", cpu(x))
     for n in (1000, 10000):
         c, x = f"fan_clapper{n}", f"fan_nchan{n}"
         add(f"4. fan-out, 1 job, {n:,} subscribers: Clapper (events/s)", fmt(med(c, "events_per_s")), p(c),
