@@ -34,11 +34,11 @@ struct JSONWriter {
     }
 
     mutating func int(_ value: Int?) {
-        if let value { bytes.append(contentsOf: Array(String(value).utf8)) } else { null() }
+        if let value { bytes.append(contentsOf: String(value).utf8) } else { null() }
     }
 
     mutating func bool(_ value: Bool) {
-        bytes.append(contentsOf: Array((value ? "true" : "false").utf8))
+        bytes.append(contentsOf: (value ? "true" : "false").utf8)
     }
 
     mutating func null() {
@@ -63,22 +63,54 @@ struct JSONWriter {
     /// breaks to JavaScript and some line-oriented readers).
     static func appendString(_ value: String, to out: inout [UInt8]) {
         out.append(UInt8(ascii: "\""))
-        for scalar in value.unicodeScalars {
-            switch scalar {
-            case "\"": out.append(contentsOf: [0x5C, 0x22])
-            case "\\": out.append(contentsOf: [0x5C, 0x5C])
-            case "\n": out.append(contentsOf: [0x5C, UInt8(ascii: "n")])
-            case "\r": out.append(contentsOf: [0x5C, UInt8(ascii: "r")])
-            case "\t": out.append(contentsOf: [0x5C, UInt8(ascii: "t")])
-            case "\u{08}": out.append(contentsOf: [0x5C, UInt8(ascii: "b")])
-            case "\u{0C}": out.append(contentsOf: [0x5C, UInt8(ascii: "f")])
-            case "\u{2028}", "\u{2029}", "\u{00}"..."\u{1F}", "\u{7F}":
-                out.append(contentsOf: Array(String(format: "\\u%04x", scalar.value).utf8))
-            default:
-                out.append(contentsOf: Array(String(scalar).utf8))
+        var value = value
+        value.withUTF8 { utf8 in
+            // Runs of bytes that need no escape are copied whole.
+            var start = 0
+            var index = 0
+            while index < utf8.count {
+                let byte = utf8[index]
+                var width = 1
+                let needsEscape: Bool
+                if byte == 0x22 || byte == 0x5C || byte < 0x20 || byte == 0x7F {
+                    needsEscape = true
+                } else if byte == 0xE2, index + 2 < utf8.count, utf8[index + 1] == 0x80, utf8[index + 2] == 0xA8 || utf8[index + 2] == 0xA9 {
+                    needsEscape = true  // U+2028, U+2029
+                    width = 3
+                } else {
+                    needsEscape = false
+                }
+                guard needsEscape else {
+                    index += 1
+                    continue
+                }
+                out.append(contentsOf: UnsafeBufferPointer(rebasing: utf8[start..<index]))
+                switch byte {
+                case 0x22: out.append(contentsOf: [0x5C, 0x22])
+                case 0x5C: out.append(contentsOf: [0x5C, 0x5C])
+                case 0x0A: out.append(contentsOf: [0x5C, UInt8(ascii: "n")])
+                case 0x0D: out.append(contentsOf: [0x5C, UInt8(ascii: "r")])
+                case 0x09: out.append(contentsOf: [0x5C, UInt8(ascii: "t")])
+                case 0x08: out.append(contentsOf: [0x5C, UInt8(ascii: "b")])
+                case 0x0C: out.append(contentsOf: [0x5C, UInt8(ascii: "f")])
+                case 0xE2: out.append(contentsOf: utf8[index + 2] == 0xA8 ? Self.lineSeparator : Self.paragraphSeparator)
+                default: appendUnicodeEscape(byte, to: &out)
+                }
+                index += width
+                start = index
             }
+            out.append(contentsOf: UnsafeBufferPointer(rebasing: utf8[start..<index]))
         }
         out.append(UInt8(ascii: "\""))
+    }
+
+    private static let lineSeparator = Array(#"\u2028"#.utf8)
+    private static let paragraphSeparator = Array(#"\u2029"#.utf8)
+
+    /// `\u00XX` for a control character (lowercase hex).
+    private static func appendUnicodeEscape(_ byte: UInt8, to out: inout [UInt8]) {
+        let hex = Array("0123456789abcdef".utf8)
+        out.append(contentsOf: [0x5C, UInt8(ascii: "u"), UInt8(ascii: "0"), UInt8(ascii: "0"), hex[Int(byte >> 4)], hex[Int(byte & 0x0F)]])
     }
 
     static func quoted(_ value: String) -> [UInt8] {

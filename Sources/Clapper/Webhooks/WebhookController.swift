@@ -72,7 +72,12 @@ struct WebhookController {
 
     enum Outcome: String { case applied, ignored, rejected }
 
+    /// Made once: a `Counter` made per call looks its series up in the metrics backend each time.
+    private static let counters: [Outcome: Counter] = Dictionary(uniqueKeysWithValues: [Outcome.applied, .ignored, .rejected].map {
+        ($0, Counter(label: "clapper_webhooks_total", dimensions: [("outcome", $0.rawValue)]))
+    })
+
     static func outcomes(_ outcome: Outcome) -> Counter {
-        Counter(label: "clapper_webhooks_total", dimensions: [("outcome", outcome.rawValue)])
+        counters[outcome] ?? Counter(label: "clapper_webhooks_total", dimensions: [("outcome", outcome.rawValue)])
     }
 }
