@@ -24,7 +24,10 @@ final class JobCache: Sendable {
         entries.withLock { entries in
             if let current = entries[loaded.job.id], current.job.version > loaded.job.version { return }
             if entries.count >= capacity, entries[loaded.job.id] == nil {
-                for key in entries.keys.prefix(capacity / 2 + 1) { entries[key] = nil }
+                // The keys are copied out first: removing while a view of the keys is alive
+                // would copy the whole dictionary (copy-on-write).
+                let victims = Array(entries.keys.prefix(capacity / 2 + 1))
+                for key in victims { entries.removeValue(forKey: key) }
             }
             entries[loaded.job.id] = loaded
         }
