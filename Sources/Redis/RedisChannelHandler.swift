@@ -1,5 +1,9 @@
 import NIOCore
 
+/// A request refused before any byte of it was written (the connection was already closing):
+/// safe to send again on another connection.
+struct NotSent: Error {}
+
 /// One batch of commands sent together, answered with one reply per command, in order.
 struct RedisRequest {
     var commands: [RedisCommand]
@@ -53,9 +57,10 @@ final class RedisChannelHandler: ChannelInboundHandler {
     }
 
     /// Queues a request; the flush goes out once this event-loop turn has queued what it will.
+    /// On a connection already closing it fails with `NotSent`: nothing went out.
     func enqueue(_ request: RedisRequest) {
         guard failure == nil, let context else {
-            request.promise.fail(failure ?? RedisError(.connectionClosed, "connection closed"))
+            request.promise.fail(NotSent())
             return
         }
         var buffer = outbound ?? context.channel.allocator.buffer(capacity: 512)

@@ -5,8 +5,8 @@ import NIOPosix
 import ServiceLifecycle
 import Synchronization
 
-/// Redis over a few non-blocking connections on SwiftNIO event loops (`poolSize` of them, spread
-/// over the event-loop group). Each connection carries many commands at once: callers never wait
+/// Redis over a few non-blocking connections on a SwiftNIO event loop (`poolSize` of them, on
+/// `sharedEventLoopGroup` unless told otherwise). Each connection carries many commands at once: callers never wait
 /// for one another's replies, only for the socket, and commands queued in one event-loop turn go
 /// out in one write.
 ///
@@ -38,10 +38,16 @@ public final class RedisClient: Service, Sendable {
         }
     }
 
+    /// One event-loop thread for the Redis connections of every client in the process (like NIO's
+    /// singleton, never shut down). Callers run on the cooperative pool and hop to a loop either
+    /// way; a loop of Redis's own is not held up by HTTP work, and a client's connections on one
+    /// loop see a Redis restart together (each close is handled before the next caller picks).
+    public static let sharedEventLoopGroup: any EventLoopGroup = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+
     public init(
         configuration: RedisConfiguration,
         logger: Logger = Logger(label: "redis"),
-        eventLoopGroup: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton
+        eventLoopGroup: any EventLoopGroup = RedisClient.sharedEventLoopGroup
     ) {
         self.configuration = configuration
         self.logger = logger
@@ -83,15 +89,23 @@ public final class RedisClient: Service, Sendable {
 
     /// Sends every command in one batch, back to back on one connection. Error replies come back
     /// as `.error` values in place.
+    ///
+    /// A batch refused by a connection that had just closed (Redis restarted, its close not yet
+    /// seen when the caller picked it) was never sent: it goes once more, on a fresh connection.
     public func pipeline(_ commands: [RedisCommand]) async throws(RedisError) -> [RedisValue] {
-        let connection = try await connection()
         inUseGauge.record(inFlight.wrappingAdd(1, ordering: .relaxed).newValue)
         defer { inUseGauge.record(inFlight.wrappingSubtract(1, ordering: .relaxed).newValue) }
-        do {
-            return try await connection.execute(commands).get()
-        } catch {
-            throw Self.redisError(error)
+        for attempt in 0..<2 {
+            let connection = try await connection()
+            do {
+                return try await connection.execute(commands).get()
+            } catch is NotSent where attempt == 0 {
+                continue
+            } catch {
+                throw Self.redisError(error)
+            }
         }
+        throw RedisError(.connectionClosed, "connection closed")
     }
 
     /// Runs a script by SHA; on `NOSCRIPT` loads it and runs it again, in one round trip.
@@ -204,6 +218,7 @@ public final class RedisClient: Service, Sendable {
 
     private static func redisError(_ error: any Error) -> RedisError {
         if let error = error as? RedisError { return error }
+        if error is NotSent { return RedisError(.connectionClosed, "connection closed") }
         return RedisError(.connectionClosed, "\(error)")
     }
 }

@@ -176,8 +176,9 @@ import Testing
 
     @Test func statusStreamSendsEachChangeThenCloses() async throws {
         let configuration = FalSimTest.configuration {
-            $0.queueDelay = .milliseconds(150)
-            $0.runDelay = .milliseconds(400)
+            // Long enough for the stream to be open before the first change on a loaded machine.
+            $0.queueDelay = .seconds(1)
+            $0.runDelay = .seconds(1)
             $0.statusStreamHeartbeat = .milliseconds(100)
         }
         try await withFalSim(configuration: configuration) { sim in

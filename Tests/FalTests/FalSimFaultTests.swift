@@ -93,7 +93,7 @@ import Testing
             try await withFalSim(configuration: FalSimTest.configuration { $0.stallDuration = .seconds(50) }) { sim in
                 let url = await sim.baseURL.absoluteString + "/\(ltx)?fal_webhook=" + (await receiver.url).addingPercentEncoding(withAllowedCharacters: .alphanumerics)!
                 await #expect(throws: (any Error).self) {
-                    _ = try await FalSimTest.send(.POST, url, body: input, headers: [FalSimTest.auth, ("X-Fal-Sim-Fault", "submit-stall")], timeout: .milliseconds(300))
+                    _ = try await FalSimTest.send(.POST, url, body: input, headers: [FalSimTest.auth, ("X-Fal-Sim-Fault", "submit-stall")], timeout: .seconds(2))
                 }
                 let record = try #require(await sim.requests().first)
                 #expect(record.submitStatus == 200)

@@ -51,7 +51,7 @@ public enum PackageExecutable {
     /// Runs `name` with `arguments` and exactly `environment` (plus PATH); returns its exit
     /// status and what it wrote, once it has exited.
     public static func run(_ name: String, arguments: [String] = [], environment: [String: String] = [:]) async throws -> (status: Int32, stdout: String, stderr: String) {
-        let process = Process()
+        let process = SpawnedProcess()
         process.executableURL = try url(name)
         process.arguments = arguments
         process.environment = environment.merging(["PATH": ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin"]) { old, _ in old }
@@ -60,7 +60,7 @@ public enum PackageExecutable {
         process.standardError = stderr
         let (exited, continuation) = AsyncStream.makeStream(of: Int32.self)
         process.terminationHandler = { continuation.yield($0.terminationStatus); continuation.finish() }
-        try ProcessLaunch.run(process)
+        try process.run()
         var statuses = exited.makeAsyncIterator()
         let status = await statuses.next() ?? -1
         // The process has exited: both pipes are at their end (short outputs fit in a pipe).

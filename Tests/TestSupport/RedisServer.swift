@@ -130,7 +130,7 @@ func findExecutable(_ name: String) -> String? {
 /// `@unchecked Sendable` proof: `process` is only read or replaced while `lock` is held.
 final class LockedProcess: @unchecked Sendable {
     private let lock = NSLock()
-    private var process: Process?
+    private var process: SpawnedProcess?
     let executable: String
     let arguments: [String]
 
@@ -140,12 +140,12 @@ final class LockedProcess: @unchecked Sendable {
     }
 
     func start() throws {
-        let process = Process()
+        let process = SpawnedProcess()
         process.executableURL = URL(fileURLWithPath: executable)
         process.arguments = arguments
         process.standardOutput = FileHandle.nullDevice
         process.standardError = FileHandle.nullDevice
-        try ProcessLaunch.run(process)
+        try process.run()
         lock.withLock { self.process = process }
     }
 
@@ -154,7 +154,7 @@ final class LockedProcess: @unchecked Sendable {
     var pid: Int32 { lock.withLock { process?.processIdentifier ?? 0 } }
 
     func kill() {
-        let process = lock.withLock { () -> Process? in
+        let process = lock.withLock { () -> SpawnedProcess? in
             defer { self.process = nil }
             return self.process
         }

@@ -45,12 +45,12 @@ struct ConfigurationReaderTests {
     }
 
     @Test func helpListsEveryFlagWithItsKey() throws {
-        let process = Process()
+        let process = SpawnedProcess()
         process.executableURL = ExecutableTests.binary
         process.arguments = ["--help"]
         let stdout = Pipe()
         process.standardOutput = stdout
-        try ProcessLaunch.run(process)
+        try process.run()
         let help = String(decoding: stdout.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
         process.waitUntilExit()
         #expect(process.terminationStatus == 0)

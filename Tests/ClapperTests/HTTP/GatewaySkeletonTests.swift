@@ -158,7 +158,7 @@ struct ExecutableTests {
     func sigtermExitsZeroWithinFiveSeconds() async throws {
         try await withRedisServer { server in
             let port = try FreePort.find()
-            let process = Process()
+            let process = SpawnedProcess()
             process.executableURL = Self.binary
             process.environment = [
                 "CLAPPER_DEV_MODE": "1",
@@ -169,7 +169,7 @@ struct ExecutableTests {
             process.standardError = FileHandle.nullDevice
             let exited = AsyncStream.makeStream(of: Int32.self)
             process.terminationHandler = { exited.continuation.yield($0.terminationStatus) }
-            try ProcessLaunch.run(process)
+            try process.run()
             while !FreePort.canConnect(port: port) {
                 #expect(process.isRunning, "clapper exited before listening")
                 try await Task.sleep(for: .milliseconds(20))
@@ -184,12 +184,12 @@ struct ExecutableTests {
     }
 
     @Test func aMalformedSettingStopsItWithTheKeyNamed() async throws {
-        let process = Process()
+        let process = SpawnedProcess()
         process.executableURL = Self.binary
         process.environment = ["CLAPPER_DEV_MODE": "1", "CLAPPER_HTTP_PORT": "eighty"]
         let stderr = Pipe()
         process.standardError = stderr
-        try ProcessLaunch.run(process)
+        try process.run()
         let output = String(decoding: stderr.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
         process.waitUntilExit()
         #expect(process.terminationStatus == 2)

@@ -114,7 +114,7 @@ func chromiumExecutable() -> String? {
 /// `@unchecked Sendable` proof: the mutable state (`nextID`, `pending`, `buffer`) is only touched
 /// while `lock` is held; the process, pipes and `exited` are set in `init` and only read afterwards.
 final class Browser: @unchecked Sendable {
-    private let process = Process()
+    private let process = SpawnedProcess()
     private let input = Pipe()
     private let output = Pipe()
     private let lock = NSLock()
@@ -147,7 +147,7 @@ final class Browser: @unchecked Sendable {
             exit.yield()
             exit.finish()
         }
-        try ProcessLaunch.run(process)
+        try process.run()
         // Blocking reads on a thread of their own, not a dispatch read source: closing a pipe
         // under a readability handler crashed libdispatch's manager thread on Linux.
         let reader = output.fileHandleForReading

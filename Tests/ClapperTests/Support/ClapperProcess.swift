@@ -5,7 +5,7 @@ import TestSupport
 /// The `clapper` executable as a child process: not a `withGateway` gateway, a real process a
 /// test can kill (SIGKILL) and start again on the same port.
 final class ClapperProcess: Sendable {
-    let process: Process
+    let process: SpawnedProcess
     private let exited: AsyncStream<Int32>
 
     /// `.build/debug/clapper`, next to the test bundle (built by `swift build --build-tests`).
@@ -21,7 +21,7 @@ final class ClapperProcess: Sendable {
     }
 
     init(binary: URL, environment: [String: String]) throws {
-        let process = Process()
+        let process = SpawnedProcess()
         process.executableURL = binary
         process.arguments = []
         process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
@@ -30,7 +30,7 @@ final class ClapperProcess: Sendable {
         process.terminationHandler = { continuation.yield($0.terminationStatus); continuation.finish() }
         self.process = process
         self.exited = stream
-        try ProcessLaunch.run(process)
+        try process.run()
     }
 
     /// Polls `/readyz` (a child process offers nothing to await) for up to 20 s.

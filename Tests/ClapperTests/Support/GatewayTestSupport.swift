@@ -13,7 +13,7 @@ func testConfiguration(redis server: RedisServer, _ customize: (inout ClapperCon
     var configuration = ClapperConfiguration(
         httpHost: "127.0.0.1",
         httpPort: 0,
-        redis: RedisConfiguration(url: server.url, poolSize: 8, poolTimeout: .seconds(2), connectTimeout: .milliseconds(500), commandTimeout: .seconds(2)),
+        redis: RedisConfiguration(url: server.url, poolSize: 2, poolTimeout: .seconds(2), connectTimeout: .seconds(2), commandTimeout: .seconds(2)),
         webhookSecret: "test-webhook-secret-0123456789",
         jwtSecret: "test-jwt-secret-0123456789abcdef",
         adminToken: "test-admin-token",
