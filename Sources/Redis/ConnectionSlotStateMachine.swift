@@ -60,10 +60,13 @@ struct ConnectionSlotStateMachine<Connection: AnyObject, Attempt> {
     }
 
     /// The opening failed: the next waits a backoff that doubles from 25 ms up to `maximumBackoff`.
-    mutating func connectFailed(now: NIODeadline) {
-        guard case .connecting(_, let failures) = state else { return }
+    /// Returns how many openings in a row have failed (0 when the slot had moved on).
+    @discardableResult
+    mutating func connectFailed(now: NIODeadline) -> Int {
+        guard case .connecting(_, let failures) = state else { return 0 }
         let count = failures + 1
         state = .idle(failures: count, retryAt: now + Self.backoff(afterFailures: count))
+        return count
     }
 
     /// The connection closed (Redis went away, a command timed out): the next caller opens anew.

@@ -6,9 +6,9 @@ import ServiceLifecycle
 import Synchronization
 
 /// Redis over a few non-blocking connections on a SwiftNIO event loop (`poolSize` of them, on
-/// `sharedEventLoopGroup` unless told otherwise). Each connection carries many commands at once: callers never wait
-/// for one another's replies, only for the socket, and commands queued in one event-loop turn go
-/// out in one write.
+/// `sharedEventLoopGroup` unless told otherwise). Each connection carries many commands at once:
+/// callers never wait for one another's replies, only for the socket, and commands queued in one
+/// event-loop turn go out in one write.
 ///
 /// A connection that breaks or times out is closed; the next caller opens a new one (waiting at
 /// most `poolTimeout` for it), with a backoff while Redis stays unreachable. Callers spread over
@@ -93,19 +93,22 @@ public final class RedisClient: Service, Sendable {
     /// A batch refused by a connection that had just closed (Redis restarted, its close not yet
     /// seen when the caller picked it) was never sent: it goes once more, on a fresh connection.
     public func pipeline(_ commands: [RedisCommand]) async throws(RedisError) -> [RedisValue] {
+        // No reply would ever complete an empty batch.
+        guard !commands.isEmpty else { return [] }
         inUseGauge.record(inFlight.wrappingAdd(1, ordering: .relaxed).newValue)
         defer { inUseGauge.record(inFlight.wrappingSubtract(1, ordering: .relaxed).newValue) }
-        for attempt in 0..<2 {
-            let connection = try await connection()
-            do {
-                return try await connection.execute(commands).get()
-            } catch is NotSent where attempt == 0 {
-                continue
-            } catch {
-                throw Self.redisError(error)
-            }
+        do {
+            return try await connection().execute(commands).get()
+        } catch is NotSent {
+            // Fall through: the picked connection had just closed.
+        } catch {
+            throw Self.redisError(error)
         }
-        throw RedisError(.connectionClosed, "connection closed")
+        do {
+            return try await connection().execute(commands).get()
+        } catch {
+            throw Self.redisError(error)
+        }
     }
 
     /// Runs a script by SHA; on `NOSCRIPT` loads it and runs it again, in one round trip.
@@ -182,11 +185,7 @@ public final class RedisClient: Service, Sendable {
                 }
                 attempt.succeed(connection)
             case .failure(let error):
-                let failures = slot.state.withLock { machine -> Int in
-                    machine.connectFailed(now: .now())
-                    if case .idle(let failures, _) = machine.state { return failures }
-                    return 0
-                }
+                let failures = slot.state.withLock { $0.connectFailed(now: .now()) }
                 let redisError = Self.redisError(error)
                 if failures == 1 {
                     logger.warning("Redis unreachable; reconnecting with backoff", metadata: ["error": "\(redisError.message)"])

@@ -4,13 +4,11 @@ import Glibc
 /// One blocking hiredis `redisContext`, binary-safe, used by one thread at a time: the pub/sub
 /// subscriber's connection, on its own thread. Commands go through `RedisPipelineConnection`.
 ///
-/// `@unchecked Sendable` proof: the context pointer is only touched in `connect`, `execute`,
-/// `close` and `deinit`. The pool hands a connection to exactly one leaser at a time and the
-/// leaser runs each call as one job on the pool's `NIOThreadPool`, awaiting it before releasing
-/// the lease, so no two threads ever use the context at once; `deinit` runs after the last use.
-final class RedisConnection: @unchecked Sendable {
+/// Not `Sendable`: the subscriber's read loop opens, uses and closes it on its one thread (other
+/// threads only `shutdown(2)` the socket by its number, never touch the context).
+final class RedisConnection {
     private var context: UnsafeMutablePointer<redisContext>?
-    /// Set once an I/O or protocol error leaves the context unusable; the pool then drops it.
+    /// Set once an I/O or protocol error leaves the context unusable.
     private(set) var isBroken = false
 
     private init(context: UnsafeMutablePointer<redisContext>) {
@@ -36,17 +34,7 @@ final class RedisConnection: @unchecked Sendable {
         redisSetTimeout(context, timeval(tv_sec: commandTimeout.seconds, tv_usec: commandTimeout.microseconds))
         redisEnableKeepAlive(context)
 
-        var setup: [RedisCommand] = []
-        if let password = configuration.url.password {
-            if let user = configuration.url.username {
-                setup.append(RedisCommand("AUTH", user, password))
-            } else {
-                setup.append(RedisCommand("AUTH", password))
-            }
-        }
-        if configuration.url.database != 0 {
-            setup.append(RedisCommand("SELECT", configuration.url.database))
-        }
+        let setup = configuration.url.handshake
         if !setup.isEmpty {
             let replies: [RedisValue]
             do {

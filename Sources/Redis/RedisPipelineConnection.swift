@@ -66,14 +66,7 @@ final class RedisPipelineConnection: Sendable {
     }
 
     private func handshake(_ configuration: RedisConfiguration) -> EventLoopFuture<RedisPipelineConnection> {
-        let url = configuration.url
-        var setup: [RedisCommand] = []
-        if let password = url.password {
-            setup.append(url.username.map { RedisCommand("AUTH", $0, password) } ?? RedisCommand("AUTH", password))
-        }
-        if url.database != 0 {
-            setup.append(RedisCommand("SELECT", url.database))
-        }
+        let setup = configuration.url.handshake
         guard !setup.isEmpty else { return eventLoop.makeSucceededFuture(self) }
         return execute(setup).flatMapThrowing { replies in
             for case .error(let message) in replies {

@@ -16,6 +16,18 @@ public struct RedisURL: Sendable, Hashable, CustomStringConvertible {
         self.database = database
     }
 
+    /// AUTH and SELECT as this URL asks, to send first on every new connection.
+    var handshake: [RedisCommand] {
+        var commands: [RedisCommand] = []
+        if let password {
+            commands.append(username.map { RedisCommand("AUTH", $0, password) } ?? RedisCommand("AUTH", password))
+        }
+        if database != 0 {
+            commands.append(RedisCommand("SELECT", database))
+        }
+        return commands
+    }
+
     public init(_ string: String) throws(RedisError) {
         guard let components = URLComponents(string: string), components.scheme == "redis" else {
             throw RedisError(.invalidURL, "expected redis://[:password@]host:port/db")

@@ -50,12 +50,18 @@ struct ConnectionSlotStateMachineTests {
         }
         // Each caller came 1 ms after the failure: it waits the rest of the backoff.
         #expect(delays == [.zero, .milliseconds(24), .milliseconds(49), .milliseconds(99), .milliseconds(199), .milliseconds(399), .milliseconds(499), .milliseconds(499)])
-        // A success resets the count.
-        guard case .connect = slot.use(now: now + .seconds(1), isUsable: { _ in true }, makeAttempt: { "ok" }) else { Issue.record(); return }
-        _ = slot.connected(Connection())
-        guard case .idle = Machine().state else { Issue.record(); return }
-        slot.closed(Connection())
+        // A success resets the count: after it closes, a failed opening backs off 25 ms again.
+        now = now + .seconds(1)
+        guard case .connect = slot.use(now: now, isUsable: { _ in true }, makeAttempt: { "ok" }) else { Issue.record(); return }
+        let connection = Connection()
+        _ = slot.connected(connection)
+        slot.closed(Connection())  // not the slot's connection: ignored
         guard case .ready = slot.state else { Issue.record(); return }
+        slot.closed(connection)
+        guard case .connect(_, .zero) = slot.use(now: now, isUsable: { _ in true }, makeAttempt: { "again" }) else { Issue.record(); return }
+        #expect(slot.connectFailed(now: now) == 1)
+        guard case .connect(_, let delay) = slot.use(now: now, isUsable: { _ in true }, makeAttempt: { "after" }) else { Issue.record(); return }
+        #expect(delay == .milliseconds(25))
     }
 
     @Test func shutdownHandsBackWhatToCloseAndFailsLaterCallers() {

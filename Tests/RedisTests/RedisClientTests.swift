@@ -50,6 +50,9 @@ struct RedisClientTests {
             #expect(replies[1] == .integer(15))
             if case .error(let message) = replies[2] { #expect(message.hasPrefix("WRONGTYPE")) } else { Issue.record("expected an error reply") }
             #expect(replies[3].string == "15")
+            // An empty batch answers at once (no reply would ever complete it).
+            #expect(try await redis.pipeline([]) == [])
+            #expect(try await redis.send("PING") == .status("PONG"))
         }
     }
 
