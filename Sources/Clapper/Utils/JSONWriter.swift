@@ -108,8 +108,9 @@ struct JSONWriter {
     private static let paragraphSeparator = Array(#"\u2029"#.utf8)
 
     /// `\u00XX` for a control character (lowercase hex).
+    private static let hex = Array("0123456789abcdef".utf8)
+
     private static func appendUnicodeEscape(_ byte: UInt8, to out: inout [UInt8]) {
-        let hex = Array("0123456789abcdef".utf8)
         out.append(contentsOf: [0x5C, UInt8(ascii: "u"), UInt8(ascii: "0"), UInt8(ascii: "0"), hex[Int(byte >> 4)], hex[Int(byte & 0x0F)]])
     }
 

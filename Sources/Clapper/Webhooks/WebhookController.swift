@@ -73,11 +73,15 @@ struct WebhookController {
     enum Outcome: String { case applied, ignored, rejected }
 
     /// Made once: a `Counter` made per call looks its series up in the metrics backend each time.
-    private static let counters: [Outcome: Counter] = Dictionary(uniqueKeysWithValues: [Outcome.applied, .ignored, .rejected].map {
-        ($0, Counter(label: "clapper_webhooks_total", dimensions: [("outcome", $0.rawValue)]))
-    })
+    private static let applied = Counter(label: "clapper_webhooks_total", dimensions: [("outcome", Outcome.applied.rawValue)])
+    private static let ignored = Counter(label: "clapper_webhooks_total", dimensions: [("outcome", Outcome.ignored.rawValue)])
+    private static let rejected = Counter(label: "clapper_webhooks_total", dimensions: [("outcome", Outcome.rejected.rawValue)])
 
     static func outcomes(_ outcome: Outcome) -> Counter {
-        counters[outcome] ?? Counter(label: "clapper_webhooks_total", dimensions: [("outcome", outcome.rawValue)])
+        switch outcome {
+        case .applied: applied
+        case .ignored: ignored
+        case .rejected: rejected
+        }
     }
 }
