@@ -1,6 +1,7 @@
 import Fal
 import Foundation
 import Hummingbird
+import HummingbirdCore
 import Logging
 import NIOCore
 import Redis
@@ -135,6 +136,7 @@ func buildApplication(
     AdminController(worker: reconcileWorker, clock: clock)
         .addRoutes(to: router.group("v1/admin").add(middleware: AdminAuthMiddleware(authenticator: authenticator)))
     knownRoutes.set(from: router)
+    let serverName = "clapper"
 
     // The reconciler after the event hub: it stops before it on shutdown (reverse order).
     // Follow-ups after Redis (they use it) and before the server (which feeds them): on shutdown
@@ -146,13 +148,20 @@ func buildApplication(
     // Slow clients: a request head must arrive within the header timeout; a connection with
     // nothing in progress is closed after the idle timeout (responses in progress, event streams
     // included, are never cut by either).
+    // Event streams leave Hummingbird's connection handling once answered (StreamingHTTP1Channel):
+    // the same responder answers them, with every middleware.
+    let responder = router.buildResponder()
+    let http1 = HTTP1Channel.Configuration(
+        additionalChannelHandlers: [RequestHeadTimeoutHandler(timeout: TimeAmount(configuration.httpHeaderTimeout))],
+        idleTimeout: TimeAmount(configuration.httpIdleTimeout)
+    )
+    let streamServer = EventStreamServer(responder: responder, serverName: serverName, logger: logger)
     return Application(
-        router: router,
-        server: .http1(configuration: .init(
-            additionalChannelHandlers: [RequestHeadTimeoutHandler(timeout: TimeAmount(configuration.httpHeaderTimeout))],
-            idleTimeout: TimeAmount(configuration.httpIdleTimeout)
-        )),
-        configuration: .init(address: .hostname(configuration.httpHost, port: configuration.httpPort), serverName: "clapper"),
+        responder: responder,
+        server: HTTPServerBuilder { hummingbird in
+            StreamingHTTP1Channel(http1: HTTP1Channel(responder: hummingbird, configuration: http1), streams: streamServer)
+        },
+        configuration: .init(address: .hostname(configuration.httpHost, port: configuration.httpPort), serverName: serverName),
         services: services,
         onServerRunning: { channel in await onServerRunning(channel.localAddress?.port ?? 0) },
         logger: logger

@@ -12,6 +12,9 @@ public struct ClapperRequestContext: RequestContext {
     public var isAdmin = false
     /// The body limit (`CLAPPER_MAX_BODY_BYTES`), set by the body-limit middleware.
     public var bodyLimit: Int = 1 << 20
+    /// Set for an event stream request that left Hummingbird's connection handling
+    /// (`EventStreamGate`): the route leaves its stream here instead of writing a body.
+    var streamHandoff: StreamHandoff?
 
     public init(source: Source) {
         self.coreContext = .init(source: source)

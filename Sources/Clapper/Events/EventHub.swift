@@ -1,5 +1,6 @@
 import Logging
 import Metrics
+import NIOCore
 import Redis
 import ServiceLifecycle
 import Synchronization
@@ -21,16 +22,18 @@ public final class EventHub: Service, Sendable {
     private let redis: RedisClient
     private let subscriber: RedisSubscriber
     private let keys: JobKeys
-    private let bufferSize: Int
+    /// Changes one subscriber may have pending before it is dropped.
+    let bufferSize: Int
     private let logger: Logger
     private let state = Mutex(State())
     private let subscribersGauge = Gauge(label: "clapper_sse_subscribers")
-    private let droppedCounter = Counter(label: "clapper_sse_dropped_total")
+    /// Streams ended because they fell behind (both kinds of target).
+    static let droppedCounter = Counter(label: "clapper_sse_dropped_total")
 
     private struct State {
         var nextID = 0
-        var byJob: [String: [Int: EventSink]] = [:]
-        var byUser: [String: [Int: EventSink]] = [:]
+        var byJob: [String: [Int: any EventTarget]] = [:]
+        var byUser: [String: [Int: any EventTarget]] = [:]
         var count = 0
         /// The newest change id seen on the channel: catch-up after a gap starts just before it.
         var lastSeen: StreamID?
@@ -60,6 +63,15 @@ public final class EventHub: Service, Sendable {
         self.logger = logger
     }
 
+    /// The targets subscribed to one job's changes, or to one user's (for tests).
+    func targets(jobID: String) -> [any EventTarget] {
+        state.withLock { $0.byJob[jobID].map { Array($0.values) } ?? [] }
+    }
+
+    func targets(userID: String) -> [any EventTarget] {
+        state.withLock { $0.byUser[userID].map { Array($0.values) } ?? [] }
+    }
+
     /// Local subscribers right now.
     public var subscriberCount: Int { state.withLock { $0.count } }
 
@@ -76,37 +88,47 @@ public final class EventHub: Service, Sendable {
     /// interval and one and a quarter after a stream's last write.
     static let heartbeatResolution: ClosedRange<Duration> = .milliseconds(50) ... .seconds(1)
 
-    /// Changes of one job; a heartbeat after `heartbeat` without a write.
+    /// Changes of one job, to a sink drained by a task; a heartbeat after `heartbeat` without a write.
     func subscribe(jobID: String, heartbeat: Duration) -> EventSubscription {
-        add(jobID: jobID, userID: nil, heartbeat: heartbeat)
+        sinkSubscription(jobID: jobID, userID: nil, heartbeat: heartbeat)
     }
 
-    /// Changes of all of one user's jobs; a heartbeat after `heartbeat` without a write.
+    /// Changes of all of one user's jobs, to a sink drained by a task.
     func subscribe(userID: String, heartbeat: Duration) -> EventSubscription {
-        add(jobID: nil, userID: userID, heartbeat: heartbeat)
+        sinkSubscription(jobID: nil, userID: userID, heartbeat: heartbeat)
     }
 
-    private func add(jobID: String?, userID: String?, heartbeat: Duration) -> EventSubscription {
-        let (sink, floor, count) = state.withLock { state -> (EventSink, EventSubscription.Floor?, Int?) in
-            state.nextID += 1
-            let sink = EventSink(id: state.nextID, jobID: jobID, userID: userID, bufferSize: bufferSize, heartbeat: heartbeat)
-            state.shortestHeartbeat = min(state.shortestHeartbeat ?? heartbeat, heartbeat)
-            let floor = state.lastSeen.map { EventSubscription.Floor(jobID: state.lastSeenJob, id: $0) }
-            guard !state.stopped else { return (sink, floor, nil) }
-            if let jobID { state.byJob[jobID, default: [:]][sink.id] = sink }
-            if let userID { state.byUser[userID, default: [:]][sink.id] = sink }
-            state.count += 1
-            return (sink, floor, state.count)
-        }
-        if let count {
-            subscribersGauge.record(count)
-        } else {
-            sink.end(.shutdown)
+    private func sinkSubscription(jobID: String?, userID: String?, heartbeat: Duration) -> EventSubscription {
+        let (sink, floor) = add { [bufferSize] id in
+            EventSink(id: id, jobID: jobID, userID: userID, bufferSize: bufferSize, heartbeat: heartbeat)
         }
         return EventSubscription(sink: sink, floor: floor, hub: self)
     }
 
-    func remove(_ sink: EventSink) {
+    /// Registers the target `make` builds (with a fresh id) for its job's or user's changes, and
+    /// returns it with the newest change handed out so far. After shutdown it is ended at once
+    /// as `.shutdown` instead. `remove` lets go of it.
+    func add<Target: EventTarget>(_ make: (Int) -> Target) -> (Target, EventSubscription.Floor?) {
+        let (target, floor, count) = state.withLock { state -> (Target, EventSubscription.Floor?, Int?) in
+            state.nextID += 1
+            let target = make(state.nextID)
+            state.shortestHeartbeat = min(state.shortestHeartbeat ?? target.heartbeatInterval, target.heartbeatInterval)
+            let floor = state.lastSeen.map { EventSubscription.Floor(jobID: state.lastSeenJob, id: $0) }
+            guard !state.stopped else { return (target, floor, nil) }
+            if let jobID = target.jobID { state.byJob[jobID, default: [:]][target.id] = target }
+            if let userID = target.userID { state.byUser[userID, default: [:]][target.id] = target }
+            state.count += 1
+            return (target, floor, state.count)
+        }
+        if let count {
+            subscribersGauge.record(count)
+        } else {
+            target.end(.shutdown)
+        }
+        return (target, floor)
+    }
+
+    func remove(_ sink: any EventTarget) {
         let count = state.withLock { state -> Int? in
             var removed = false
             if let jobID = sink.jobID, state.byJob[jobID]?.removeValue(forKey: sink.id) != nil {
@@ -171,7 +193,7 @@ public final class EventHub: Service, Sendable {
 
     /// The shared heartbeat tick, until cancelled.
     private func tickHeartbeats() async {
-        var sinks: [EventSink] = []
+        var sinks: [any EventTarget] = []
         while true {
             let shortest = state.withLock { $0.shortestHeartbeat } ?? Self.heartbeatResolution.upperBound
             do {
@@ -184,14 +206,14 @@ public final class EventHub: Service, Sendable {
                 for user in state.byUser.values { sinks.append(contentsOf: user.values) }
             }
             let now = ContinuousClock.now
-            for sink in sinks { sink.heartbeat(now: now) }
+            Self.onTheirLoops(sinks) { $0.heartbeat(now: now) }
             sinks.removeAll(keepingCapacity: true)
         }
     }
 
     /// Ends every subscriber as `.shutdown` and takes no more.
     private func endAll() {
-        let sinks = state.withLock { state -> [EventSink] in
+        let sinks = state.withLock { state -> [any EventTarget] in
             state.stopped = true
             let all = state.byJob.values.flatMap(\.values) + state.byUser.values.flatMap(\.values)
             state.byJob = [:]
@@ -205,7 +227,7 @@ public final class EventHub: Service, Sendable {
 
     /// Hands one change to the subscribers of its job and of its owner.
     func dispatch(_ change: JobChange, toUsers: Bool = true) {
-        let targets = state.withLock { state -> [EventSink] in
+        let targets = state.withLock { state -> [any EventTarget] in
             if state.lastSeen.map({ $0 < change.id }) ?? true {
                 state.lastSeen = change.id
                 state.lastSeenJob = change.jobID
@@ -214,14 +236,29 @@ public final class EventHub: Service, Sendable {
             if toUsers, let userID = change.userID, let users = state.byUser[userID] { targets += users.values }
             return targets
         }
-        var dropped: [EventSink] = []
-        for sink in targets where !sink.deliver(change) {
-            dropped.append(sink)
+        Self.onTheirLoops(targets) { target in
+            guard !target.deliver(change) else { return }
+            self.remove(target)
+            Self.droppedCounter.increment()
+            self.logger.info("event stream fell behind and was dropped", metadata: ["job": "\(target.jobID ?? "-")"])
         }
-        for sink in dropped {
-            remove(sink)
-            droppedCounter.increment()
-            logger.info("event stream fell behind and was dropped", metadata: ["job": "\(sink.jobID ?? "-")"])
+    }
+
+    /// Runs `body` for each target: at once for those without a loop, and for the others in one
+    /// task per event loop (not one per target), on that loop.
+    private static func onTheirLoops(_ targets: [any EventTarget], _ body: @escaping @Sendable (any EventTarget) -> Void) {
+        var byLoop: [ObjectIdentifier: (loop: any EventLoop, targets: [any EventTarget])] = [:]
+        for target in targets {
+            guard let loop = target.eventLoop else {
+                body(target)
+                continue
+            }
+            byLoop[ObjectIdentifier(loop), default: (loop, [])].targets.append(target)
+        }
+        for (loop, targets) in byLoop.values {
+            loop.execute {
+                for target in targets { body(target) }
+            }
         }
     }
 

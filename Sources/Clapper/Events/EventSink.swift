@@ -1,3 +1,4 @@
+import NIOCore
 import Synchronization
 
 /// What one stream of events receives from the hub: a bounded buffer of changes, heartbeats, and
@@ -10,17 +11,8 @@ import Synchronization
 /// changes behind writes them in one write and one flush. Heartbeats come from the hub's shared
 /// tick (`heartbeat(now:)`), sent when the writer has been idle for `heartbeatInterval`: no timer
 /// and no task per stream.
-final class EventSink: Sendable {
-    enum EndReason: Sendable, Hashable {
-        /// It fell behind: its buffer was full.
-        case dropped
-        /// The gateway is shutting down.
-        case shutdown
-        /// The client closed the connection.
-        case clientClosed
-        /// The stream ended by itself (job finished) or was cancelled.
-        case completed
-    }
+final class EventSink: EventTarget {
+    typealias EndReason = StreamEndReason
 
     /// What `next` woke up for.
     enum Wake: Sendable {
@@ -50,6 +42,8 @@ final class EventSink: Sendable {
     let heartbeatInterval: Duration
     private let bufferSize: Int
     private let state = Mutex(State())
+
+    var eventLoop: (any EventLoop)? { nil }
 
     init(id: Int, jobID: String?, userID: String?, bufferSize: Int, heartbeat: Duration) {
         self.id = id
@@ -150,8 +144,7 @@ final class EventSink: Sendable {
     }
 
     /// Ends the sink; the first reason wins. Buffered changes can still be read.
-    @discardableResult
-    func end(_ reason: EndReason) -> Bool {
+    func end(_ reason: EndReason) {
         let waiters = state.withLock { state -> (UnsafeContinuation<Void, Never>?, UnsafeContinuation<EndReason, Never>?)? in
             guard state.reason == nil else { return nil }
             state.reason = reason
@@ -161,10 +154,9 @@ final class EventSink: Sendable {
             }
             return (state.writer, state.watcher)
         }
-        guard let waiters else { return false }
+        guard let waiters else { return }
         waiters.0?.resume()
         waiters.1?.resume(returning: reason)
-        return true
     }
 
     var endReason: EndReason? { state.withLock { $0.reason } }

@@ -61,7 +61,7 @@ struct EventsController: Sendable {
         // Released by the stream when it ends, or on any early exit below (the slot's deinit).
         let slot = try streamSlot(for: userID)
         // Subscribe before reading, so no change can fall between the read and the live stream.
-        let subscription = hub.subscribe(jobID: jobID, heartbeat: heartbeat)
+        let subscription = subscribe(context, jobID: jobID, userID: nil, slot: slot)
         let history: EventHistory?
         do {
             history = try await Self.inShortTask { [redis, keys, resume = lastEventID(request)] in
@@ -76,78 +76,9 @@ struct EventsController: Sendable {
             subscription.cancel()
             throw APIError.notFound("no job \(jobID)")
         }
-        // Taken by the stream once: what it sends first is not kept for the stream's lifetime.
-        let start = TakeOnce(history)
-        return streamResponse(request, subscription, slot) { sink, writer in
-            guard let history = start.take() else { return }
-            try await Self.pumpJob(jobID: jobID, history: consume history, sink: sink, writer: &writer)
+        return streamResponse(request, subscription, slot) { chunked in
+            StreamPump.job(jobID: jobID, history: history, chunked: chunked)
         }
-    }
-
-    static func pumpJob(jobID: String, history: consuming EventHistory, sink: EventSink, writer: inout any ResponseBodyWriter) async throws {
-        var frames = [ServerSentEvent.retry(milliseconds: retryMilliseconds)]
-        var position = history.lastID
-        switch history.start {
-        case .snapshot:
-            frames.append(ServerSentEvent.frame(event: "snapshot", id: history.lastID?.description, data: history.view))
-        case .replay(let entries):
-            for entry in entries {
-                frames.append(ServerSentEvent.frame(event: "job", id: entry.id.description, data: entry.view))
-            }
-        }
-        // The view was read with the entries: it is the state after the last one.
-        let head = JobChange.Head(view: history.view)
-        _ = consume history
-        if let head, head.isFinished {
-            frames.append(doneFrame(jobID: jobID, status: head.status))
-            try await write(&frames, to: &writer)
-            return
-        }
-        try await write(&frames, to: &writer)
-        frames = []
-        var batch: [JobChange] = []
-        while true {
-            switch await sink.next(&batch) {
-            case .heartbeat:
-                try await writer.write(heartbeatFrame)
-            case .changes:
-                var finished: JobChange?
-                for change in batch {
-                    // Already sent (read with the snapshot or replay, or handed out twice by a catch-up).
-                    if let position, change.id <= position { continue }
-                    frames.append(change.frame)
-                    position = change.id
-                    if change.isFinished {
-                        finished = change
-                        break
-                    }
-                }
-                if let finished { frames.append(doneFrame(jobID: jobID, status: finished.status)) }
-                try await write(&frames, to: &writer)
-                if finished != nil { return }
-            case .ended:
-                try await writeGoodbye(sink, &writer)
-                return
-            }
-        }
-    }
-
-    /// The heartbeat comment, encoded once.
-    static let heartbeatFrame = ServerSentEvent.comment("heartbeat")
-
-    /// Writes frames in one write (one flush), then lets go of them (keeping the array's storage):
-    /// an idle stream holds no frame.
-    static func write(_ frames: inout [ByteBuffer], to writer: inout any ResponseBodyWriter) async throws {
-        switch frames.count {
-        case 0: return
-        case 1: try await writer.write(frames[0])
-        default: try await writer.write(contentsOf: frames)
-        }
-        frames.removeAll(keepingCapacity: true)
-    }
-
-    static func doneFrame(jobID: String, status: String) -> ByteBuffer {
-        ServerSentEvent.frame(event: "done", data: Array(#"{"jobId":\#(JobRepository.jsonString(jobID)),"status":\#(JobRepository.jsonString(status))}"#.utf8))
     }
 
     // MARK: - All of a user's jobs
@@ -155,7 +86,7 @@ struct EventsController: Sendable {
     func userEvents(_ request: Request, _ context: ClapperRequestContext) async throws -> Response {
         let userID = try caller(request, context, for: .user)
         let slot = try streamSlot(for: userID)
-        let subscription = hub.subscribe(userID: userID, heartbeat: heartbeat)
+        let subscription = subscribe(context, jobID: nil, userID: userID, slot: slot)
         var replay: [JobChange] = []
         if let resume = lastEventID(request) {
             do {
@@ -168,55 +99,48 @@ struct EventsController: Sendable {
                 throw APIError.unavailable("events are unavailable right now")
             }
         }
-        let start = TakeOnce(replay)
         let floor = subscription.floor
-        return streamResponse(request, subscription, slot) { sink, writer in
-            guard let replay = start.take() else { return }
-            try await Self.pumpUser(replay: consume replay, floor: floor, sink: sink, writer: &writer)
-        }
-    }
-
-    /// - Parameter floor: the last change the hub had handed out when this stream subscribed;
-    ///   a catch-up after a gap can hand out older changes, which this stream never had to get.
-    static func pumpUser(replay: consuming [JobChange], floor: EventSubscription.Floor?, sink: EventSink, writer: inout any ResponseBodyWriter) async throws {
-        // The newest change sent per job; bounded (forgetting only risks a repeated change).
-        var positions: [String: StreamID] = [:]
-        func isNew(_ change: JobChange, live: Bool = true) -> Bool {
-            if live, let floor, change.id.milliseconds < floor.id.milliseconds { return false }
-            if let seen = positions[change.jobID], change.id <= seen { return false }
-            if positions.count >= 10_000 { positions.removeAll(keepingCapacity: true) }
-            positions[change.jobID] = change.id
-            return true
-        }
-        var frames = [ServerSentEvent.retry(milliseconds: retryMilliseconds, comment: "connected")]
-        for change in replay where isNew(change, live: false) {
-            frames.append(change.frame)
-        }
-        // Only after the replay: the floor job's changes up to the floor may be exactly what a
-        // reconnecting client missed. Live, nothing at or below the floor is sent again.
-        if let floor { positions[floor.jobID] = max(positions[floor.jobID] ?? floor.id, floor.id) }
-        try await write(&frames, to: &writer)
-        frames = []
-        var batch: [JobChange] = []
-        while true {
-            switch await sink.next(&batch) {
-            case .heartbeat:
-                try await writer.write(heartbeatFrame)
-            case .changes:
-                for change in batch where isNew(change) { frames.append(change.frame) }
-                try await write(&frames, to: &writer)
-            case .ended:
-                try await writeGoodbye(sink, &writer)
-                return
-            }
+        return streamResponse(request, subscription, slot) { [replay] chunked in
+            StreamPump.user(replay: replay, floor: floor, chunked: chunked)
         }
     }
 
     // MARK: - Streaming
 
+    /// A stream's subscription: a `ChannelStream` when the request came through the gate
+    /// (`StreamHandoff`), else a sink that the response body drains.
+    enum Subscription: Sendable {
+        case channel(ChannelStream, StreamHandoff, EventSubscription.Floor?)
+        case sink(EventSubscription)
+
+        var floor: EventSubscription.Floor? {
+            switch self {
+            case .channel(_, _, let floor): floor
+            case .sink(let subscription): subscription.floor
+            }
+        }
+
+        func cancel() {
+            switch self {
+            case .channel(let stream, _, _): stream.end(.completed)
+            case .sink(let subscription): subscription.cancel()
+            }
+        }
+    }
+
+    func subscribe(_ context: ClapperRequestContext, jobID: String?, userID: String?, slot: StreamSlot) -> Subscription {
+        guard let handoff = context.streamHandoff else {
+            return .sink(jobID.map { hub.subscribe(jobID: $0, heartbeat: heartbeat) } ?? hub.subscribe(userID: userID ?? "", heartbeat: heartbeat))
+        }
+        let (stream, floor) = hub.add { [hub, heartbeat] id in
+            ChannelStream(id: id, jobID: jobID, userID: userID, heartbeat: heartbeat, channel: handoff.channel, hub: hub, slot: slot, bufferSize: hub.bufferSize)
+        }
+        return .channel(stream, handoff, floor)
+    }
+
     /// Runs `operation` in a child task and returns its result. The task that serves a stream
-    /// keeps the memory of its deepest await (the async frames of a Redis call) for as long as
-    /// the stream lasts; a child task gives it back when it ends.
+    /// through a response body keeps the memory of its deepest await (the async frames of a Redis
+    /// call) for as long as the stream lasts; a child task gives it back when it ends.
     static func inShortTask<Value: Sendable>(_ operation: @escaping @Sendable () async throws -> Value) async throws -> Value {
         try await withThrowingTaskGroup(of: Value.self) { group in
             group.addTask(operation: operation)
@@ -225,21 +149,69 @@ struct EventsController: Sendable {
         }
     }
 
-    /// After the sink ended: a short `retry:` so the client comes back (to another instance on
-    /// shutdown; with `Last-Event-ID` when it fell behind).
-    static func writeGoodbye(_ sink: EventSink, _ writer: inout any ResponseBodyWriter) async throws {
-        switch sink.endReason {
-        case .shutdown:
-            try await writer.write(ServerSentEvent.retry(milliseconds: endRetryMilliseconds, comment: "shutting down; reconnect"))
-        case .dropped:
-            try await writer.write(ServerSentEvent.retry(milliseconds: endRetryMilliseconds, comment: "fell behind; reconnect with Last-Event-ID"))
-        case .clientClosed, .completed, nil:
-            break
+    /// The `text/event-stream` response. Through the gate: the stream and what it opens with go
+    /// to the handoff, and the connection becomes the stream once the middleware is done with
+    /// this (body-less) response. Otherwise: a body that writes the stream (`pumpSink`).
+    func streamResponse(
+        _ request: Request,
+        _ subscription: Subscription,
+        _ slot: StreamSlot,
+        start: @escaping @Sendable (_ chunked: Bool) -> (StreamPump, [ByteBuffer])
+    ) -> Response {
+        switch subscription {
+        case .channel(let stream, let handoff, _):
+            let (pump, frames) = start(true)
+            handoff.put(.init(stream: stream, pump: pump, frames: frames))
+            return Response(status: .ok, headers: Self.headers)
+        case .sink(let subscription):
+            // Taken once: what the stream opens with is not kept for its lifetime.
+            let start = TakeOnce(start)
+            return sinkResponse(request, subscription, slot) { sink, writer in
+                guard let (pump, frames) = start.take()?(false) else { return }
+                try await Self.pumpSink(pump, opening: frames, sink: sink, writer: &writer)
+            }
         }
     }
 
+    /// Writes a stream from its sink: the opening frames, then what each batch of changes adds,
+    /// heartbeats, and a goodbye when the sink ends.
+    static func pumpSink(_ pump: StreamPump, opening: [ByteBuffer], sink: EventSink, writer: inout any ResponseBodyWriter) async throws {
+        var pump = pump
+        var frames = opening
+        try await write(&frames, to: &writer)
+        guard !pump.isFinished else { return }
+        var batch: [JobChange] = []
+        while true {
+            switch await sink.next(&batch) {
+            case .heartbeat:
+                try await writer.write(StreamPump.heartbeat)
+            case .changes:
+                var finished = false
+                for change in batch where !finished {
+                    finished = pump.take(change, into: &frames)
+                }
+                try await write(&frames, to: &writer)
+                if finished { return }
+            case .ended:
+                if let goodbye = sink.endReason.flatMap(StreamPump.goodbye) { try await writer.write(goodbye) }
+                return
+            }
+        }
+    }
+
+    /// Writes frames in one write (one flush), then lets go of them (keeping the array's storage):
+    /// an idle stream holds no frame.
+    static func write(_ frames: inout [ByteBuffer], to writer: inout any ResponseBodyWriter) async throws {
+        switch frames.count {
+        case 0: return
+        case 1: try await writer.write(frames[0])
+        default: try await writer.write(contentsOf: frames)
+        }
+        frames.removeAll(keepingCapacity: true)
+    }
+
     struct StreamClosed: Error {
-        let reason: EventSink.EndReason
+        let reason: StreamEndReason
     }
 
     /// A `text/event-stream` response whose body runs `pump` until it returns, the client goes
@@ -248,7 +220,7 @@ struct EventsController: Sendable {
     ///
     /// One child task writes (the pump; heartbeats come from the hub's shared tick); the body's
     /// own task waits for the sink to end and cancels the writer when the stream must be cut.
-    func streamResponse(
+    func sinkResponse(
         _ request: Request,
         _ subscription: EventSubscription,
         _ slot: StreamSlot,

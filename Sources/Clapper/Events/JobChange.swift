@@ -3,7 +3,9 @@ import Foundation
 import NIOCore
 
 /// One change of one job, as the hub hands it to subscribers: parsed once per instance, with its
-/// SSE frame (`event: job`, `id:`, one `data:` line) encoded once and shared by every subscriber.
+/// SSE frame (`event: job`, `id:`, one `data:` line) encoded once and shared by every subscriber,
+/// both as an HTTP/1.1 chunk (`chunk`, what a stream on its channel writes as is) and as the bare
+/// frame (`frame`, a slice of the same bytes, for a response body writer that frames chunks itself).
 /// A class: handing it to each subscriber's buffer costs one reference, not a copy of its fields.
 final class JobChange: Sendable {
     let jobID: String
@@ -14,6 +16,7 @@ final class JobChange: Sendable {
     let status: String
     /// The job is finished and none of its tasks can still change (see `Head.isFinished`).
     let isFinished: Bool
+    let chunk: ByteBuffer
     let frame: ByteBuffer
 
     init(jobID: String, userID: String?, id: StreamID, view: [UInt8]) {
@@ -23,7 +26,9 @@ final class JobChange: Sendable {
         let head = Head(view: view)
         self.status = head?.status ?? ""
         self.isFinished = head?.isFinished ?? false
-        self.frame = ServerSentEvent.frame(event: "job", id: id.description, data: view)
+        let frame = ServerSentEvent.frame(event: "job", id: id.description, data: view)
+        self.chunk = HTTPChunk.wrap(frame)
+        self.frame = HTTPChunk.payload(of: chunk)
     }
 
     /// A message of the `clapper:events` channel: `{"jobId":…,"userId":…,"id":"…","job":<view>}`,

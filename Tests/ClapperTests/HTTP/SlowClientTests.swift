@@ -118,8 +118,10 @@ struct HTTPTimeoutTests {
     @Test(.timeLimit(.minutes(1)))
     func aSilentConnectionIsClosedAtTheIdleTimeout() async throws {
         try await withGateway(.noFal(Self.configure)) { context in
-            let connection = try await RawConnection.open(port: context.port)
+            // Before the connect: the server's idle clock starts when it accepts, which can be
+            // before the client's connect call returns.
             let start = ContinuousClock.now
+            let connection = try await RawConnection.open(port: context.port)
             try await connection.run { inbound, _ in
                 #expect(await inbound.readToClose().isEmpty)
             }

@@ -1,0 +1,252 @@
+import Logging
+import Metrics
+import NIOCore
+import HTTPTypes
+import NIOHTTPTypes
+
+/// An event stream written straight to its connection, on the connection's event loop.
+///
+/// Made by the route when it takes the request (`StreamHandoff`), subscribed at once (changes
+/// that arrive while the route still reads the job's history wait in a bounded buffer), and
+/// `open`ed once the response head is known: the head and the opening frames are written, the
+/// HTTP handlers leave the pipeline, and `ChannelStreamHandler` (put first in the pipeline when
+/// the gate took the request) is all that is left. From then on the stream is bytes on a channel: no task, no async sequence, no
+/// response body. The hub hands it changes and heartbeats on its loop, one task per loop for all
+/// of that loop's streams; each change's chunk is encoded once (`JobChange.chunk`) and the same
+/// bytes go to every stream.
+///
+/// Backpressure: a change for a stream whose channel is not writable (its client stopped reading
+/// and the outbound buffer passed its high-water mark) ends the stream as `.dropped`. A stream
+/// that ends says goodbye (`retry:`) when it was dropped or the gateway is shutting down, ends the
+/// chunked body, and closes once that is written, or after a grace period if the client does not
+/// read it. Either way its subscription and its user's stream slot are given back at once.
+final class ChannelStream: EventTarget {
+    let id: Int
+    let jobID: String?
+    let userID: String?
+    let heartbeatInterval: Duration
+    let channel: any Channel
+    var eventLoop: (any EventLoop)? { channel.eventLoop }
+    private let hub: EventHub
+    private let slot: StreamSlot
+    private let bufferSize: Int
+    private let state: NIOLoopBoundBox<State>
+
+    private struct State {
+        enum Phase {
+            /// Subscribed, head not written yet: changes wait here.
+            case opening([JobChange])
+            case open(StreamPump, ChannelHandlerContext)
+            case ended
+        }
+
+        var phase: Phase = .opening([])
+        var lastWrite = ContinuousClock.now
+        /// Scratch for the frames of one write (its storage is kept).
+        var frames: [ByteBuffer] = []
+    }
+
+    /// How long a stream may take to say goodbye before its connection is cut.
+    static let shutdownGrace: TimeAmount = .seconds(2)
+    static let droppedGrace: TimeAmount = .milliseconds(250)
+    /// What the channel keeps for reads it never needs: a client sends nothing on an event stream.
+    static let receiveBufferBytes = 64
+
+    init(id: Int, jobID: String?, userID: String?, heartbeat: Duration, channel: any Channel, hub: EventHub, slot: StreamSlot, bufferSize: Int) {
+        self.id = id
+        self.jobID = jobID
+        self.userID = userID
+        self.heartbeatInterval = heartbeat
+        self.channel = channel
+        self.hub = hub
+        self.slot = slot
+        self.bufferSize = max(1, bufferSize)
+        self.state = .makeBoxSendingValue(State(), eventLoop: channel.eventLoop)
+    }
+
+    // MARK: - Opening
+
+    /// Writes the response head (through the HTTP handlers, which frame the body as chunks) and
+    /// the opening frames, hands the connection over from HTTP to this stream, and writes what
+    /// arrived meanwhile. On the channel's loop.
+    func open(head: HTTPResponse, pump: StreamPump, frames opening: [ByteBuffer], handler: ChannelStreamHandler) {
+        channel.eventLoop.assertInEventLoop()
+        guard case .opening(let pending) = state.value.phase else { return }
+        guard channel.isActive else {
+            finish(.clientClosed)
+            return
+        }
+        let context: ChannelHandlerContext
+        channel.pipeline.syncOperations.write(NIOAny(HTTPResponsePart.head(head)), promise: nil)
+        do {
+            context = try Self.takeOver(channel, handler: handler)
+        } catch {
+            finish(.clientClosed)
+            channel.close(promise: nil)
+            return
+        }
+        handler.stream = self
+        var pump = pump
+        var frames = opening
+        for change in pending where !pump.isFinished { _ = pump.take(change, into: &frames) }
+        state.value.phase = .open(pump, context)
+        state.value.lastWrite = .now
+        for frame in frames { context.write(NIOAny(frame), promise: nil) }
+        context.flush()
+        // The flush may have found the connection gone (and ended the stream).
+        guard case .open = state.value.phase else { return }
+        if pump.isFinished { finish(.completed) }
+    }
+
+    /// Takes the HTTP handlers out of the pipeline (`handler`, first since the gate took the
+    /// request, keeps every read from what stays behind it), and gives the channel a small fixed
+    /// receive buffer: it keeps its last one, 2 KB by default.
+    private static func takeOver(_ channel: any Channel, handler: ChannelStreamHandler) throws -> ChannelHandlerContext {
+        let pipeline = channel.pipeline.syncOperations
+        let context = try pipeline.context(handler: handler)
+        for type in StreamingHTTP1Channel.httpHandlerTypes {
+            if let found = try? pipeline.context(handlerType: type), let removable = found.handler as? any RemovableChannelHandler {
+                pipeline.removeHandler(removable, promise: nil)
+            }
+        }
+        try? channel.syncOptions?.setOption(ChannelOptions.recvAllocator, value: FixedSizeRecvByteBufferAllocator(capacity: receiveBufferBytes))
+        return context
+    }
+
+    // MARK: - From the hub (on the loop)
+
+    func deliver(_ change: JobChange) -> Bool {
+        channel.eventLoop.assertInEventLoop()
+        switch state.value.phase {
+        case .opening(var pending):
+            guard pending.count < bufferSize else {
+                drop()
+                return true
+            }
+            state.value.phase = .ended  // no copy of the buffer while it grows
+            pending.append(change)
+            state.value.phase = .opening(pending)
+        case .open(var pump, let context):
+            guard channel.isWritable else {
+                drop()
+                return true
+            }
+            var frames = state.value.frames
+            state.value.frames = []
+            let finished = pump.take(change, into: &frames)
+            guard !frames.isEmpty else {
+                state.value.frames = frames
+                return true
+            }
+            state.value.phase = .open(pump, context)
+            for frame in frames { context.write(NIOAny(frame), promise: nil) }
+            context.flush()
+            frames.removeAll(keepingCapacity: true)
+            state.value.frames = frames
+            state.value.lastWrite = .now
+            if finished { finish(.completed) }
+        case .ended:
+            break
+        }
+        return true
+    }
+
+    func heartbeat(now: ContinuousClock.Instant) {
+        channel.eventLoop.assertInEventLoop()
+        guard case .open(_, let context) = state.value.phase, now - state.value.lastWrite >= heartbeatInterval else { return }
+        context.writeAndFlush(NIOAny(StreamPump.heartbeatChunk), promise: nil)
+        state.value.lastWrite = now
+    }
+
+    // MARK: - Ending
+
+    func end(_ reason: StreamEndReason) {
+        if channel.eventLoop.inEventLoop {
+            finish(reason)
+        } else {
+            channel.eventLoop.execute { self.finish(reason) }
+        }
+    }
+
+    private func drop() {
+        EventHub.droppedCounter.increment()
+        finish(.dropped)
+    }
+
+    /// Ends the stream once: gives its subscription and slot back, and, when it was open, says
+    /// goodbye, ends the body and closes the connection when that is written (or the grace is up).
+    private func finish(_ reason: StreamEndReason) {
+        channel.eventLoop.assertInEventLoop()
+        let phase = state.value.phase
+        state.value.phase = .ended
+        switch phase {
+        case .ended:
+            return
+        case .opening:
+            break
+        case .open(_, let context):
+            if reason == .clientClosed {
+                context.close(promise: nil)
+                break
+            }
+            if let goodbye = StreamPump.goodbye(reason) { context.write(NIOAny(HTTPChunk.wrap(goodbye)), promise: nil) }
+            let written = context.eventLoop.makePromise(of: Void.self)
+            context.writeAndFlush(NIOAny(HTTPChunk.last), promise: written)
+            let channel = self.channel
+            let cut = channel.eventLoop.scheduleTask(in: reason == .dropped ? Self.droppedGrace : Self.shutdownGrace) {
+                channel.close(promise: nil)
+            }
+            written.futureResult.whenComplete { _ in
+                cut.cancel()
+                channel.close(promise: nil)
+            }
+        }
+        hub.remove(self)
+        slot.release()
+    }
+}
+
+/// The first handler of an event stream's connection, from the moment the gate takes the request:
+/// drops whatever the client sends; ends the stream when the connection closes or the client
+/// half-closes it; on the server's quiesce (graceful shutdown) ends it as `.shutdown`, or closes
+/// the connection if its stream is not open yet. On the channel's loop only.
+final class ChannelStreamHandler: ChannelInboundHandler, RemovableChannelHandler {
+    typealias InboundIn = ByteBuffer
+    typealias OutboundOut = ByteBuffer
+
+    /// Set when the stream opens.
+    var stream: ChannelStream?
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {}
+
+    func channelInactive(context: ChannelHandlerContext) {
+        // A stream not open yet sees the closed channel when it opens.
+        stream?.end(.clientClosed)
+        context.fireChannelInactive()
+    }
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        switch event {
+        case is ChannelShouldQuiesceEvent:
+            if let stream {
+                stream.end(.shutdown)
+            } else {
+                context.close(promise: nil)
+            }
+        case let event as ChannelEvent where event == .inputClosed:
+            // The client half-closed (it will read no more of what it asked for): gone.
+            if let stream {
+                stream.end(.clientClosed)
+            } else {
+                context.close(promise: nil)
+            }
+        default:
+            context.fireUserInboundEventTriggered(event)
+        }
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        stream?.end(.clientClosed)
+        context.close(promise: nil)
+    }
+}

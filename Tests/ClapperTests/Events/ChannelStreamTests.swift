@@ -1,0 +1,105 @@
+@testable import Clapper
+import NIOCore
+import Testing
+
+/// Event streams leave Hummingbird's per-connection task once answered: the router and its
+/// middleware answer the request, then the connection is a `ChannelStream` written on its event
+/// loop, its body chunked by hand. Read here byte for byte over a raw socket.
+@Suite("Event streams written on their channel")
+struct ChannelStreamTests {
+    static func get(_ path: String, _ extra: String = "") -> ByteBuffer {
+        ByteBuffer(string: "GET \(path) HTTP/1.1\r\nHost: clapper\r\n\(extra)\r\n")
+    }
+
+    /// The first request of a connection: a chunked `text/event-stream` with the middleware's
+    /// headers, the snapshot, a live change, `done`, the last chunk, and the connection closed; the
+    /// hub held a `ChannelStream` for it and lets go of it at the end.
+    @Test(.timeLimit(.minutes(1)))
+    func aStreamOnAFreshConnectionIsChunkedOnItsChannelAndEndsWithTheJob() async throws {
+        try await withGateway(.noFal()) { context in
+            let user = uniqueID("raw")
+            let job = uniqueID()
+            try await context.jobs.create(job, user: user)
+            let connection = try await RawConnection.open(port: context.port)
+            try await connection.run { inbound, outbound in
+                try await outbound.write(Self.get(context.jobs.jobPath(job, user: user), "X-Request-Id: raw-stream-1\r\n"))
+                let opening = try await inbound.read(until: "event: snapshot")
+                let head = opening.lowercased()
+                #expect(head.hasPrefix("http/1.1 200 ok\r\n"))
+                #expect(head.contains("transfer-encoding: chunked\r\n"))
+                #expect(head.contains("content-type: text/event-stream"))
+                #expect(head.contains("x-request-id: raw-stream-1\r\n"), "the middleware answered it")
+                #expect(!head.contains("content-length"))
+                let targets = context.hub.targets(jobID: job)
+                #expect(targets.count == 1)
+                #expect(targets.first is ChannelStream)
+                try await context.jobs.write(job, user: user, from: 1, status: "completed")
+                let rest = await inbound.readToClose()
+                #expect(rest.contains("event: job\nid: "))
+                #expect(rest.contains("event: done\n"))
+                #expect(rest.hasSuffix("\r\n0\r\n\r\n"), "the body ends with the last chunk: \(rest)")
+            }
+            try await eventually("the hub to let go of the stream") { context.hub.targets(jobID: job).isEmpty }
+        }
+    }
+
+    /// A keep-alive connection that served a plain request first still gets its stream.
+    @Test(.timeLimit(.minutes(1)))
+    func aStreamAfterAPlainRequestOnTheSameConnection() async throws {
+        try await withGateway(.noFal()) { context in
+            let user = uniqueID("keepalive")
+            let connection = try await RawConnection.open(port: context.port)
+            try await connection.run { inbound, outbound in
+                try await outbound.write(Self.get("/healthz"))
+                let health = try await inbound.read(until: "\r\n\r\n")
+                #expect(health.hasPrefix("HTTP/1.1 200"))
+                try await outbound.write(Self.get(context.jobs.userPath(user)))
+                let opening = try await inbound.read(until: ": connected")
+                #expect(opening.contains("HTTP/1.1 200 OK\r\n"))
+                #expect(opening.lowercased().contains("transfer-encoding: chunked"))
+                try await eventually("the user's stream in the hub") { context.hub.targets(userID: user).first is ChannelStream }
+                let job = uniqueID()
+                try await context.jobs.create(job, user: user)
+                let event = try await inbound.read(until: "\"jobId\":\"\(job)\"")
+                #expect(event.contains("event: job\n"))
+            }
+            try await eventually("the hub to let go of the stream") { context.hub.targets(userID: user).isEmpty }
+        }
+    }
+
+    /// A refused stream is a whole JSON error with `Connection: close`, and the connection closes.
+    @Test(.timeLimit(.minutes(1)))
+    func aRefusedStreamIsAWholeJSONErrorAndTheConnectionCloses() async throws {
+        try await withGateway(.noFal()) { context in
+            let connection = try await RawConnection.open(port: context.port)
+            try await connection.run { inbound, outbound in
+                try await outbound.write(Self.get("/v1/events?token=forged"))
+                let reply = await inbound.readToClose()
+                let lower = reply.lowercased()
+                #expect(lower.hasPrefix("http/1.1 401"))
+                #expect(lower.contains("connection: close\r\n"))
+                #expect(lower.contains("content-type: application/json"))
+                let body = reply.components(separatedBy: "\r\n\r\n").dropFirst().joined()
+                #expect(lower.contains("content-length: \(body.utf8.count)\r\n"))
+                #expect(body.contains("\"code\":\"invalid_token\""))
+            }
+        }
+    }
+
+    /// A client that half-closes its side (it will read no more) ends its stream at once.
+    @Test(.timeLimit(.minutes(1)))
+    func aClientThatHalfClosesEndsItsStream() async throws {
+        try await withGateway(.noFal()) { context in
+            let user = uniqueID("halfclose")
+            let connection = try await RawConnection.open(port: context.port)
+            try await connection.run { inbound, outbound in
+                try await outbound.write(Self.get(context.jobs.userPath(user)))
+                _ = try await inbound.read(until: ": connected")
+                #expect(context.hub.targets(userID: user).count == 1)
+                try await connection.channel.channel.close(mode: .output)
+                _ = await inbound.readToClose()
+            }
+            try await eventually("the hub to let go of the stream") { context.hub.targets(userID: user).isEmpty }
+        }
+    }
+}
