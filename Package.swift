@@ -11,6 +11,12 @@ let testSwiftSettings: [SwiftSetting] = [
     .enableUpcomingFeature("ExistentialAny"),
 ]
 
+/// Makes the executables' curl_url, curl_url_cleanup and curl_free (Sources/CurlURLFix) the ones the
+/// dynamic linker binds FoundationNetworking's calls to.
+let exportCurlURLFix: [LinkerSetting] = [
+    .unsafeFlags(["curl_url", "curl_url_cleanup", "curl_free"].flatMap { ["-Xlinker", "--export-dynamic-symbol=\($0)"] }),
+]
+
 let package = Package(
     name: "Clapper",
     platforms: [.macOS(.v15)],
@@ -61,9 +67,16 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
+        // URLSession on Linux leaks every request's parsed URL (curl_free where curl_url_cleanup is
+        // due); this module's curl_free releases it whole. See its source.
+        .target(
+            name: "CurlURLFix",
+            linkerSettings: [.linkedLibrary("curl")]
+        ),
         .target(
             name: "Fal",
             dependencies: [
+                "CurlURLFix",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Logging", package: "swift-log"),
             ],
@@ -72,6 +85,8 @@ let package = Package(
         .target(
             name: "FalSim",
             dependencies: [
+                // Its webhooks go out through URLSession too.
+                "CurlURLFix",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Logging", package: "swift-log"),
@@ -82,7 +97,8 @@ let package = Package(
         .executableTarget(
             name: "fal-sim",
             dependencies: ["FalSim"],
-            swiftSettings: swiftSettings
+            swiftSettings: swiftSettings,
+            linkerSettings: exportCurlURLFix
         ),
         .target(
             name: "Clapper",
@@ -112,11 +128,13 @@ let package = Package(
             name: "clapper",
             dependencies: [
                 "Clapper",
+                "Fal",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "Logging", package: "swift-log"),
             ],
-            swiftSettings: swiftSettings
+            swiftSettings: swiftSettings,
+            linkerSettings: exportCurlURLFix
         ),
         .target(
             name: "TestSupport",
@@ -141,7 +159,8 @@ let package = Package(
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
             ],
-            swiftSettings: testSwiftSettings
+            swiftSettings: testSwiftSettings,
+            linkerSettings: exportCurlURLFix
         ),
         .testTarget(
             name: "ClapperTests",
@@ -156,7 +175,8 @@ let package = Package(
                 .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
             ],
-            swiftSettings: testSwiftSettings
+            swiftSettings: testSwiftSettings,
+            linkerSettings: exportCurlURLFix
         ),
     ]
 )

@@ -1,3 +1,4 @@
+import CurlURLFix
 import Foundation
 import Synchronization
 #if canImport(FoundationNetworking)
@@ -22,6 +23,10 @@ public struct URLSessionTransport: HTTPTransport {
     public init(session: URLSession) {
         self.session = session
     }
+
+    /// Whether this process's URLSession requests go through CurlURLFix (the executable exports
+    /// its `curl_free`): without it, each request leaks its parsed URL (about 180 bytes).
+    public static var urlLeakWorkaroundActive: Bool { clapper_curl_url_fix_active() }
 
     public func send(_ request: HTTPTransportRequest, timeout: Duration) async throws(HTTPTransportError) -> HTTPTransportResponse {
         var urlRequest = URLRequest(url: request.url)

@@ -1,7 +1,7 @@
 """What ops/chaos and ops/soak share: the processes they start (redis-server, fal-sim, Clapper
 instances) on free loopback ports with their logs in one temp dir, HS256 user tokens, a small
 asyncio HTTP/1.1 client, and Clapper's configuration with a fast reconciler."""
-import asyncio, base64, hashlib, hmac, json, os, re, signal, socket, subprocess, sys, time
+import asyncio, base64, hashlib, hmac, json, os, re, shlex, signal, socket, subprocess, sys, time
 
 VIDEO_MODEL, FAST_MODEL, SYNCED_MODEL = "fal-ai/ltx-video-13b-distilled", "cassetteai/sound-effects-generator", "fal-ai/mmaudio-v2"
 
@@ -128,7 +128,11 @@ class Instance:
         return self.proc is not None and self.proc.poll() is None
 
     def start(self):
-        self.proc = self.stack.start(f"clapper-{self.index}", [self.binary], env=self.env)
+        # CLAPPER_INSTANCE_WRAP runs each instance under a tool, `{index}` naming the instance, e.g.
+        # "heaptrack -o /tmp/ht/clapper-{index}" (the samples then see the wrapper's process).
+        wrap = os.environ.get("CLAPPER_INSTANCE_WRAP", "")
+        argv = shlex.split(wrap.replace("{index}", str(self.index))) + [self.binary]
+        self.proc = self.stack.start(f"clapper-{self.index}", argv, env=self.env)
 
     async def wait_ready(self, limit=60):
         end = time.monotonic() + limit

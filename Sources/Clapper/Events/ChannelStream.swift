@@ -71,7 +71,12 @@ final class ChannelStream: EventTarget {
     /// arrived meanwhile. On the channel's loop.
     func open(head: HTTPResponse, pump: StreamPump, frames opening: [ByteBuffer], handler: ChannelStreamHandler) {
         channel.eventLoop.assertInEventLoop()
-        guard case .opening(let pending) = state.value.phase else { return }
+        guard case .opening(let pending) = state.value.phase else {
+            // Ended before it opened (fell behind already, or the gateway is stopping): the
+            // client reconnects.
+            channel.close(promise: nil)
+            return
+        }
         guard channel.isActive else {
             finish(.clientClosed)
             return
@@ -131,14 +136,16 @@ final class ChannelStream: EventTarget {
                 drop()
                 return true
             }
+            // Out of the state while it changes: a user stream's positions are not copied.
+            state.value.phase = .ended
             var frames = state.value.frames
             state.value.frames = []
             let finished = pump.take(change, into: &frames)
+            state.value.phase = .open(pump, context)
             guard !frames.isEmpty else {
                 state.value.frames = frames
                 return true
             }
-            state.value.phase = .open(pump, context)
             for frame in frames { context.write(NIOAny(frame), promise: nil) }
             context.flush()
             frames.removeAll(keepingCapacity: true)
