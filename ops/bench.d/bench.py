@@ -7,6 +7,10 @@ import statistics, subprocess, sys, tempfile, threading, time, uuid
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 QUICK = "--quick" in sys.argv
+# CLAPPER_BENCH_ONLY=fanout,idle runs only those sections (ceilings, ingest, latency, fanout, idle):
+# for a quick A/B of one figure; the table says n/a for the rest.
+ONLY = set(filter(None, os.environ.get("CLAPPER_BENCH_ONLY", "").split(",")))
+wanted = lambda section: not ONLY or section in ONLY
 BIN = sys.argv[sys.argv.index("--bin") + 1]  # clapper and fal-sim
 TOOL = sys.argv[sys.argv.index("--tool") + 1]  # clapper-bench, built from Benchmarks/
 RUNS = 3
@@ -262,96 +266,101 @@ def main():
         return jobs
 
     # --- 1. ceilings
-    bench_n = 20000 if QUICK else 100000
-    rb_args = ["EVALSHA", sha, "6", "bench:{__rand_int__}:job", "bench:{__rand_int__}:events", "bench:due", "bench:requests",
-               "bench:user:{dev}:jobs", "bench:{__rand_int__}:job", "0", version.decode(), doc.decode(), view.decode(), "bench:ceiling",
-               json.dumps(template_id), json.dumps(user.decode()), "100", user.decode(), "", "0", "hset", template_request, "m|video"]
-    message = '{"jobId":%s,"userId":%s,"id":"1-1","job":%s}' % (json.dumps(template_id), json.dumps(user.decode()), view.decode())
-    for run in range(RUNS):
-        for name, args in (("evalsha", rb_args), ("publish", ["PUBLISH", "bench:ceiling", message])):
-            out, cpu, wall = run_timed(["redis-benchmark", "-p", str(redis_port), "-n", str(bench_n), "-c", "32", "-r", "100000000", "--csv", *args], 120)
-            # The last 7 CSV fields: rps, avg, min, p50, p95, p99, max (the test name holds commas).
-            row = [float(v) for v in re.findall(r'"([0-9.]+)"', out.strip().splitlines()[-1])[-7:]]
-            record(name, {"rps": row[0], "p50_ms": row[3], "p99_ms": row[5], "tool_cpu_percent": cpu / wall * 100})
-        secs = 3 if QUICK else 5
-        out, cpu, wall = run_timed(["wrk", "-t1", "-c64", f"-d{secs}s", "--latency", f"http://127.0.0.1:{http_port}/healthz"], secs + 30)
-        record("healthz", {"rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),
-                           "p50_ms": wrk_ms(out, "50%"), "p99_ms": wrk_ms(out, "99%"), "tool_cpu_percent": cpu / wall * 100})
-    redis.call("DEL", "bench:due", "bench:requests", "bench:user:{dev}:jobs")
-    log(f"ceilings: evalsha {fmt(med('evalsha', 'rps'))}/s, publish {fmt(med('publish', 'rps'))}/s, healthz {fmt(med('healthz', 'rps'))}/s")
+    if wanted("ceilings"):
+        bench_n = 20000 if QUICK else 100000
+        rb_args = ["EVALSHA", sha, "6", "bench:{__rand_int__}:job", "bench:{__rand_int__}:events", "bench:due", "bench:requests",
+                   "bench:user:{dev}:jobs", "bench:{__rand_int__}:job", "0", version.decode(), doc.decode(), view.decode(), "bench:ceiling",
+                   json.dumps(template_id), json.dumps(user.decode()), "100", user.decode(), "", "0", "hset", template_request, "m|video"]
+        message = '{"jobId":%s,"userId":%s,"id":"1-1","job":%s}' % (json.dumps(template_id), json.dumps(user.decode()), view.decode())
+        for run in range(RUNS):
+            for name, args in (("evalsha", rb_args), ("publish", ["PUBLISH", "bench:ceiling", message])):
+                out, cpu, wall = run_timed(["redis-benchmark", "-p", str(redis_port), "-n", str(bench_n), "-c", "32", "-r", "100000000", "--csv", *args], 120)
+                # The last 7 CSV fields: rps, avg, min, p50, p95, p99, max (the test name holds commas).
+                row = [float(v) for v in re.findall(r'"([0-9.]+)"', out.strip().splitlines()[-1])[-7:]]
+                record(name, {"rps": row[0], "p50_ms": row[3], "p99_ms": row[5], "tool_cpu_percent": cpu / wall * 100})
+            secs = 3 if QUICK else 5
+            out, cpu, wall = run_timed(["wrk", "-t1", "-c64", f"-d{secs}s", "--latency", f"http://127.0.0.1:{http_port}/healthz"], secs + 30)
+            record("healthz", {"rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),
+                               "p50_ms": wrk_ms(out, "50%"), "p99_ms": wrk_ms(out, "99%"), "tool_cpu_percent": cpu / wall * 100})
+        redis.call("DEL", "bench:due", "bench:requests", "bench:user:{dev}:jobs")
+        log(f"ceilings: evalsha {fmt(med('evalsha', 'rps'))}/s, publish {fmt(med('publish', 'rps'))}/s, healthz {fmt(med('healthz', 'rps'))}/s")
 
     # --- 2. webhook ingest: distinct, then the same webhooks again (duplicates)
-    n_hooks = int(os.environ.get("CLAPPER_BENCH_HOOKS", 2000 if QUICK else 10000))
-    for run in range(RUNS):
-        jobs = clone(n_hooks)
-        path = write_records(os.path.join(TMP, "hooks.req"), [(j, webhook_request(j, r, http_port)) for j, r in jobs])
-        # CLAPPER_BENCH_PERF=<file>: a cpu-clock profile of Clapper during the first distinct ingest run.
-        perf = None
-        if run == 0 and os.environ.get("CLAPPER_BENCH_PERF"):
-            perf = subprocess.Popen(["perf", "record", "-e", "cpu-clock", "-F", "999", "-g", "-p", str(clapper.pid),
-                                     "-o", os.environ["CLAPPER_BENCH_PERF"]], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-            time.sleep(1)
-        record("ingest", tool("post", port=http_port, requests=path, concurrency=64))
-        if perf:
-            perf.send_signal(signal.SIGINT); perf.wait(timeout=60)
-        record("ingest_dup", tool("post", port=http_port, requests=path, concurrency=64))
-    log(f"ingest: {fmt(med('ingest', 'rps'))}/s, duplicates {fmt(med('ingest_dup', 'rps'))}/s")
+    if wanted("ingest"):
+        n_hooks = int(os.environ.get("CLAPPER_BENCH_HOOKS", 2000 if QUICK else 10000))
+        for run in range(RUNS):
+            jobs = clone(n_hooks)
+            path = write_records(os.path.join(TMP, "hooks.req"), [(j, webhook_request(j, r, http_port)) for j, r in jobs])
+            # CLAPPER_BENCH_PERF=<file>: a cpu-clock profile of Clapper during the first distinct ingest run.
+            perf = None
+            if run == 0 and os.environ.get("CLAPPER_BENCH_PERF"):
+                perf = subprocess.Popen(["perf", "record", "-e", "cpu-clock", "-F", "999", "-g", "-p", str(clapper.pid),
+                                         "-o", os.environ["CLAPPER_BENCH_PERF"]], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                time.sleep(1)
+            record("ingest", tool("post", port=http_port, requests=path, concurrency=64))
+            if perf:
+                perf.send_signal(signal.SIGINT); perf.wait(timeout=60)
+            record("ingest_dup", tool("post", port=http_port, requests=path, concurrency=64))
+        log(f"ingest: {fmt(med('ingest', 'rps'))}/s, duplicates {fmt(med('ingest_dup', 'rps'))}/s")
 
     # --- 3. webhook -> SSE at 1,000 webhooks/s with S streams open
-    for streams in (1000, 10000):
-        hooks = 1000 if streams == 1000 else (2000 if QUICK else 3000)
-        for run in range(RUNS):
-            jobs = clone(streams)
-            paths = write_paths(os.path.join(TMP, "sse.paths"), [(j, f"/v1/jobs/{j}/events") for j, _ in jobs])
-            reqs = write_records(os.path.join(TMP, "sse.req"), [(j, webhook_request(j, r, http_port)) for j, r in jobs[:hooks]])
-            record(f"sse{streams}", tool("sse", limit=120, port=http_port, paths=paths, post_port=http_port, requests=reqs, rate=1000, concurrency=32))
-        log(f"webhook->SSE with {streams} streams: p99 {fmt(med(f'sse{streams}', 'p99_ms'), ' ms', 2)}")
+    if wanted("latency"):
+        for streams in (1000, 10000):
+            hooks = 1000 if streams == 1000 else (2000 if QUICK else 3000)
+            for run in range(RUNS):
+                jobs = clone(streams)
+                paths = write_paths(os.path.join(TMP, "sse.paths"), [(j, f"/v1/jobs/{j}/events") for j, _ in jobs])
+                reqs = write_records(os.path.join(TMP, "sse.req"), [(j, webhook_request(j, r, http_port)) for j, r in jobs[:hooks]])
+                record(f"sse{streams}", tool("sse", limit=120, port=http_port, paths=paths, post_port=http_port, requests=reqs, rate=1000, concurrency=32))
+            log(f"webhook->SSE with {streams} streams: p99 {fmt(med(f'sse{streams}', 'p99_ms'), ' ms', 2)}")
 
-    # --- 3b. the same for nchan: publish -> subscriber at 1,000 publishes/s over 10,000 channels,
-    # one subscriber each; the message is a job view of the same size, named `job` (X-EventSource-Event)
-    streams, hooks = 10000, (2000 if QUICK else 3000)
-    for run in range(RUNS):
-        keys = [f"c{i}" for i in range(streams)]
-        paths = write_paths(os.path.join(TMP, "nchan.paths"), [(k, f"/sub/lat{run}x{k}") for k in keys])
-        reqs = write_records(os.path.join(TMP, "nchan.req"), [(k, (
-            f"POST /pub/lat{run}x{k} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
-            f"X-EventSource-Event: job\r\nContent-Length: {len(view)}\r\n\r\n").encode() + view) for k in keys[:hooks]])
-        record("sse_nchan10000", tool("sse", limit=120, port=nginx_port, paths=paths, post_port=nginx_port, requests=reqs, rate=1000, concurrency=32))
-    log(f"nchan publish->subscriber with {streams} channels: p99 {fmt(med('sse_nchan10000', 'p99_ms'), ' ms', 2)}")
+        # --- 3b. the same for nchan: publish -> subscriber at 1,000 publishes/s over 10,000 channels,
+        # one subscriber each; the message is a job view of the same size, named `job` (X-EventSource-Event)
+        streams, hooks = 10000, (2000 if QUICK else 3000)
+        for run in range(RUNS):
+            keys = [f"c{i}" for i in range(streams)]
+            paths = write_paths(os.path.join(TMP, "nchan.paths"), [(k, f"/sub/lat{run}x{k}") for k in keys])
+            reqs = write_records(os.path.join(TMP, "nchan.req"), [(k, (
+                f"POST /pub/lat{run}x{k} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+                f"X-EventSource-Event: job\r\nContent-Length: {len(view)}\r\n\r\n").encode() + view) for k in keys[:hooks]])
+            record("sse_nchan10000", tool("sse", limit=120, port=nginx_port, paths=paths, post_port=nginx_port, requests=reqs, rate=1000, concurrency=32))
+        log(f"nchan publish->subscriber with {streams} channels: p99 {fmt(med('sse_nchan10000', 'p99_ms'), ' ms', 2)}")
 
     # --- 4. fan-out: one job (one channel) with N subscribers
-    fan_job = clone(1)[0][0]
-    fan_view = view.replace(template_id.encode(), fan_job.encode()).decode()
-    template_path = os.path.join(TMP, "fanout.msg")
-    open(template_path, "w").write('{"jobId":%s,"userId":%s,"id":"@ID@","job":{"bseq":@SEQ@,%s}' % (json.dumps(fan_job), json.dumps(user.decode()), fan_view[1:]))
-    for n in (1000, 10000):
-        events = (30 if n == 1000 else 10) if QUICK else (100 if n == 1000 else 30)
-        for run in range(RUNS):
-            record(f"fan_clapper{n}", tool("fanout", limit=120, port=http_port, path=f"/v1/jobs/{fan_job}/events", n=n, events=events, window=4,
-                                            redis_port=redis_port, channel="clapper:events", message_template=template_path))
-            record(f"fan_nchan{n}", tool("fanout", limit=120, port=nginx_port, path=f"/sub/fan{run}", n=n, events=events, window=4,
-                                          publish_port=nginx_port, publish_path=f"/pub/fan{run}"))
-        log(f"fan-out {n}: clapper {fmt(med(f'fan_clapper{n}', 'events_per_s'))}/s, nchan {fmt(med(f'fan_nchan{n}', 'events_per_s'))}/s")
+    if wanted("fanout"):
+        fan_job = clone(1)[0][0]
+        fan_view = view.replace(template_id.encode(), fan_job.encode()).decode()
+        template_path = os.path.join(TMP, "fanout.msg")
+        open(template_path, "w").write('{"jobId":%s,"userId":%s,"id":"@ID@","job":{"bseq":@SEQ@,%s}' % (json.dumps(fan_job), json.dumps(user.decode()), fan_view[1:]))
+        for n in (1000, 10000):
+            events = (30 if n == 1000 else 10) if QUICK else (100 if n == 1000 else 30)
+            for run in range(RUNS):
+                record(f"fan_clapper{n}", tool("fanout", limit=120, port=http_port, path=f"/v1/jobs/{fan_job}/events", n=n, events=events, window=4,
+                                                redis_port=redis_port, channel="clapper:events", message_template=template_path))
+                record(f"fan_nchan{n}", tool("fanout", limit=120, port=nginx_port, path=f"/sub/fan{run}", n=n, events=events, window=4,
+                                              publish_port=nginx_port, publish_path=f"/pub/fan{run}"))
+            log(f"fan-out {n}: clapper {fmt(med(f'fan_clapper{n}', 'events_per_s'))}/s, nchan {fmt(med(f'fan_nchan{n}', 'events_per_s'))}/s")
 
     global rss_after_fanout
     rss_after_fanout = int(next(l.split()[1] for l in open(f"/proc/{clapper.pid}/status") if l.startswith("VmRSS")))
 
     # --- 5. idle connections: RSS delta / N (50,000 cannot be opened here: hard RLIMIT_NOFILE)
     nofile = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
-    idle_sizes = [10000] + ([] if QUICK else [min(50000, nofile - 2000)])
-    def restart(p, starter):
-        """A fresh process per idle run: a used one keeps freed memory and hides the delta."""
-        os.killpg(p.pid, signal.SIGTERM); p.wait(timeout=20); time.sleep(0.5); return starter()
-    for size in idle_sizes:
-        for run in range(RUNS):
-            clapper = restart(clapper, start_clapper); nginx = restart(nginx, start_nginx); time.sleep(1)
-            nginx_pids = [int(p) for p in subprocess.run(["pgrep", "-s", str(nginx.pid)], capture_output=True, text=True).stdout.split()]
-            jobs = clone(size)
-            paths = write_paths(os.path.join(TMP, "idle.paths"), [(j, f"/v1/jobs/{j}/events") for j, _ in jobs])
-            record(f"idle_clapper{size}", tool("idle", limit=150, port=http_port, paths=paths, pids=clapper.pid, settle=2))
-            paths = write_paths(os.path.join(TMP, "idle.paths"), [(f"c{i}", f"/sub/idle{run}x{i}") for i in range(size)])
-            record(f"idle_nchan{size}", tool("idle", limit=150, port=nginx_port, paths=paths, pids=",".join(map(str, nginx_pids)), settle=2))
-        log(f"idle {size}: clapper {fmt(med(f'idle_clapper{size}', 'kb_per_stream'), ' KB', 1)}, nchan {fmt(med(f'idle_nchan{size}', 'kb_per_stream'), ' KB', 1)}")
+    idle_sizes = ([10000] + ([] if QUICK else [min(50000, nofile - 2000)])) if wanted("idle") else []
+    if wanted("idle"):
+        def restart(p, starter):
+            """A fresh process per idle run: a used one keeps freed memory and hides the delta."""
+            os.killpg(p.pid, signal.SIGTERM); p.wait(timeout=20); time.sleep(0.5); return starter()
+        for size in idle_sizes:
+            for run in range(RUNS):
+                clapper = restart(clapper, start_clapper); nginx = restart(nginx, start_nginx); time.sleep(1)
+                nginx_pids = [int(p) for p in subprocess.run(["pgrep", "-s", str(nginx.pid)], capture_output=True, text=True).stdout.split()]
+                jobs = clone(size)
+                paths = write_paths(os.path.join(TMP, "idle.paths"), [(j, f"/v1/jobs/{j}/events") for j, _ in jobs])
+                record(f"idle_clapper{size}", tool("idle", limit=150, port=http_port, paths=paths, pids=clapper.pid, settle=2))
+                paths = write_paths(os.path.join(TMP, "idle.paths"), [(f"c{i}", f"/sub/idle{run}x{i}") for i in range(size)])
+                record(f"idle_nchan{size}", tool("idle", limit=150, port=nginx_port, paths=paths, pids=",".join(map(str, nginx_pids)), settle=2))
+            log(f"idle {size}: clapper {fmt(med(f'idle_clapper{size}', 'kb_per_stream'), ' KB', 1)}, nchan {fmt(med(f'idle_nchan{size}', 'kb_per_stream'), ' KB', 1)}")
 
     quiet_end = subprocess.run("pgrep -fc 'swift-build|swift-test' || true", shell=True, capture_output=True, text=True).stdout.strip()
     load_end = open("/proc/loadavg").read().split()[:3]
@@ -414,13 +423,13 @@ def report(idle_sizes, nofile, quiet_start, quiet_end, load_start, load_end):
         add(f"4. fan-out, 1 channel, {n:,} subscribers: nchan+Redis (events/s)", fmt(med(x, "events_per_s")), p(x), "baseline", cpu(x))
     for s in idle_sizes:
         c, x = f"idle_clapper{s}", f"idle_nchan{s}"
-        add(f"5. idle SSE streams, {s:,}: Clapper (KB RSS / stream)", fmt(med(c, "kb_per_stream"), "", 1), "", f"{ratio(med(c, 'kb_per_stream'), med(x, 'kb_per_stream'))} × nchan (target < 10 KB)", "")
+        add(f"5. idle SSE streams, {s:,}: Clapper (KB RSS / stream)", fmt(med(c, "kb_per_stream"), "", 1), "", f"{ratio(med(c, 'kb_per_stream'), med(x, 'kb_per_stream'))} × nchan (target < 5 KB)", "")
         add(f"5. idle SSE streams, {s:,}: nchan (KB RSS / stream, all nginx processes)", fmt(med(x, "kb_per_stream"), "", 1), "", "baseline", "")
     add("6. POST /v1/jobs, fal-sim zero delays (jobs/s, c=32)", fmt(med("jobs", "rps")), p("jobs"),
         f"{ratio(med('jobs', 'rps'), med('healthz', 'rps'))} × /healthz", cpu("jobs"))
     stamp = datetime.datetime.now().strftime("%Y-%m-%d-%H%M")
     notes = [
-        f"# ops/bench{' --quick' if QUICK else ''} — {stamp}", "",
+        f"# ops/bench{' --quick' if QUICK else ''}{' (CLAPPER_BENCH_ONLY=' + ','.join(sorted(ONLY)) + ')' if ONLY else ''} — {stamp}", "",
         f"Machine: {machine()}.",
         f"Quiet: swift-build/swift-test processes at start {quiet_start}, at end {quiet_end}; load average at start {' '.join(load_start)}, at end {' '.join(load_end)}.",
         "Everything on 127.0.0.1 on the same 2 cores: redis-server (no persistence), fal-sim (zero delays, drop-webhook), "
@@ -434,7 +443,8 @@ def report(idle_sizes, nofile, quiet_start, quiet_end, load_start, load_end):
     ]
     text = "\n".join(notes)
     print(text)
-    path = os.path.join(ROOT, "bench", "results", f"{stamp}{'-quick' if QUICK else ''}.md")
+    only = f"-only-{'-'.join(sorted(ONLY))}" if ONLY else ""
+    path = os.path.join(ROOT, "bench", "results", f"{stamp}{'-quick' if QUICK else ''}{only}.md")
     open(path, "w").write(text)
     json.dump(results, open(path[:-3] + ".json", "w"), indent=1)
     log(f"written to {os.path.relpath(path, ROOT)}")

@@ -49,8 +49,6 @@ final class ChannelStream: EventTarget {
     /// How long a stream may take to say goodbye before its connection is cut.
     static let shutdownGrace: TimeAmount = .seconds(2)
     static let droppedGrace: TimeAmount = .milliseconds(250)
-    /// What the channel keeps for reads it never needs: a client sends nothing on an event stream.
-    static let receiveBufferBytes = 64
 
     init(id: Int, jobID: String?, userID: String?, heartbeat: Duration, channel: any Channel, hub: EventHub, slot: StreamSlot, bufferSize: Int) {
         self.id = id
@@ -104,8 +102,7 @@ final class ChannelStream: EventTarget {
     }
 
     /// Takes the HTTP handlers out of the pipeline (`handler`, first since the gate took the
-    /// request, keeps every read from what stays behind it), and gives the channel a small fixed
-    /// receive buffer: it keeps its last one, 2 KB by default.
+    /// request, keeps every read from what stays behind it).
     private static func takeOver(_ channel: any Channel, handler: ChannelStreamHandler) throws -> ChannelHandlerContext {
         let pipeline = channel.pipeline.syncOperations
         let context = try pipeline.context(handler: handler)
@@ -114,7 +111,6 @@ final class ChannelStream: EventTarget {
                 pipeline.removeHandler(removable, promise: nil)
             }
         }
-        try? channel.syncOptions?.setOption(ChannelOptions.recvAllocator, value: FixedSizeRecvByteBufferAllocator(capacity: receiveBufferBytes))
         return context
     }
 

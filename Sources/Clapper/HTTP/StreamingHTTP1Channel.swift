@@ -38,6 +38,10 @@ struct StreamingHTTP1Channel: ServerChildChannel {
         ]
     }
 
+    /// Receive buffers start at 512 bytes (an event stream's request fits) and grow for bigger
+    /// requests (webhooks, job submissions), as NIO's adaptive default from 2 KB does.
+    static let receiveBuffers = AdaptiveRecvByteBufferAllocator(minimum: 64, initial: 512, maximum: 65536)
+
     func setup(channel: any Channel, logger: Logger) -> EventLoopFuture<Value> {
         channel.eventLoop.makeCompletedFuture {
             let configuration = http1.configuration
@@ -46,6 +50,9 @@ struct StreamingHTTP1Channel: ServerChildChannel {
             limits.maxHeaderListSize = configuration.httpDecoder.maxHeaderListSize
             limits.maxHeaderFieldCount = configuration.httpDecoder.maxHeaderFieldCount
             let pipeline = channel.pipeline.syncOperations
+            // A channel keeps its last receive buffer for the next read (NIO's default starts at
+            // 2 KB): for an idle event stream, that buffer would be most of what it costs.
+            try channel.syncOptions?.setOption(ChannelOptions.recvAllocator, value: Self.receiveBuffers)
             try pipeline.configureHTTPServerPipeline(
                 withPipeliningAssistance: false,
                 withErrorHandling: false,
