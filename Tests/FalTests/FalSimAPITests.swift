@@ -8,7 +8,7 @@ import Testing
     @Test func submitStatusResultAndCancel() async throws {
         // Long enough that the early checks below surely run before the request completes,
         // even on a loaded machine (waiting for completion is event-driven, not a sleep).
-        try await withFalSim(configuration: FalSimTest.configuration { $0.runDelay = .seconds(2) }) { sim in
+        try await withFalSim(configuration: FalSimTest.configuration { $0.runDelay = .seconds(5) }) { sim in
             let base = await sim.baseURL.absoluteString
             let submit = try await FalSimTest.submit(sim, model: "fal-ai/mmaudio-v2/text-to-audio", input: #"{"prompt": "rain", "duration": 3}"#)
             let id = try #require(submit["request_id"]?.stringValue)

@@ -54,6 +54,7 @@ USERS = [f"soak-user-{i}" for i in range(30)]
 counts = collections.Counter()
 streams_open = 0
 finished = {}   # jobId -> (user, finished at)
+thread_names = {}   # instance -> [(minute, Counter of thread names)]
 MILD_PLAN = ["fail=0.08", "infra-error=0.03", "refuse=0.03", "submit-503=0", "after-create=0.02", "submit-stall=0",
              "drop=0.05", "duplicate=0.08", "repeat=0.05", "delay=0.05", "status-500=0.05", "result-500=0"]
 
@@ -116,6 +117,8 @@ def sample(redis, instances, minute):
             row[f"rss{inst.index}_mb"] = round(int(re.search(r"VmRSS:\s+(\d+)", status).group(1)) / 1024, 1)
             row[f"fds{inst.index}"] = len(os.listdir(f"/proc/{pid}/fd"))
             row[f"threads{inst.index}"] = int(re.search(r"Threads:\s+(\d+)", status).group(1))
+            thread_names.setdefault(inst.index, []).append((row["minute"], collections.Counter(
+                open(f"/proc/{pid}/task/{t}/comm").read().strip() for t in os.listdir(f"/proc/{pid}/task"))))
         except (OSError, AttributeError):
             row[f"rss{inst.index}_mb"] = row[f"fds{inst.index}"] = row[f"threads{inst.index}"] = None
     info = redis.call("INFO", "memory").decode()
@@ -360,6 +363,13 @@ def write(rows, instances, alive):
               "| series | slope per minute | rise over the window | limit | verdict |", "|---|---|---|---|---|"]
     for name, slope, rise, limit, verdict in judged:
         lines.append(f"| {name} | {'' if slope is None else f'{slope:.3g}'} | {'' if rise is None else f'{rise:.3g}'} | {'' if limit is None else f'{limit:.3g}'} | {verdict} |")
+    lines += ["", "Threads by name (`/proc/PID/task/*/comm`), first sample, and each sample where they changed:", ""]
+    for index, samples in sorted(thread_names.items()):
+        last = None
+        for minute, names in samples:
+            if names != last:
+                lines.append(f"- clapper-{index}, minute {minute:g}: " + ", ".join(f"{n} x{c}" for n, c in sorted(names.items())))
+                last = names
     lines += ["", f"![plot]({os.path.basename(png)})", ""]
     with open(md, "w") as fh: fh.write("\n".join(lines))
     try:

@@ -26,7 +26,9 @@ final class ChannelStream: EventTarget {
     let userID: String?
     let heartbeatInterval: Duration
     let channel: any Channel
-    var eventLoop: (any EventLoop)? { channel.eventLoop }
+    /// The channel's loop, kept: `channel.eventLoop` is a call through the existential each time.
+    let loop: any EventLoop
+    var eventLoop: (any EventLoop)? { loop }
     private let hub: EventHub
     private let slot: StreamSlot
     private let bufferSize: Int
@@ -59,6 +61,7 @@ final class ChannelStream: EventTarget {
         self.hub = hub
         self.slot = slot
         self.bufferSize = max(1, bufferSize)
+        self.loop = channel.eventLoop
         self.state = .makeBoxSendingValue(State(), eventLoop: channel.eventLoop)
     }
 
@@ -68,7 +71,7 @@ final class ChannelStream: EventTarget {
     /// the opening frames, hands the connection over from HTTP to this stream, and writes what
     /// arrived meanwhile. On the channel's loop.
     func open(head: HTTPResponse, pump: StreamPump, frames opening: [ByteBuffer], handler: ChannelStreamHandler) {
-        channel.eventLoop.assertInEventLoop()
+        loop.assertInEventLoop()
         guard case .opening(let pending) = state.value.phase else {
             // Ended before it opened (fell behind already, or the gateway is stopping): the
             // client reconnects.
@@ -117,7 +120,7 @@ final class ChannelStream: EventTarget {
     // MARK: - From the hub (on the loop)
 
     func deliver(_ change: JobChange) -> Bool {
-        channel.eventLoop.assertInEventLoop()
+        loop.assertInEventLoop()
         switch state.value.phase {
         case .opening(var pending):
             guard pending.count < bufferSize else {
@@ -155,7 +158,7 @@ final class ChannelStream: EventTarget {
     }
 
     func heartbeat(now: ContinuousClock.Instant) {
-        channel.eventLoop.assertInEventLoop()
+        loop.assertInEventLoop()
         guard case .open(_, let context) = state.value.phase, now - state.value.lastWrite >= heartbeatInterval else { return }
         context.writeAndFlush(NIOAny(StreamPump.heartbeatChunk), promise: nil)
         state.value.lastWrite = now
@@ -164,10 +167,10 @@ final class ChannelStream: EventTarget {
     // MARK: - Ending
 
     func end(_ reason: StreamEndReason) {
-        if channel.eventLoop.inEventLoop {
+        if loop.inEventLoop {
             finish(reason)
         } else {
-            channel.eventLoop.execute { self.finish(reason) }
+            loop.execute { self.finish(reason) }
         }
     }
 
@@ -179,7 +182,7 @@ final class ChannelStream: EventTarget {
     /// Ends the stream once: gives its subscription and slot back, and, when it was open, says
     /// goodbye, ends the body and closes the connection when that is written (or the grace is up).
     private func finish(_ reason: StreamEndReason) {
-        channel.eventLoop.assertInEventLoop()
+        loop.assertInEventLoop()
         let phase = state.value.phase
         state.value.phase = .ended
         switch phase {

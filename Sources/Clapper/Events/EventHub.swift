@@ -206,7 +206,12 @@ public final class EventHub: Service, Sendable {
                 for user in state.byUser.values { sinks.append(contentsOf: user.values) }
             }
             let now = ContinuousClock.now
-            Self.onTheirLoops(sinks) { $0.heartbeat(now: now) }
+            var buckets = LoopBuckets()
+            buckets.add(sinks)
+            buckets.anywhere.forEach { $0.heartbeat(now: now) }
+            for (loop, targets) in buckets.loops {
+                loop.execute { for target in targets { target.heartbeat(now: now) } }
+            }
             sinks.removeAll(keepingCapacity: true)
         }
     }
@@ -227,16 +232,17 @@ public final class EventHub: Service, Sendable {
 
     /// Hands one change to the subscribers of its job and of its owner.
     func dispatch(_ change: JobChange, toUsers: Bool = true) {
-        let targets = state.withLock { state -> [any EventTarget] in
+        let targets = state.withLock { state -> LoopBuckets in
             if state.lastSeen.map({ $0 < change.id }) ?? true {
                 state.lastSeen = change.id
                 state.lastSeenJob = change.jobID
             }
-            var targets = state.byJob[change.jobID].map { Array($0.values) } ?? []
-            if toUsers, let userID = change.userID, let users = state.byUser[userID] { targets += users.values }
+            var targets = LoopBuckets()
+            if let job = state.byJob[change.jobID] { targets.add(job.values) }
+            if toUsers, let userID = change.userID, let users = state.byUser[userID] { targets.add(users.values) }
             return targets
         }
-        Self.onTheirLoops(targets) { target in
+        targets.run(sharing: change) { target, change in
             guard !target.deliver(change) else { return }
             self.remove(target)
             Self.droppedCounter.increment()
@@ -244,20 +250,41 @@ public final class EventHub: Service, Sendable {
         }
     }
 
-    /// Runs `body` for each target: at once for those without a loop, and for the others in one
-    /// task per event loop (not one per target), on that loop.
-    private static func onTheirLoops(_ targets: [any EventTarget], _ body: @escaping @Sendable (any EventTarget) -> Void) {
-        var byLoop: [ObjectIdentifier: (loop: any EventLoop, targets: [any EventTarget])] = [:]
-        for target in targets {
-            guard let loop = target.eventLoop else {
-                body(target)
-                continue
+    /// Targets sorted by the event loop they must be called on (most of the time the server's
+    /// two), and those that may be called from anywhere.
+    struct LoopBuckets {
+        var anywhere: [any EventTarget] = []
+        var loops: [(loop: any EventLoop, targets: [any EventTarget])] = []
+
+        mutating func add(_ targets: some Collection<any EventTarget>) {
+            for target in targets {
+                guard let loop = target.eventLoop else {
+                    anywhere.append(target)
+                    continue
+                }
+                if let index = loops.firstIndex(where: { $0.loop === loop }) {
+                    loops[index].targets.append(target)
+                } else {
+                    var bucket: [any EventTarget] = []
+                    bucket.reserveCapacity(targets.count)
+                    bucket.append(target)
+                    loops.append((loop, bucket))
+                }
             }
-            byLoop[ObjectIdentifier(loop), default: (loop, [])].targets.append(target)
         }
-        for (loop, targets) in byLoop.values {
-            loop.execute {
-                for target in targets { body(target) }
+
+        /// Runs `body` for each target: at once for those without a loop, and for the others in
+        /// one task per event loop, on that loop. With more than one loop, each loop gets its own
+        /// copy of the change's bytes: the streams of one loop then count references on memory
+        /// that no other core writes to.
+        func run(sharing change: JobChange, _ body: @escaping @Sendable (any EventTarget, JobChange) -> Void) {
+            for target in anywhere { body(target, change) }
+            let copies = loops.count > 1
+            for (loop, targets) in loops {
+                loop.execute {
+                    let local = copies ? JobChange(copying: change) : change
+                    for target in targets { body(target, local) }
+                }
             }
         }
     }

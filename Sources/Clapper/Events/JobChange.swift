@@ -31,6 +31,20 @@ final class JobChange: Sendable {
         self.frame = HTTPChunk.payload(of: chunk)
     }
 
+    /// The same change with its own copy of the bytes (for another event loop's streams).
+    init(copying other: JobChange) {
+        self.jobID = other.jobID
+        self.userID = other.userID
+        self.id = other.id
+        self.status = other.status
+        self.isFinished = other.isFinished
+        var chunk = ByteBuffer()
+        chunk.reserveCapacity(other.chunk.readableBytes)
+        chunk.writeImmutableBuffer(other.chunk)
+        self.chunk = chunk
+        self.frame = HTTPChunk.payload(of: chunk)
+    }
+
     /// A message of the `clapper:events` channel: `{"jobId":…,"userId":…,"id":"…","job":<view>}`,
     /// as `JobScripts.apply` publishes it. One scan of the bytes (no decoding of the view); the
     /// view is sliced out byte for byte.

@@ -66,6 +66,8 @@ struct StreamPumpTests {
         let (_, bare) = StreamPump.job(jobID: "j", history: history, chunked: false)
         #expect(opening.first.map { String(buffer: HTTPChunk.payload(of: $0)) } == Self.text(bare))
         #expect(HTTPChunk.wrap([ByteBuffer(), ByteBuffer()]).readableBytes == 0, "an empty chunk would end the body")
+        let copy = JobChange(copying: change)
+        #expect(copy.chunk == change.chunk && copy.frame == change.frame && copy.id == change.id && copy.isFinished == change.isFinished)
         #expect(String(buffer: StreamPump.heartbeatChunk) == "d\r\n: heartbeat\n\n\r\n")
     }
 
