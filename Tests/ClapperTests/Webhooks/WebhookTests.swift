@@ -100,7 +100,12 @@ struct WebhookTests {
 
     @Test(.timeLimit(.minutes(1)))
     func aWebhookBeforeTheSubmitResponseLandsOnItsTask() async throws {
-        try await withGateway { stack in
+        // The submit answer stalls long enough that the webhook is applied first even on a loaded
+        // machine: with 3 s, a webhook that took longer (a full suite beside a soak) was applied
+        // after the answer, as version 4.
+        var setup = SimSetup()
+        setup.stall = .seconds(10)
+        try await withGateway(GatewayOptions(fal: .sim(setup.configuration))) { stack in
             let gateway = stack.gateway, sim = stack.sim, redis = stack.server
             let marker = "stall-\(UUID())"
             try await sim.addFaultRule(FalSimFaultRule(promptContains: marker, faults: ["submit-stall"]))
