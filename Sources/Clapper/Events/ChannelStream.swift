@@ -34,15 +34,20 @@ final class ChannelStream: EventTarget {
     private let bufferSize: Int
     private let state: NIOLoopBoundBox<State>
 
+    /// Fields, not enum payloads: the pump changes in place (no copy of it per change).
     private struct State {
         enum Phase {
-            /// Subscribed, head not written yet: changes wait here.
-            case opening([JobChange])
-            case open(StreamPump, ChannelHandlerContext)
+            /// Subscribed, head not written yet: changes wait in `pending`.
+            case opening
+            /// `pump` and `context` are set.
+            case open
             case ended
         }
 
-        var phase: Phase = .opening([])
+        var phase = Phase.opening
+        var pending: [JobChange] = []
+        var pump: StreamPump?
+        var context: ChannelHandlerContext?
         var lastWrite = ContinuousClock.now
         /// Scratch for the frames of one write (its storage is kept).
         var frames: [ByteBuffer] = []
@@ -72,7 +77,7 @@ final class ChannelStream: EventTarget {
     /// arrived meanwhile. On the channel's loop.
     func open(head: HTTPResponse, pump: StreamPump, frames opening: [ByteBuffer], handler: ChannelStreamHandler) {
         loop.assertInEventLoop()
-        guard case .opening(let pending) = state.value.phase else {
+        guard case .opening = state.value.phase else {
             // Ended before it opened (fell behind already, or the gateway is stopping): the
             // client reconnects.
             channel.close(promise: nil)
@@ -94,8 +99,11 @@ final class ChannelStream: EventTarget {
         handler.stream = self
         var pump = pump
         var frames = opening
-        for change in pending where !pump.isFinished { _ = pump.take(change, into: &frames) }
-        state.value.phase = .open(pump, context)
+        for change in state.value.pending where !pump.isFinished { _ = pump.take(change, into: &frames) }
+        state.value.pending = []
+        state.value.phase = .open
+        state.value.pump = pump
+        state.value.context = context
         state.value.lastWrite = .now
         for frame in frames { context.write(NIOAny(frame), promise: nil) }
         context.flush()
@@ -122,25 +130,20 @@ final class ChannelStream: EventTarget {
     func deliver(_ change: JobChange) -> Bool {
         loop.assertInEventLoop()
         switch state.value.phase {
-        case .opening(var pending):
-            guard pending.count < bufferSize else {
+        case .opening:
+            guard state.value.pending.count < bufferSize else {
                 drop()
                 return true
             }
-            state.value.phase = .ended  // no copy of the buffer while it grows
-            pending.append(change)
-            state.value.phase = .opening(pending)
-        case .open(var pump, let context):
-            guard channel.isWritable else {
+            state.value.pending.append(change)
+        case .open:
+            guard channel.isWritable, let context = state.value.context else {
                 drop()
                 return true
             }
-            // Out of the state while it changes: a user stream's positions are not copied.
-            state.value.phase = .ended
             var frames = state.value.frames
             state.value.frames = []
-            let finished = pump.take(change, into: &frames)
-            state.value.phase = .open(pump, context)
+            let finished = state.value.pump?.take(change, into: &frames) ?? true
             guard !frames.isEmpty else {
                 state.value.frames = frames
                 return true
@@ -159,7 +162,7 @@ final class ChannelStream: EventTarget {
 
     func heartbeat(now: ContinuousClock.Instant) {
         loop.assertInEventLoop()
-        guard case .open(_, let context) = state.value.phase, now - state.value.lastWrite >= heartbeatInterval else { return }
+        guard case .open = state.value.phase, let context = state.value.context, now - state.value.lastWrite >= heartbeatInterval else { return }
         context.writeAndFlush(NIOAny(StreamPump.heartbeatChunk), promise: nil)
         state.value.lastWrite = now
     }
@@ -184,13 +187,18 @@ final class ChannelStream: EventTarget {
     private func finish(_ reason: StreamEndReason) {
         loop.assertInEventLoop()
         let phase = state.value.phase
+        let context = state.value.context
         state.value.phase = .ended
+        state.value.pending = []
+        state.value.pump = nil
+        state.value.context = nil
         switch phase {
         case .ended:
             return
         case .opening:
             break
-        case .open(_, let context):
+        case .open:
+            guard let context else { break }
             if reason == .clientClosed {
                 context.close(promise: nil)
                 break
