@@ -45,6 +45,7 @@ struct EventStreamServer: Sendable {
             response = Response(status: .internalServerError)
         }
         if let serverName { response.headers[.server] = serverName }
+        response.headers[.date] = HTTPDate.now
         if let offer = handoff.take() {
             if response.status == .ok {
                 var streamHead = response.head

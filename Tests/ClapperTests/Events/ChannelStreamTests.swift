@@ -30,6 +30,7 @@ struct ChannelStreamTests {
                 #expect(head.contains("content-type: text/event-stream"))
                 #expect(head.contains("x-request-id: raw-stream-1\r\n"), "the middleware answered it")
                 #expect(!head.contains("content-length"))
+                #expect(head.contains("\r\ndate: ") && head.contains(" gmt\r\n"))
                 let targets = context.hub.targets(jobID: job)
                 #expect(targets.count == 1)
                 #expect(targets.first is ChannelStream)

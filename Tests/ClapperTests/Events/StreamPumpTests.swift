@@ -71,6 +71,12 @@ struct StreamPumpTests {
         #expect(String(buffer: StreamPump.heartbeatChunk) == "d\r\n: heartbeat\n\n\r\n")
     }
 
+    @Test func theDateHeaderIsAnIMFFixdate() {
+        #expect(HTTPDate.format(secondsSince1970: 784_111_777) == "Sun, 06 Nov 1994 08:49:37 GMT")
+        #expect(HTTPDate.format(secondsSince1970: 1_796_083_200) == "Tue, 01 Dec 2026 00:00:00 GMT")
+        #expect(HTTPDate.now.hasSuffix(" GMT"))
+    }
+
     @Test(arguments: [
         ("GET", "/v1/events", true), ("GET", "/v1/events?token=x", true), ("GET", "/v1/jobs/abc/events", true),
         ("GET", "/v1/jobs/abc/events?lastEventId=1-0", true), ("HEAD", "/v1/events", false), ("OPTIONS", "/v1/events", false),
