@@ -1,4 +1,3 @@
-import Logging
 import Metrics
 import NIOCore
 import HTTPTypes
@@ -10,10 +9,10 @@ import NIOHTTPTypes
 /// that arrive while the route still reads the job's history wait in a bounded buffer), and
 /// `open`ed once the response head is known: the head and the opening frames are written, the
 /// HTTP handlers leave the pipeline, and `ChannelStreamHandler` (put first in the pipeline when
-/// the gate took the request) is all that is left. From then on the stream is bytes on a channel: no task, no async sequence, no
-/// response body. The hub hands it changes and heartbeats on its loop, one task per loop for all
-/// of that loop's streams; each change's chunk is encoded once (`JobChange.chunk`) and the same
-/// bytes go to every stream.
+/// the gate took the request) is all that is left. From then on the stream is bytes on a channel:
+/// no task, no async sequence, no response body. The hub hands it changes and heartbeats on its
+/// loop, one task per loop for all of that loop's streams; each change's chunk is encoded once
+/// (`JobChange.chunk`, one copy per loop) and the same bytes go to every stream of the loop.
 ///
 /// Backpressure: a change for a stream whose channel is not writable (its client stopped reading
 /// and the outbound buffer passed its high-water mark) ends the stream as `.dropped`. A stream

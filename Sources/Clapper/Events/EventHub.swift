@@ -88,17 +88,9 @@ public final class EventHub: Service, Sendable {
     /// interval and one and a quarter after a stream's last write.
     static let heartbeatResolution: ClosedRange<Duration> = .milliseconds(50) ... .seconds(1)
 
-    /// Changes of one job, to a sink drained by a task; a heartbeat after `heartbeat` without a write.
-    func subscribe(jobID: String, heartbeat: Duration) -> EventSubscription {
-        sinkSubscription(jobID: jobID, userID: nil, heartbeat: heartbeat)
-    }
-
-    /// Changes of all of one user's jobs, to a sink drained by a task.
-    func subscribe(userID: String, heartbeat: Duration) -> EventSubscription {
-        sinkSubscription(jobID: nil, userID: userID, heartbeat: heartbeat)
-    }
-
-    private func sinkSubscription(jobID: String?, userID: String?, heartbeat: Duration) -> EventSubscription {
+    /// Changes of one job (`jobID`) or of all of one user's jobs (`userID`), to a sink drained by a
+    /// task; a heartbeat after `heartbeat` without a write.
+    func subscribe(jobID: String?, userID: String?, heartbeat: Duration) -> EventSubscription {
         let (sink, floor) = add { [bufferSize] id in
             EventSink(id: id, jobID: jobID, userID: userID, bufferSize: bufferSize, heartbeat: heartbeat)
         }
@@ -193,7 +185,6 @@ public final class EventHub: Service, Sendable {
 
     /// The shared heartbeat tick, until cancelled.
     private func tickHeartbeats() async {
-        var sinks: [any EventTarget] = []
         while true {
             let shortest = state.withLock { $0.shortestHeartbeat } ?? Self.heartbeatResolution.upperBound
             do {
@@ -201,18 +192,13 @@ public final class EventHub: Service, Sendable {
             } catch {
                 return
             }
-            state.withLock { state in
-                for job in state.byJob.values { sinks.append(contentsOf: job.values) }
-                for user in state.byUser.values { sinks.append(contentsOf: user.values) }
+            let targets = state.withLock { state -> LoopBuckets in
+                var targets = LoopBuckets()
+                for job in state.byJob.values { targets.add(job.values) }
+                for user in state.byUser.values { targets.add(user.values) }
+                return targets
             }
-            let now = ContinuousClock.now
-            var buckets = LoopBuckets()
-            buckets.add(sinks)
-            buckets.anywhere.forEach { $0.heartbeat(now: now) }
-            for (loop, targets) in buckets.loops {
-                loop.execute { for target in targets { target.heartbeat(now: now) } }
-            }
-            sinks.removeAll(keepingCapacity: true)
+            targets.run(ContinuousClock.now) { target, now in target.heartbeat(now: now) }
         }
     }
 
@@ -242,7 +228,9 @@ public final class EventHub: Service, Sendable {
             if toUsers, let userID = change.userID, let users = state.byUser[userID] { targets.add(users.values) }
             return targets
         }
-        targets.run(sharing: change) { target, change in
+        // With more than one loop, each loop gets its own copy of the change's bytes: the streams
+        // of one loop then count references on memory that no other core writes to.
+        targets.run(change, perLoopCopy: JobChange.init(copying:)) { target, change in
             guard !target.deliver(change) else { return }
             self.remove(target)
             Self.droppedCounter.increment()
@@ -273,16 +261,19 @@ public final class EventHub: Service, Sendable {
             }
         }
 
-        /// Runs `body` for each target: at once for those without a loop, and for the others in
-        /// one task per event loop, on that loop. With more than one loop, each loop gets its own
-        /// copy of the change's bytes: the streams of one loop then count references on memory
-        /// that no other core writes to.
-        func run(sharing change: JobChange, _ body: @escaping @Sendable (any EventTarget, JobChange) -> Void) {
-            for target in anywhere { body(target, change) }
-            let copies = loops.count > 1
+        /// Runs `body` for each target with `value`: at once for those without a loop, and for the
+        /// others in one task per event loop, on that loop. With more than one loop and a
+        /// `perLoopCopy`, each loop's targets get that loop's copy of `value`, made on the loop.
+        func run<Value: Sendable>(
+            _ value: Value,
+            perLoopCopy: (@Sendable (Value) -> Value)? = nil,
+            _ body: @escaping @Sendable (any EventTarget, Value) -> Void
+        ) {
+            for target in anywhere { body(target, value) }
+            let copy = loops.count > 1 ? perLoopCopy : nil
             for (loop, targets) in loops {
                 loop.execute {
-                    let local = copies ? JobChange(copying: change) : change
+                    let local = copy?(value) ?? value
                     for target in targets { body(target, local) }
                 }
             }

@@ -12,8 +12,6 @@ import Synchronization
 /// tick (`heartbeat(now:)`), sent when the writer has been idle for `heartbeatInterval`: no timer
 /// and no task per stream.
 final class EventSink: EventTarget {
-    typealias EndReason = StreamEndReason
-
     /// What `next` woke up for.
     enum Wake: Sendable {
         /// The batch holds changes, oldest first.
@@ -32,8 +30,8 @@ final class EventSink: EventTarget {
         /// When the writer last started waiting (after its last write).
         var idleSince: ContinuousClock.Instant?
         var writer: UnsafeContinuation<Void, Never>?
-        var watcher: UnsafeContinuation<EndReason, Never>?
-        var reason: EndReason?
+        var watcher: UnsafeContinuation<StreamEndReason, Never>?
+        var reason: StreamEndReason?
     }
 
     let id: Int
@@ -128,11 +126,11 @@ final class EventSink: EventTarget {
     }
 
     /// Waits until the sink ends, and says why. Cancelling the waiting task ends it as `.completed`.
-    func ended() async -> EndReason {
+    func ended() async -> StreamEndReason {
         await withTaskCancellationHandler {
             // Resumed exactly once, like the writer's continuation in `next`.
-            await withUnsafeContinuation { (continuation: UnsafeContinuation<EndReason, Never>) in
-                let reason = state.withLock { state -> EndReason? in
+            await withUnsafeContinuation { (continuation: UnsafeContinuation<StreamEndReason, Never>) in
+                let reason = state.withLock { state -> StreamEndReason? in
                     if state.reason == nil { state.watcher = continuation }
                     return state.reason
                 }
@@ -144,8 +142,8 @@ final class EventSink: EventTarget {
     }
 
     /// Ends the sink; the first reason wins. Buffered changes can still be read.
-    func end(_ reason: EndReason) {
-        let waiters = state.withLock { state -> (UnsafeContinuation<Void, Never>?, UnsafeContinuation<EndReason, Never>?)? in
+    func end(_ reason: StreamEndReason) {
+        let waiters = state.withLock { state -> (UnsafeContinuation<Void, Never>?, UnsafeContinuation<StreamEndReason, Never>?)? in
             guard state.reason == nil else { return nil }
             state.reason = reason
             defer {
@@ -159,7 +157,7 @@ final class EventSink: EventTarget {
         waiters.1?.resume(returning: reason)
     }
 
-    var endReason: EndReason? { state.withLock { $0.reason } }
+    var endReason: StreamEndReason? { state.withLock { $0.reason } }
 }
 
 /// A local subscription to the hub, held by one stream. Letting go of it (or `cancel()`)

@@ -48,10 +48,9 @@ struct EventStreamServer: Sendable {
         response.headers[.date] = HTTPDate.now
         if let offer = handoff.take() {
             if response.status == .ok {
-                var streamHead = response.head
-                streamHead.headerFields[.contentLength] = nil
-                let head = streamHead
-                channel.eventLoop.execute { offer.stream.open(head: head, pump: offer.pump, frames: offer.frames, handler: handler.value) }
+                var head = response.head
+                head.headerFields[.contentLength] = nil
+                channel.eventLoop.execute { [head] in offer.stream.open(head: head, pump: offer.pump, frames: offer.frames, handler: handler.value) }
                 return
             }
             offer.stream.end(.completed)
@@ -67,12 +66,11 @@ struct EventStreamServer: Sendable {
         } catch {
             logger.debug("cannot write an event stream's error response", metadata: ["error.type": "\(type(of: error))"])
         }
-        var wholeHead = response.head
+        var head = response.head
         let bytes = body.bytes
-        wholeHead.headerFields[.contentLength] = "\(bytes.readableBytes)"
-        wholeHead.headerFields[.connection] = "close"
-        let head = wholeHead
-        channel.eventLoop.execute {
+        head.headerFields[.contentLength] = "\(bytes.readableBytes)"
+        head.headerFields[.connection] = "close"
+        channel.eventLoop.execute { [head] in
             let pipeline = channel.pipeline.syncOperations
             pipeline.write(NIOAny(HTTPResponsePart.head(head)), promise: nil)
             if bytes.readableBytes > 0 { pipeline.write(NIOAny(HTTPResponsePart.body(bytes)), promise: nil) }

@@ -130,7 +130,7 @@ struct EventsController: Sendable {
 
     func subscribe(_ context: ClapperRequestContext, jobID: String?, userID: String?, slot: StreamSlot) -> Subscription {
         guard let handoff = context.streamHandoff else {
-            return .sink(jobID.map { hub.subscribe(jobID: $0, heartbeat: heartbeat) } ?? hub.subscribe(userID: userID ?? "", heartbeat: heartbeat))
+            return .sink(hub.subscribe(jobID: jobID, userID: userID, heartbeat: heartbeat))
         }
         let (stream, floor) = hub.add { [hub, heartbeat] id in
             ChannelStream(id: id, jobID: jobID, userID: userID, heartbeat: heartbeat, channel: handoff.channel, hub: hub, slot: slot, bufferSize: hub.bufferSize)

@@ -114,7 +114,7 @@ struct StreamPump: Sendable {
 
     /// What a stream says when it ends for `reason`: a short `retry:` so the client comes back (to
     /// another instance on shutdown; with `Last-Event-ID` when it fell behind), or nothing.
-    static func goodbye(_ reason: EventSink.EndReason) -> ByteBuffer? {
+    static func goodbye(_ reason: StreamEndReason) -> ByteBuffer? {
         switch reason {
         case .shutdown: shutdownGoodbye
         case .dropped: droppedGoodbye
