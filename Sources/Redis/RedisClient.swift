@@ -1,41 +1,22 @@
 import Logging
-import Metrics
 import NIOCore
 import NIOPosix
 import ServiceLifecycle
-import Synchronization
 
-/// Redis over a few non-blocking connections on a SwiftNIO event loop (`poolSize` of them, on
-/// `sharedEventLoopGroup` unless told otherwise). Each connection carries many commands at once:
-/// callers never wait for one another's replies, only for the socket, and commands queued in one
-/// event-loop turn go out in one write.
-///
-/// A connection that breaks or times out is closed; the next caller opens a new one (waiting at
-/// most `poolTimeout` for it), with a backoff while Redis stays unreachable. Callers spread over
-/// the connections round robin, skipping one that is being reopened when another is open.
+/// Redis as the gateway uses it: one Redis (`redis://`) through a few pipelined connections
+/// (`RedisNodeClient`), or a Redis Cluster (`redis+cluster://`) with every command routed to the
+/// master of its key's slot (`RedisClusterClient`). Callers see the same calls either way.
 ///
 /// Run it as a `Service` placed before everything that uses it: it closes its connections on
 /// graceful shutdown.
 public final class RedisClient: Service, Sendable {
     public let configuration: RedisConfiguration
-    private let slots: [Slot]
-    private let nextSlot = Atomic<Int>(0)
-    private let inFlight = Atomic<Int>(0)
-    private let waiting = Atomic<Int>(0)
-    private let logger: Logger
-    private let inUseGauge = Gauge(label: "clapper_redis_pool_in_use")
-    private let waitersGauge = Gauge(label: "clapper_redis_pool_waiters")
+    private let backend: Backend
+    private let counters = RedisPoolCounters()
 
-    private typealias Attempt = EventLoopPromise<RedisPipelineConnection>
-
-    /// One connection's place: the event loop it lives on and the rules of its life.
-    private final class Slot: Sendable {
-        let eventLoop: any EventLoop
-        let state = Mutex(ConnectionSlotStateMachine<RedisPipelineConnection, Attempt>())
-
-        init(eventLoop: any EventLoop) {
-            self.eventLoop = eventLoop
-        }
+    private enum Backend: Sendable {
+        case node(RedisNodeClient)
+        case cluster(RedisClusterClient)
     }
 
     /// One event-loop thread for the Redis connections of every client in the process (like NIO's
@@ -50,8 +31,16 @@ public final class RedisClient: Service, Sendable {
         eventLoopGroup: any EventLoopGroup = RedisClient.sharedEventLoopGroup
     ) {
         self.configuration = configuration
-        self.logger = logger
-        self.slots = (0..<configuration.poolSize).map { _ in Slot(eventLoop: eventLoopGroup.next()) }
+        if configuration.url.isCluster {
+            backend = .cluster(RedisClusterClient(configuration: configuration, counters: counters, logger: logger, eventLoopGroup: eventLoopGroup))
+        } else {
+            backend = .node(RedisNodeClient(configuration: configuration, counters: counters, logger: logger, eventLoopGroup: eventLoopGroup))
+        }
+    }
+
+    public var isCluster: Bool {
+        if case .cluster = backend { return true }
+        return false
     }
 
     public func run() async throws {
@@ -61,16 +50,10 @@ public final class RedisClient: Service, Sendable {
 
     /// Closes the connections; later and waiting callers fail with `.shutdown`. Idempotent.
     public func shutdown() async {
-        var closing: [EventLoopFuture<Void>] = []
-        for slot in slots {
-            let (connection, attempt) = slot.state.withLock { $0.shutdown() }
-            attempt?.fail(RedisError(.shutdown, "Redis client is shut down"))
-            if let connection {
-                connection.close()
-                closing.append(connection.closeFuture)
-            }
+        switch backend {
+        case .node(let node): await node.shutdown()
+        case .cluster(let cluster): await cluster.shutdown()
         }
-        for future in closing { try? await future.get() }
     }
 
     /// Sends one command; an error reply throws `RedisError` with code `.server` and Redis's message.
@@ -87,144 +70,61 @@ public final class RedisClient: Service, Sendable {
         try await send(RedisCommand(name, arguments: arguments))
     }
 
-    /// Sends every command in one batch, back to back on one connection. Error replies come back
-    /// as `.error` values in place.
+    /// Sends every command in one batch (on a cluster, one batch per master). Error replies come
+    /// back as `.error` values in place.
     ///
     /// A batch refused by a connection that had just closed (Redis restarted, its close not yet
     /// seen when the caller picked it) was never sent: it goes once more, on a fresh connection.
     public func pipeline(_ commands: [RedisCommand]) async throws(RedisError) -> [RedisValue] {
-        // No reply would ever complete an empty batch.
-        guard !commands.isEmpty else { return [] }
-        inUseGauge.record(inFlight.wrappingAdd(1, ordering: .relaxed).newValue)
-        defer { inUseGauge.record(inFlight.wrappingSubtract(1, ordering: .relaxed).newValue) }
-        do {
-            return try await connection().execute(commands).get()
-        } catch is NotSent {
-            // Fall through: the picked connection had just closed.
-        } catch {
-            throw Self.redisError(error)
-        }
-        do {
-            return try await connection().execute(commands).get()
-        } catch {
-            throw Self.redisError(error)
+        switch backend {
+        case .node(let node): try await node.pipeline(commands)
+        case .cluster(let cluster): try await cluster.pipeline(commands)
         }
     }
 
     /// Runs a script by SHA; on `NOSCRIPT` loads it and runs it again, in one round trip.
     public func eval(_ script: RedisScript, keys: [String], arguments: [any RedisArgumentConvertible]) async throws(RedisError) -> RedisValue {
+        try await eval(script, keys: keys, arguments: arguments, then: []).reply
+    }
+
+    /// `eval`, with `then` sent right after it on the same connection (e.g. `WAIT`, which then
+    /// waits for the script's write); their replies come back after the script's.
+    public func eval(_ script: RedisScript, keys: [String], arguments: [any RedisArgumentConvertible], then: [RedisCommand]) async throws(RedisError) -> (reply: RedisValue, then: [RedisValue]) {
         let call = RedisCommand("EVALSHA", arguments: [script.sha1, keys.count] + keys + arguments)
-        var reply = try await pipeline([call]).first ?? .null
-        if case .error(let message) = reply, message.hasPrefix("NOSCRIPT") {
-            let replies = try await pipeline([RedisCommand("SCRIPT", "LOAD", script.source), call])
-            reply = replies.last ?? .null
+        var replies = try await pipeline([call] + then)
+        if case .error(let message) = replies.first, message.hasPrefix("NOSCRIPT") {
+            replies = Array(try await pipeline([RedisCommand("SCRIPT", "LOAD", script.source), call] + then).dropFirst())
         }
+        let reply = replies.first ?? .null
         if case .error(let message) = reply { throw RedisError(.server, message) }
-        return reply
+        return (reply, Array(replies.dropFirst()))
     }
 
     /// Commands sent and not yet answered, and callers waiting for a connection to open.
-    public var poolStatus: (inUse: Int, waiting: Int) {
-        (inFlight.load(ordering: .relaxed), waiting.load(ordering: .relaxed))
-    }
+    public var poolStatus: (inUse: Int, waiting: Int) { counters.status }
 
-    // MARK: - Connections
+    // MARK: - Cluster
 
-    private func connection() async throws(RedisError) -> RedisPipelineConnection {
-        let first = nextSlot.wrappingAdd(1, ordering: .relaxed).oldValue
-        let start = Int(truncatingIfNeeded: UInt(bitPattern: first) % UInt(slots.count))
-        let slot = slots[start]
-        let action = slot.state.withLock {
-            $0.use(now: .now(), isUsable: \.isActive, makeAttempt: { slot.eventLoop.makePromise() })
-        }
-        let attempt: Attempt
-        switch action {
-        case .use(let connection):
-            return connection
-        case .shutdown:
-            throw RedisError(.shutdown, "Redis client is shut down")
-        case .connect(let started, let delay):
-            open(slot, completing: started, after: delay)
-            attempt = started
-        case .wait(let pending):
-            attempt = pending
-        }
-        // This slot is opening: another open connection serves the caller meanwhile.
-        for offset in 1..<slots.count {
-            let other = slots[(start + offset) % slots.count]
-            let ready: RedisPipelineConnection? = other.state.withLock {
-                if case .ready(let connection) = $0.state, connection.isActive { return connection }
-                return nil
-            }
-            if let ready { return ready }
-        }
-        return try await wait(for: attempt, on: slot.eventLoop)
-    }
-
-    private func open(_ slot: Slot, completing attempt: Attempt, after delay: TimeAmount) {
-        let configuration = self.configuration
-        let logger = self.logger
-        let opening: EventLoopFuture<RedisPipelineConnection>
-        if delay > .zero {
-            opening = slot.eventLoop.flatScheduleTask(in: delay) {
-                RedisPipelineConnection.connect(configuration, on: slot.eventLoop)
-            }.futureResult
-        } else {
-            opening = RedisPipelineConnection.connect(configuration, on: slot.eventLoop)
-        }
-        opening.whenComplete { result in
-            switch result {
-            case .success(let connection):
-                guard slot.state.withLock({ $0.connected(connection) }) else {
-                    connection.close()
-                    attempt.fail(RedisError(.shutdown, "Redis client is shut down"))
-                    return
-                }
-                connection.closeFuture.whenComplete { _ in
-                    slot.state.withLock { $0.closed(connection) }
-                }
-                attempt.succeed(connection)
-            case .failure(let error):
-                let failures = slot.state.withLock { $0.connectFailed(now: .now()) }
-                let redisError = Self.redisError(error)
-                if failures == 1 {
-                    logger.warning("Redis unreachable; reconnecting with backoff", metadata: ["error": "\(redisError.message)"])
-                }
-                attempt.fail(redisError)
-            }
+    /// Where the master serving `key` listens, by the topology last read (with the client's
+    /// credentials); the single Redis's URL when not a cluster; nil when not known yet.
+    public func nodeURL(forKey key: String) -> RedisURL? {
+        switch backend {
+        case .node: return configuration.url
+        case .cluster(let cluster): return cluster.master(ofSlot: RedisClusterSlot.of(key)).map(configuration.url.node)
         }
     }
 
-    /// Waits for an opening, at most `poolTimeout`.
-    private func wait(for attempt: Attempt, on eventLoop: any EventLoop) async throws(RedisError) -> RedisPipelineConnection {
-        waitersGauge.record(waiting.wrappingAdd(1, ordering: .relaxed).newValue)
-        defer { waitersGauge.record(waiting.wrappingSubtract(1, ordering: .relaxed).newValue) }
-        let bounded = eventLoop.makePromise(of: RedisPipelineConnection.self)
-        let poolTimeout = configuration.poolTimeout
-        let timer = eventLoop.scheduleTask(in: .nanoseconds(poolTimeout.nanoseconds)) {
-            bounded.fail(RedisError(.poolTimeout, "no Redis connection within \(poolTimeout)"))
-        }
-        attempt.futureResult.whenComplete { result in
-            timer.cancel()
-            bounded.completeWith(result)
-        }
-        do {
-            return try await bounded.futureResult.get()
-        } catch {
-            throw Self.redisError(error)
+    /// Reads a cluster's topology now (a no-op for a single Redis); the masters it names.
+    @discardableResult
+    public func refreshTopology() async throws(RedisError) -> [RedisAddress] {
+        switch backend {
+        case .node: return [RedisAddress(host: configuration.url.host, port: configuration.url.port)]
+        case .cluster(let cluster): return try await cluster.refresh().masters
         }
     }
 
-    private static func redisError(_ error: any Error) -> RedisError {
-        if let error = error as? RedisError { return error }
-        if error is NotSent { return RedisError(.connectionClosed, "connection closed") }
-        return RedisError(.connectionClosed, "\(error)")
-    }
-}
-
-extension Duration {
-    var nanoseconds: Int64 {
-        let (seconds, attoseconds) = components
-        return seconds * 1_000_000_000 + attoseconds / 1_000_000_000
+    /// Asks for the topology to be read again soon (someone lost a node); no-op for a single Redis.
+    public func topologyMayHaveChanged() {
+        if case .cluster(let cluster) = backend { cluster.topologyMayHaveChanged() }
     }
 }

@@ -8,14 +8,22 @@ public struct RedisConfiguration: Sendable {
     public var connectTimeout: Duration
     /// How long one command (or pipeline) may wait for its reply.
     public var commandTimeout: Duration
+    /// Replicas a write that must survive a failover waits for (`WAIT`), at most
+    /// `writeReplicaTimeoutMilliseconds`; 0 waits for none (the caller decides what needs it).
+    public var writeReplicas: Int
+    public var writeReplicaTimeoutMilliseconds: Int
 
     public init(
         url: RedisURL = RedisURL(),
         poolSize: Int = 2,
         poolTimeout: Duration = .seconds(2),
         connectTimeout: Duration = .seconds(1),
-        commandTimeout: Duration = .seconds(2)
+        commandTimeout: Duration = .seconds(2),
+        writeReplicas: Int = 0,
+        writeReplicaTimeoutMilliseconds: Int = 200
     ) {
+        self.writeReplicas = max(0, writeReplicas)
+        self.writeReplicaTimeoutMilliseconds = max(1, writeReplicaTimeoutMilliseconds)
         self.url = url
         self.poolSize = max(1, poolSize)
         self.poolTimeout = poolTimeout

@@ -10,6 +10,10 @@ import Synchronization
 /// The blocking read loop runs on a dedicated thread. When the connection drops it reconnects
 /// with backoff, subscribes again and yields `.resubscribed`, so the consumer knows messages
 /// may have been missed. Graceful shutdown wakes the blocked read with `shutdown(2)` on its socket.
+///
+/// With `sharded`, the channels are Redis 7 shard channels (`SSUBSCRIBE`, all of one slot) and
+/// `node` names, before every connect, the node that serves them (a cluster's master of their
+/// slot); a slot that moves away ends the subscription (`sunsubscribe`) as a dropped connection does.
 public final class RedisSubscriber: Service, Sendable {
     public enum Event: Sendable, Hashable {
         /// The first subscription is in place.
@@ -25,6 +29,9 @@ public final class RedisSubscriber: Service, Sendable {
     private let continuation: AsyncStream<Event>.Continuation
     private let configuration: RedisConfiguration
     private let channels: [String]
+    private let sharded: Bool
+    private let node: (@Sendable () -> RedisURL?)?
+    private let onLost: (@Sendable () -> Void)?
     private let logger: Logger
     private let thread = NIOThreadPool(numberOfThreads: 1)
     /// The live socket (or -1) and whether we are stopping, changed together so a socket
@@ -34,10 +41,21 @@ public final class RedisSubscriber: Service, Sendable {
     private let wake = ConditionLock<Int>(value: 0)
     private let overflowed = Atomic<Bool>(false)
 
-    public init(configuration: RedisConfiguration, channels: [String], bufferSize: Int = 65_536, logger: Logger = Logger(label: "redis.subscriber")) {
+    public init(
+        configuration: RedisConfiguration,
+        channels: [String],
+        sharded: Bool = false,
+        node: (@Sendable () -> RedisURL?)? = nil,
+        onLost: (@Sendable () -> Void)? = nil,
+        bufferSize: Int = 65_536,
+        logger: Logger = Logger(label: "redis.subscriber")
+    ) {
         precondition(!channels.isEmpty)
         self.configuration = configuration
         self.channels = channels
+        self.sharded = sharded
+        self.node = node
+        self.onLost = onLost
         self.logger = logger
         (events, continuation) = AsyncStream.makeStream(of: Event.self, bufferingPolicy: .bufferingOldest(bufferSize))
     }
@@ -74,6 +92,11 @@ public final class RedisSubscriber: Service, Sendable {
         var backoff = 0.05
         while !isStopped {
             do {
+                var configuration = self.configuration
+                if let node {
+                    guard let url = node() else { throw RedisError(.connectionFailed, "no node serves the channel yet") }
+                    configuration.url = url
+                }
                 let connection = try RedisConnection.connect(configuration)
                 connection.disableReadTimeout()
                 let owned = socket.withLock { state -> Bool in
@@ -89,20 +112,24 @@ public final class RedisSubscriber: Service, Sendable {
                     socket.withLock { $0.fd = -1 }
                     connection.close()
                 }
-                try connection.enqueue(RedisCommand("SUBSCRIBE", arguments: channels))
-                for _ in channels { _ = try connection.readReply() }
+                try connection.enqueue(RedisCommand(sharded ? "SSUBSCRIBE" : "SUBSCRIBE", arguments: channels))
+                for _ in channels {
+                    // A node that no longer serves the slot answers MOVED: look again.
+                    if case .error(let message) = try connection.readReply() { throw RedisError(.server, message) }
+                }
                 yield(subscribedOnce ? .resubscribed : .subscribed)
                 subscribedOnce = true
                 backoff = 0.05
                 while true {
                     let reply = try connection.readReply()
-                    guard let parts = reply.array, parts.count == 3, parts[0].string == "message",
-                          let channel = parts[1].string, let payload = parts[2].bytes
-                    else { continue }
+                    guard let parts = reply.array, parts.count == 3, let kind = parts[0].string else { continue }
+                    if kind == "sunsubscribe" { throw RedisError(.connectionClosed, "the shard channel's slot moved") }
+                    guard kind == (sharded ? "smessage" : "message"), let channel = parts[1].string, let payload = parts[2].bytes else { continue }
                     yield(.message(channel: channel, payload: payload))
                 }
             } catch {
                 if isStopped { break }
+                onLost?()
                 logger.warning("Redis subscription lost; reconnecting", metadata: ["error": "\(error)", "retryIn": "\(backoff)s"])
             }
             if wake.lock(whenValue: 1, timeoutSeconds: backoff) {

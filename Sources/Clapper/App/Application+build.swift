@@ -52,7 +52,7 @@ func buildApplication(
 
     let redis = RedisClient(configuration: configuration.redis, logger: logger)
     let catalog = try ModelCatalog.load(json: configuration.modelCatalogJSON, audioPromptSuffix: configuration.audioPromptSuffix)
-    let keys = JobKeys()
+    let keys = configuration.redis.url.isCluster ? JobKeys.cluster() : JobKeys()
     let repository = JobRepository(redis: redis, keys: keys, eventsMaxLength: configuration.eventsMaxLength)
     let fal = FalClient(
         configuration: FalClientConfiguration(
@@ -120,11 +120,11 @@ func buildApplication(
         .addRoutes(to: router.group())
     // Users: bearer tokens (event streams may carry a signed ?token= instead).
     let users = router.group("v1").add(middleware: UserAuthMiddleware(authenticator: authenticator))
-    let events = EventHub(redis: redis, subscriberConfiguration: configuration.redis, logger: logger)
+    let events = EventHub(redis: redis, subscriberConfiguration: configuration.redis, keys: keys, logger: logger)
     hooks.set(events)
     let streams = StreamLimiter(maxPerUser: configuration.sseMaxStreamsPerUser)
     hooks.set(streams)
-    EventsController(configuration: configuration, redis: redis, hub: events, streams: streams).addRoutes(to: users)
+    EventsController(configuration: configuration, redis: redis, keys: keys, hub: events, streams: streams).addRoutes(to: users)
     JobsController(
         processor: processor,
         catalog: catalog,

@@ -207,7 +207,8 @@ public struct ClapperConfiguration: Sendable {
             url: redisURL,
             poolSize: try reader.int("CLAPPER_REDIS_POOL_SIZE", default: 2, range: 1...64),
             poolTimeout: .milliseconds(try reader.int("CLAPPER_REDIS_POOL_TIMEOUT_MS", default: 2000, range: 1...600_000)),
-            commandTimeout: .milliseconds(try reader.int("CLAPPER_REDIS_COMMAND_TIMEOUT_MS", default: 2000, range: 1...600_000))
+            commandTimeout: .milliseconds(try reader.int("CLAPPER_REDIS_COMMAND_TIMEOUT_MS", default: 2000, range: 1...600_000)),
+            writeReplicas: try reader.int("CLAPPER_REDIS_WAIT_REPLICAS", default: 0, range: 0...16)
         )
         let publicURL = reader.string("CLAPPER_PUBLIC_URL") ?? "http://\(host):\(port)"
         guard let parsed = URL(string: publicURL), parsed.scheme == "http" || parsed.scheme == "https", parsed.host != nil else {

@@ -18,6 +18,8 @@ public struct ClapperOptions: ParsableArguments {
     var redisUrl: String?
     @Option(name: .customLong("redis-pool-size"), help: ArgumentHelp("CLAPPER_REDIS_POOL_SIZE (2): Redis connections, each carrying many commands at once.", valueName: "value"))
     var redisPoolSize: String?
+    @Option(name: .customLong("redis-wait-replicas"), help: ArgumentHelp("CLAPPER_REDIS_WAIT_REPLICAS (0): replicas a job write waits for (WAIT) before it counts as kept.", valueName: "value"))
+    var redisWaitReplicas: String?
     @Option(name: .customLong("redis-pool-timeout-ms"), help: ArgumentHelp("CLAPPER_REDIS_POOL_TIMEOUT_MS (2000): wait for a Redis connection being opened.", valueName: "value"))
     var redisPoolTimeoutMs: String?
     @Option(name: .customLong("redis-command-timeout-ms"), help: ArgumentHelp("CLAPPER_REDIS_COMMAND_TIMEOUT_MS (2000): deadline of one Redis command.", valueName: "value"))
@@ -88,6 +90,7 @@ public struct ClapperOptions: ParsableArguments {
             ("CLAPPER_REDIS_URL", redisUrl),
             ("CLAPPER_REDIS_POOL_SIZE", redisPoolSize),
             ("CLAPPER_REDIS_POOL_TIMEOUT_MS", redisPoolTimeoutMs),
+            ("CLAPPER_REDIS_WAIT_REPLICAS", redisWaitReplicas),
             ("CLAPPER_REDIS_COMMAND_TIMEOUT_MS", redisCommandTimeoutMs),
             ("FAL_KEY", falKey),
             ("FAL_QUEUE_URL", falQueueUrl),
@@ -129,6 +132,7 @@ public struct ClapperOptions: ParsableArguments {
         "CLAPPER_REDIS_URL",
         "CLAPPER_REDIS_POOL_SIZE",
         "CLAPPER_REDIS_POOL_TIMEOUT_MS",
+        "CLAPPER_REDIS_WAIT_REPLICAS",
         "CLAPPER_REDIS_COMMAND_TIMEOUT_MS",
         "FAL_KEY",
         "FAL_QUEUE_URL",

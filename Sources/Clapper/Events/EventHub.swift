@@ -8,7 +8,8 @@ import Synchronization
 /// Fans job changes out to this instance's event streams.
 ///
 /// One Redis subscription per instance on `clapper:events` (every change of every job, from every
-/// instance, is published there by `JobScripts.apply`). Each message is parsed once and handed to
+/// instance, is published there by `JobScripts.apply`); on a Redis Cluster one per shard channel
+/// (`JobKeys`), each on the master that serves it now, found again after a failover. Each message is parsed once and handed to
 /// the local subscribers of its job and of its owner, each through a bounded buffer. When the
 /// subscription comes back after a drop (`.resubscribed`) or its own buffer overflowed
 /// (`.overflow`), every subscribed job is read again from its Redis stream from just before the
@@ -20,7 +21,7 @@ import Synchronization
 /// Run it as a `Service` after the `RedisClient` and before the HTTP server.
 public final class EventHub: Service, Sendable {
     private let redis: RedisClient
-    private let subscriber: RedisSubscriber
+    private let subscribers: [RedisSubscriber]
     private let keys: JobKeys
     /// Changes one subscriber may have pending before it is dropped.
     let bufferSize: Int
@@ -40,6 +41,8 @@ public final class EventHub: Service, Sendable {
         var lastSeenJob = ""
         var stopped = false
         var subscribed = false
+        /// Subscriptions (one per shard channel) in place at least once.
+        var subscriptionsUp = 0
         var catchUps = 0
         /// The shortest heartbeat interval subscribed so far.
         var shortestHeartbeat: Duration?
@@ -55,10 +58,25 @@ public final class EventHub: Service, Sendable {
     ///   - redis: the pool (catch-up reads).
     ///   - subscriberConfiguration: where the subscription connects (its own connection).
     ///   - bufferSize: changes one subscriber may have pending before it is dropped.
-    public init(redis: RedisClient, subscriberConfiguration: RedisConfiguration, keyPrefix: String = "clapper", bufferSize: Int = 256, logger: Logger) {
+    public convenience init(redis: RedisClient, subscriberConfiguration: RedisConfiguration, keyPrefix: String = "clapper", bufferSize: Int = 256, logger: Logger) {
+        self.init(redis: redis, subscriberConfiguration: subscriberConfiguration, keys: redis.isCluster ? .cluster(prefix: keyPrefix) : JobKeys(prefix: keyPrefix), bufferSize: bufferSize, logger: logger)
+    }
+
+    init(redis: RedisClient, subscriberConfiguration: RedisConfiguration, keys: JobKeys, bufferSize: Int = 256, logger: Logger) {
         self.redis = redis
-        self.keys = JobKeys(prefix: keyPrefix)
-        self.subscriber = RedisSubscriber(configuration: subscriberConfiguration, channels: [JobKeys(prefix: keyPrefix).channel], logger: logger)
+        self.keys = keys
+        self.subscribers = keys.allShards.map { shard in
+            let channel = keys.channel(shard: shard)
+            guard keys.isSharded else { return RedisSubscriber(configuration: subscriberConfiguration, channels: [channel], logger: logger) }
+            return RedisSubscriber(
+                configuration: subscriberConfiguration,
+                channels: [channel],
+                sharded: true,
+                node: { redis.nodeURL(forKey: channel) },
+                onLost: { redis.topologyMayHaveChanged() },
+                logger: logger
+            )
+        }
         self.bufferSize = max(1, bufferSize)
         self.logger = logger
     }
@@ -143,18 +161,24 @@ public final class EventHub: Service, Sendable {
     public func run() async throws {
         defer { endAll() }
         try await withThrowingTaskGroup(of: Void.self) { group in
-            group.addTask { try await self.subscriber.run() }
+            for subscriber in subscribers {
+                group.addTask { try await subscriber.run() }
+            }
             await withDiscardingTaskGroup { ticker in
                 ticker.addTask { await self.tickHeartbeats() }
-                await self.consumeEvents()
+                await withDiscardingTaskGroup { consumers in
+                    for subscriber in subscribers {
+                        consumers.addTask { await self.consumeEvents(of: subscriber) }
+                    }
+                }
                 ticker.cancelAll()
             }
             try await group.waitForAll()
         }
     }
 
-    /// Parses and hands out every message of the subscription, catching up after each gap.
-    private func consumeEvents() async {
+    /// Parses and hands out every message of one subscription, catching up after each gap.
+    private func consumeEvents(of subscriber: RedisSubscriber) async {
         for await event in subscriber.events {
             switch event {
             case .message(_, let payload):
@@ -168,8 +192,10 @@ public final class EventHub: Service, Sendable {
                 // then reads back only the slack before it, not every stream's whole history.
                 // A reply out of range (not a real clock) is ignored, never trapped on.
                 let seconds = (try? await redis.send("TIME").array?.first?.integer).flatMap { UInt64(exactly: $0) }
+                let count = subscribers.count
                 state.withLock { state in
-                    state.subscribed = true
+                    state.subscriptionsUp += 1
+                    state.subscribed = state.subscriptionsUp >= count
                     if state.lastSeen == nil, let seconds, seconds <= UInt64.max / 1000 {
                         state.lastSeen = StreamID(milliseconds: seconds * 1000, sequence: 0)
                     }

@@ -339,7 +339,7 @@ final class WriterBox: @unchecked Sendable {
 }
 
 extension EventsController {
-    init(configuration: ClapperConfiguration, redis: RedisClient, hub: EventHub, streams: StreamLimiter) {
-        self.init(hub: hub, redis: redis, keys: JobKeys(), signer: EventTokenSigner(secret: configuration.webhookSecret), heartbeat: configuration.sseHeartbeat, streams: streams)
+    init(configuration: ClapperConfiguration, redis: RedisClient, keys: JobKeys, hub: EventHub, streams: StreamLimiter) {
+        self.init(hub: hub, redis: redis, keys: keys, signer: EventTokenSigner(secret: configuration.webhookSecret), heartbeat: configuration.sseHeartbeat, streams: streams)
     }
 }

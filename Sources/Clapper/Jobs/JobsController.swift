@@ -29,7 +29,7 @@ struct JobsController {
             }
             idempotency = (CreateJobRequest.canonicalBodyHash(Array(key.utf8)), CreateJobRequest.canonicalBodyHash(body))
         }
-        let job = parsed.makeJob(id: UUID().uuidString.lowercased(), userID: userID, catalog: catalog, at: processor.now())
+        let job = parsed.makeJob(id: processor.store.repository.keys.newJobID(for: userID), userID: userID, catalog: catalog, at: processor.now())
         switch try await processor.store.create(job, idempotency: idempotency) {
         case .created(let created):
             await processor.submitDue(created)

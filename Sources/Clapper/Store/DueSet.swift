@@ -1,8 +1,8 @@
 import Foundation
 import Redis
 
-/// The due set (`clapper:due`): every unfinished task, as `jobId|task`, scored by the time of
-/// its next check in ms. The job script writes it with each change (`JobStore`); the reconciler
+/// The due set (`clapper:due`; on a cluster one per shard, see `JobKeys`): every unfinished task,
+/// as `jobId|task`, scored by the time of its next check in ms. The job script writes it with each change (`JobStore`); the reconciler
 /// claims, reschedules and lists through this type. The member format lives only here.
 struct DueSet: Sendable {
     let redis: RedisClient
@@ -57,9 +57,15 @@ struct DueSet: Sendable {
 
     func claim(now: Date, lease: TimeInterval, limit: Int) async throws -> [Entry] {
         let leaseUntil = now.addingTimeInterval(lease).milliseconds
-        let reply = try await redis.eval(Self.claimScript, keys: [keys.due], arguments: [now.milliseconds, leaseUntil, limit])
-        return (reply.array ?? []).compactMap { $0.string.flatMap { Entry(member: $0, score: leaseUntil) } }
+        var entries: [Entry] = []
+        for shard in keys.allShards where entries.count < limit {
+            let reply = try await redis.eval(Self.claimScript, keys: [keys.due(shard: shard)], arguments: [now.milliseconds, leaseUntil, limit - entries.count])
+            entries += (reply.array ?? []).compactMap { $0.string.flatMap { Entry(member: $0, score: leaseUntil) } }
+        }
+        return entries
     }
+
+    private func key(of member: Member) -> String { keys.due(shard: keys.shard(ofJob: member.jobID)) }
 
     /// Ends a claim: sets the task's next check (or drops it with `next == nil`) only while its
     /// score is still the lease this claim set. Anything that moved it since — the task changed
@@ -77,13 +83,22 @@ struct DueSet: Sendable {
     """#)
 
     func release(_ entry: Entry, next: Date?) async throws {
-        _ = try await redis.eval(Self.releaseScript, keys: [keys.due], arguments: [entry.member.encoded, entry.score, next.map { String($0.milliseconds) } ?? ""])
+        _ = try await redis.eval(Self.releaseScript, keys: [key(of: entry.member)], arguments: [entry.member.encoded, entry.score, next.map { String($0.milliseconds) } ?? ""])
     }
 
-    /// Up to `limit` entries, soonest next check first.
+    /// Up to `limit` entries, soonest next check first (over every shard).
     func entries(limit: Int) async throws -> [Entry] {
-        let reply = try await redis.send(RedisCommand("ZRANGE", keys.due, 0, max(0, limit - 1), "WITHSCORES"))
-        let flat = reply.array ?? []
+        let replies = try await redis.pipeline(keys.allShards.map { RedisCommand("ZRANGE", keys.due(shard: $0), 0, max(0, limit - 1), "WITHSCORES") })
+        var entries: [Entry] = []
+        for reply in replies {
+            if case .error(let message) = reply { throw RedisError(.server, message) }
+            entries += Self.entries(reply.array ?? [])
+        }
+        guard keys.isSharded else { return entries }
+        return Array(entries.sorted { $0.score < $1.score }.prefix(limit))
+    }
+
+    private static func entries(_ flat: [RedisValue]) -> [Entry] {
         var entries: [Entry] = []
         var index = 0
         while index + 1 < flat.count {
@@ -99,7 +114,7 @@ struct DueSet: Sendable {
 
     /// Next check of one task, nil when it is not on the set.
     func nextCheck(of member: Member) async throws -> Date? {
-        let reply = try await redis.send(RedisCommand("ZSCORE", keys.due, member.encoded))
+        let reply = try await redis.send(RedisCommand("ZSCORE", key(of: member), member.encoded))
         return reply.string.flatMap(Double.init).map { Date(timeIntervalSince1970: $0 / 1000) }
     }
 

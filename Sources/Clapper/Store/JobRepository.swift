@@ -46,8 +46,9 @@ struct JobWrite: Sendable {
 }
 
 enum JobWriteResult: Sendable, Equatable {
-    /// Written; the change's id in the job's stream.
-    case written(streamID: String)
+    /// Written; the change's id in the job's stream, and whether as many replicas as asked
+    /// (`JobRepository.replicas`) had it before the reply (always true when none are asked).
+    case written(streamID: String, replicated: Bool)
     /// Someone else changed the job first (or it already exists).
     case conflict
     /// The Idempotency-Key already names a job: its stored value.
@@ -59,6 +60,11 @@ struct JobRepository: Sendable {
     let redis: RedisClient
     let keys: JobKeys
     let eventsMaxLength: Int
+    /// Replicas each write waits for (`RedisConfiguration.writeReplicas`: `WAIT`, sent behind the
+    /// script in the same round trip); 0 waits for none. A master that dies before its replica has
+    /// a write loses it (asynchronous replication): a write not yet replicated is reported so the
+    /// caller can have it sent again (fal's webhook answered 503 is retried).
+    var replicas: Int { redis.configuration.writeReplicas }
 
     func load(_ jobID: String) async throws -> StoredJob? {
         let reply = try await redis.send(RedisCommand("HMGET", keys.job(jobID), "version", "user", "doc", "output:video", "output:audio"))
@@ -84,7 +90,7 @@ struct JobRepository: Sendable {
             change.newVersion,
             change.doc,
             change.view,
-            keys.channel,
+            keys.channel(shard: keys.shard(ofJob: change.jobID)),
             Self.jsonString(change.jobID),
             Self.jsonString(change.userID),
             eventsMaxLength,
@@ -108,25 +114,36 @@ struct JobRepository: Sendable {
             case .persist: arguments += ["persist", "-", "-"]
             }
         }
+        if keys.isSharded { arguments += ["spublish", "-", "-"] }
         let idempotencyKey = change.idempotency.map { keys.idempotency(userID: change.userID, keyHash: $0.keyHash) } ?? keys.job(change.jobID)
-        let reply = try await redis.eval(
+        let shard = keys.shard(ofJob: change.jobID)
+        let (reply, waited) = try await redis.eval(
             JobScripts.apply,
-            keys: [keys.job(change.jobID), keys.events(change.jobID), keys.due, keys.requests, keys.userJobs(change.userID), idempotencyKey],
-            arguments: arguments
+            keys: [keys.job(change.jobID), keys.events(change.jobID), keys.due(shard: shard), keys.requests(shard: shard), keys.userJobs(change.userID), idempotencyKey],
+            arguments: arguments,
+            then: replicas > 0 ? [RedisCommand("WAIT", replicas, redis.configuration.writeReplicaTimeoutMilliseconds)] : []
         )
         guard let parts = reply.array, parts.count == 2, let status = parts[0].integer else {
             throw RedisError(.protocolError, "unexpected reply from the job script")
         }
         switch status {
-        case 1: return .written(streamID: parts[1].string ?? "")
+        case 1:
+            let replicated = replicas == 0 || (waited.first?.integer ?? 0) >= Int64(replicas)
+            return .written(streamID: parts[1].string ?? "", replicated: replicated)
         case 2: return .idempotent(parts[1].string ?? "")
         default: return .conflict
         }
     }
 
     /// `jobId|task` of a fal request id.
+    /// On a cluster the request's shard is not known: every shard's index is asked, at once.
     func member(forRequest requestID: String) async throws -> String? {
-        try await redis.send(RedisCommand("HGET", keys.requests, requestID)).string
+        let replies = try await redis.pipeline(keys.allShards.map { RedisCommand("HGET", keys.requests(shard: $0), requestID) })
+        for reply in replies {
+            if case .error(let message) = reply { throw RedisError(.server, message) }
+            if let member = reply.string { return member }
+        }
+        return nil
     }
 
     /// The stored documents of `jobIDs` (nil for jobs that do not exist), one pipeline.

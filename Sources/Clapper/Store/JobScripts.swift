@@ -13,7 +13,8 @@ enum JobScripts {
     ///       11 number of output pairs N, then N (field, bytes), then triples (op, a, b):
     ///       `zadd score member` on the due set, `zrem - member`, `hset requestId member` on requests,
     ///       `user score jobId` on the user's jobs, `usertrim minScore -` (drop older entries),
-    ///       `hdel requestId -` on requests, `expire seconds -` / `persist - -` on the job's keys.
+    ///       `hdel requestId -` on requests, `expire seconds -` / `persist - -` on the job's keys,
+    ///       `spublish - -`: publish on a shard channel (Redis Cluster) instead of a channel.
     /// Returns {1, streamId} when written, {0, currentVersion} on a version conflict,
     ///         {2, idempotencyValue} when the idempotency key already names a job.
     static let apply = RedisScript(#"""
@@ -34,6 +35,7 @@ enum JobScripts {
       redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1])
       i = i + 2
     end
+    local publish = 'PUBLISH'
     while i + 2 <= #ARGV do
       local op, a, b = ARGV[i], ARGV[i + 1], ARGV[i + 2]
       if op == 'zadd' then redis.call('ZADD', KEYS[3], a, b)
@@ -44,6 +46,7 @@ enum JobScripts {
       elseif op == 'hdel' then redis.call('HDEL', KEYS[4], a)
       elseif op == 'expire' then redis.call('EXPIRE', KEYS[1], a); redis.call('EXPIRE', KEYS[2], a)
       elseif op == 'persist' then redis.call('PERSIST', KEYS[1]); redis.call('PERSIST', KEYS[2])
+      elseif op == 'spublish' then publish = 'SPUBLISH'
       end
       i = i + 3
     end
@@ -51,7 +54,7 @@ enum JobScripts {
       redis.call('SET', KEYS[6], ARGV[10], 'EX', 86400)
     end
     local id = redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[8], '*', 'job', ARGV[4])
-    redis.call('PUBLISH', ARGV[5], '{"jobId":' .. ARGV[6] .. ',"userId":' .. ARGV[7] .. ',"id":"' .. id .. '","job":' .. ARGV[4] .. '}')
+    redis.call(publish, ARGV[5], '{"jobId":' .. ARGV[6] .. ',"userId":' .. ARGV[7] .. ',"id":"' .. id .. '","job":' .. ARGV[4] .. '}')
     return {1, id}
     """#)
 }

@@ -37,6 +37,9 @@ struct JobStore: Sendable {
         var transition: JobTransition
         /// The stream id of the stored change; nil when nothing changed.
         var streamID: String?
+        /// False when the change was stored but not yet on the replicas asked for
+        /// (`JobRepository.replicas`): a failover now could lose it.
+        var replicated = true
     }
 
 
@@ -184,9 +187,9 @@ struct JobStore: Sendable {
             indexChanges: scheduleChanges(before: before, after: job)
         )
         switch try await repository.write(write) {
-        case .written(let streamID):
+        case .written(let streamID, let replicated):
             cache.put(Loaded(job: job, outputs: outputs))
-            return Update(job: job, transition: transition, streamID: streamID)
+            return Update(job: job, transition: transition, streamID: streamID, replicated: replicated)
         case .conflict, .idempotent:
             cache.remove(jobID)
             throw Conflict()

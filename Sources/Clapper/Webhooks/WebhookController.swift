@@ -57,6 +57,13 @@ struct WebhookController {
         let update = try await processor.applyWebhook(jobID: jobID, kind: kind, attempt: attempt, webhook: webhook)
         guard update.job.task(kind) != nil else { throw APIError.notFound("no such task") }
         let applied = update.transition.outcome.isChanged
+        guard update.replicated else {
+            // Stored on the master only: a failover now would lose it. fal sends it again; the
+            // repeat is ignored if this one survived, applied if it did not.
+            Self.unreplicated.increment()
+            context.logger.warning("webhook stored but not replicated in time; answering 503 so fal retries", metadata: ["job": "\(jobID)"])
+            throw APIError.unavailable("change not yet replicated; retry", code: "not_replicated")
+        }
         Self.outcomes(applied ? .applied : .ignored).increment()
         return Self.acknowledge(applied: applied, version: update.job.version)
     }
@@ -71,6 +78,8 @@ struct WebhookController {
     }
 
     enum Outcome: String { case applied, ignored, rejected }
+
+    private static let unreplicated = Counter(label: "clapper_webhooks_unreplicated_total")
 
     /// Made once: a `Counter` made per call looks its series up in the metrics backend each time.
     private static let applied = Counter(label: "clapper_webhooks_total", dimensions: [("outcome", Outcome.applied.rawValue)])

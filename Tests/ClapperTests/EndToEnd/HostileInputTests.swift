@@ -168,7 +168,7 @@ struct HostileInputTests {
             let id = try #require(created.json["jobId"] as? String)
             let keys = JobKeys()
             _ = try await client.send("ZADD", keys.userJobs(user), "+inf", "ghost-inf", "-inf", "ghost-minus-inf", "1e300", "ghost-huge")
-            _ = try await client.send("ZADD", keys.due, "+inf", "ghost|video", "1e300", "ghost2|video")
+            _ = try await client.send("ZADD", keys.due(shard: 0), "+inf", "ghost|video", "1e300", "ghost2|video")
             let page = try await gateway.send(.GET, "/v1/jobs?limit=10", token: token)
             #expect(page.status == 200)
             #expect(((page.json["jobs"] as? [[String: Any]]) ?? []).compactMap { $0["jobId"] as? String } == [id])

@@ -12,8 +12,8 @@ struct DueSetTests {
             let queue = DueSet(redis: redis, keys: keys)
             let now = Date()
             let a = DueSet.Member(jobID: "a", kind: .video).encoded, b = DueSet.Member(jobID: "b", kind: .audio).encoded
-            try await redis.send("ZADD", keys.due, now.addingTimeInterval(-1).milliseconds, a)
-            try await redis.send("ZADD", keys.due, now.addingTimeInterval(-1).milliseconds, b)
+            try await redis.send("ZADD", keys.due(shard: 0), now.addingTimeInterval(-1).milliseconds, a)
+            try await redis.send("ZADD", keys.due(shard: 0), now.addingTimeInterval(-1).milliseconds, b)
 
             let first = try await queue.claim(now: now, lease: 60, limit: 10)
             #expect(Set(first.map(\.member.encoded)) == [a, b])
@@ -22,18 +22,18 @@ struct DueSetTests {
 
             // Meanwhile the store moved `a` (its task changed): the stale release leaves it alone.
             let moved = now.addingTimeInterval(5).milliseconds
-            try await redis.send("ZADD", keys.due, moved, a)
+            try await redis.send("ZADD", keys.due(shard: 0), moved, a)
             let claimedA = try #require(first.first { $0.member.encoded == a })
             try await queue.release(claimedA, next: nil)
-            #expect(try await redis.send("ZSCORE", keys.due, a).integer == moved)
+            #expect(try await redis.send("ZSCORE", keys.due(shard: 0), a).integer == moved)
 
             // `b` is still under this claim: the release reschedules it.
             let claimedB = try #require(first.first { $0.member.encoded == b })
             let next = now.addingTimeInterval(30)
             try await queue.release(claimedB, next: next)
-            #expect(try await redis.send("ZSCORE", keys.due, b).integer == next.milliseconds)
+            #expect(try await redis.send("ZSCORE", keys.due(shard: 0), b).integer == next.milliseconds)
             try await queue.release(Entry(claimedB, score: next.milliseconds), next: nil)
-            #expect(try await redis.send("ZSCORE", keys.due, b) == .null)
+            #expect(try await redis.send("ZSCORE", keys.due(shard: 0), b) == .null)
         }
     }
 

@@ -162,7 +162,7 @@ struct TestJobs: Sendable {
             jobID: jobID, userID: user, expectedVersion: version, doc: Array("{}".utf8),
             view: Self.view(jobID: jobID, status: status, version: version + 1, prompt: prompt, extra: extra), indexChanges: index
         ))
-        guard case .written(let streamID) = result else { throw TestFailure("write of \(jobID) v\(version + 1) failed: \(result)") }
+        guard case .written(let streamID, _) = result else { throw TestFailure("write of \(jobID) v\(version + 1) failed: \(result)") }
         return streamID
     }
 
