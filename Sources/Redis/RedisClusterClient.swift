@@ -9,8 +9,8 @@ import Synchronization
 ///
 /// A pipeline may hold keys of many slots: it is split by master, the parts go out at once and
 /// the replies come back in the caller's order. A command without a key (SCRIPT LOAD, WAIT) goes
-/// with the keyed command next to it: before it when it leads (`SCRIPT LOAD` + `EVALSHA`), after
-/// it otherwise (`EVALSHA` + `WAIT`), and is sent again with it when that one is redirected.
+/// with the keyed command before it (`EVALSHA` + `WAIT`), or the first one when none is before it
+/// (`SCRIPT LOAD` + `EVALSHA`), and is sent again with it when that one is redirected.
 final class RedisClusterClient: Sendable {
     let configuration: RedisConfiguration
     private let counters: RedisPoolCounters
@@ -166,16 +166,14 @@ final class RedisClusterClient: Sendable {
             if let slot = RedisClusterSlot.of(command) {
                 units.append(Unit(indices: leading + [index], keyed: index, slot: slot))
                 leading = []
-            } else {
+            } else if units.isEmpty {
                 leading.append(index)
+            } else {
+                units[units.count - 1].indices.append(index)
             }
         }
         if !leading.isEmpty {
-            if units.isEmpty {
-                units.append(Unit(indices: leading, keyed: leading[0], slot: nil))
-            } else {
-                units[units.count - 1].indices += leading
-            }
+            units.append(Unit(indices: leading, keyed: leading[0], slot: nil))
         }
         return units
     }
