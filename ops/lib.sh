@@ -61,3 +61,50 @@ swift_quiet() {
     set -e
     return "$status"
 }
+
+# Starts a local Redis Cluster (3 masters, a replica each) on 127.0.0.1 ports $1 to $1+5 (cluster
+# bus on port+10000), each node's data and nodes.conf in $2/<port> (append-only file on), forms it
+# with redis-cli --cluster create unless it already is (restarted from its nodes.conf), and waits
+# (at most $3 seconds, 30 by default) until every node reports cluster_state:ok. Appends the
+# servers' pids to the caller's pids array and sets redis_cluster_url to the redis+cluster:// URL
+# of the three lowest ports. Not in a subshell: pids would not reach the caller.
+start_redis_cluster() {
+    local base=$1 dir=$2 limit=${3:-30} port i out addrs=()
+    if [ "$base" -gt 55530 ]; then
+        echo "cluster base port $base too high: the cluster bus uses port+10000" >&2
+        return 1
+    fi
+    command -v redis-cli >/dev/null 2>&1 || { echo "redis-cli not found (apt-get install redis-tools)" >&2; return 1; }
+    for port in $(seq "$base" $((base + 5))); do
+        mkdir -p "$dir/$port"
+        redis-server --port "$port" --bind 127.0.0.1 --dir "$dir/$port" \
+            --appendonly yes --daemonize no --loglevel warning \
+            --cluster-enabled yes --cluster-config-file nodes.conf --cluster-node-timeout 5000 &
+        pids+=($!)
+        addrs+=("127.0.0.1:$port")
+    done
+    for port in $(seq "$base" $((base + 5))); do
+        wait_for_port "$port" 10 || { echo "redis-server did not start on $port" >&2; return 1; }
+    done
+    # Whole replies matched (not piped to grep -q: under pipefail an early exit could fail the pipe).
+    out="$(redis-cli -p "$base" cluster info 2>/dev/null || true)"
+    if [[ "$out" == *cluster_slots_assigned:16384* ]]; then
+        echo "==> redis cluster already formed (nodes.conf in $dir/<port>)"
+    else
+        echo "==> forming redis cluster on ${addrs[*]}"
+        out="$(redis-cli --cluster create "${addrs[@]}" --cluster-replicas 1 --cluster-yes </dev/null 2>&1)" || {
+            echo "$out" >&2
+            echo "redis-cli --cluster create failed (remove $dir to start over)" >&2
+            return 1
+        }
+    fi
+    for port in $(seq "$base" $((base + 5))); do
+        i=0
+        until [[ "$(redis-cli -p "$port" cluster info 2>/dev/null || true)" == *cluster_state:ok* ]]; do
+            i=$((i + 1))
+            [ "$i" -gt $((limit * 10)) ] && { echo "redis cluster node $port not ok after ${limit}s" >&2; return 1; }
+            sleep 0.1
+        done
+    done
+    redis_cluster_url="redis+cluster://127.0.0.1:$base,127.0.0.1:$((base + 1)),127.0.0.1:$((base + 2))"
+}
