@@ -130,7 +130,12 @@ public final class RedisSubscriber: Service, Sendable {
             } catch {
                 if isStopped { break }
                 onLost?()
-                logger.warning("Redis subscription lost; reconnecting", metadata: ["error": "\(error)", "retryIn": "\(backoff)s"])
+                // Once per outage: the first failure warns, the retries that follow are debug.
+                if backoff == 0.05 {
+                    logger.warning("Redis subscription lost; reconnecting", metadata: ["error": "\(error)", "retryIn": "\(backoff)s"])
+                } else {
+                    logger.debug("Redis subscription still down; retrying", metadata: ["error": "\(error)", "retryIn": "\(backoff)s"])
+                }
             }
             if wake.lock(whenValue: 1, timeoutSeconds: backoff) {
                 wake.unlock()

@@ -160,6 +160,15 @@ public final class EventHub: Service, Sendable {
 
     public func run() async throws {
         defer { endAll() }
+        if keys.isSharded {
+            // Subscribers ask the topology where their channel lives: read it once first. If the
+            // cluster cannot be reached yet, they keep asking (with backoff) until it can.
+            do {
+                try await redis.refreshTopology()
+            } catch {
+                logger.warning("Redis Cluster topology not readable yet; subscriptions will retry", metadata: ["error": "\(error.message)"])
+            }
+        }
         try await withThrowingTaskGroup(of: Void.self) { group in
             for subscriber in subscribers {
                 group.addTask { try await subscriber.run() }
