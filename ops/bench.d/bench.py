@@ -7,7 +7,7 @@ import statistics, subprocess, sys, tempfile, threading, time, uuid
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 QUICK = "--quick" in sys.argv
-# CLAPPER_BENCH_ONLY=fanout,idle runs only those sections (ceilings, ingest, latency, fanout, idle):
+# CLAPPER_BENCH_ONLY=fanout,idle runs only those sections (ceilings, ingest, latency, fanout, cluster, idle):
 # for a quick A/B of one figure; the table says n/a for the rest.
 ONLY = set(filter(None, os.environ.get("CLAPPER_BENCH_ONLY", "").split(",")))
 wanted = lambda section: not ONLY or section in ONLY
@@ -341,6 +341,10 @@ def main():
                                               publish_port=nginx_port, publish_path=f"/pub/fan{run}"))
             log(f"fan-out {n}: clapper {fmt(med(f'fan_clapper{n}', 'events_per_s'))}/s, nchan {fmt(med(f'fan_nchan{n}', 'events_per_s'))}/s")
 
+    # --- 7. Redis Cluster: the same gateway on 3 masters (no replicas) vs 1 node, both fresh
+    if wanted("cluster"):
+        cluster_section(env)
+
     global rss_after_fanout
     rss_after_fanout = int(next(l.split()[1] for l in open(f"/proc/{clapper.pid}/status") if l.startswith("VmRSS")))
 
@@ -365,6 +369,118 @@ def main():
     quiet_end = subprocess.run("pgrep -fc 'swift-build|swift-test' || true", shell=True, capture_output=True, text=True).stdout.strip()
     load_end = open("/proc/loadavg").read().split()[:3]
     report(idle_sizes, nofile, quiet_start, quiet_end, load_start, load_end)
+
+
+def scan_jobs(port):
+    """{job id: (job key, port)} of the job hashes on one node, single-node or cluster layout."""
+    found, cursor, r = {}, 0, Redis(port)
+    while True:
+        cursor, keys = r.call("SCAN", cursor, "MATCH", "clapper:*job*", "COUNT", 5000)
+        for k in keys:
+            k = k.decode()
+            if k.endswith("}:job"): found[k[len("clapper:{"):-len("}:job")]] = (k, port)  # clapper:{id}:job
+            elif ":job:" in k: found[k.rsplit(":job:", 1)[1]] = (k, port)               # clapper:{cN.K}:job:id
+        cursor = int(cursor)
+        if cursor == 0: return found
+
+
+JWT_SECRET = "bench-jwt-secret-0123456789abcdef"
+
+
+def jwt_hs256(secret, subject):
+    b64 = lambda b: __import__("base64").urlsafe_b64encode(b).rstrip(b"=")
+    head = b64(json.dumps({"alg": "HS256", "typ": "JWT"}).encode())
+    claims = b64(json.dumps({"sub": subject, "exp": int(time.time()) + 7200}).encode())
+    signature = b64(hmac.new(secret.encode(), head + b"." + claims, hashlib.sha256).digest())
+    return (head + b"." + claims + b"." + signature).decode()
+
+
+def cluster_section(base_env):
+    """Ingest and fan-out through a Clapper on a 3-master Redis Cluster and through one on a single
+    redis-server, alternating runs (single, cluster, single, ...). Jobs are made through POST /v1/jobs
+    (fal-sim, drop-webhook), by 64 users; each webhook names the job's fal request id."""
+    nodes = []
+    for i in range(3):
+        port, bus = free_port(), free_port()
+        d = os.path.join(TMP, f"cluster-{i}"); os.makedirs(d)
+        start(f"cluster-{i}", ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+                               "--dir", d, "--loglevel", "warning", "--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
+                               "--cluster-port", str(bus)])
+        wait_port(port); nodes.append(port)
+    subprocess.run(["redis-cli", "--cluster", "create", *[f"127.0.0.1:{p}" for p in nodes], "--cluster-replicas", "0", "--cluster-yes"],
+                   check=True, capture_output=True, timeout=60)
+    end = time.monotonic() + 30
+    while not all("cluster_state:ok" in Redis(p).call("CLUSTER", "INFO").decode() for p in nodes):
+        if time.monotonic() > end: raise SystemExit("the bench cluster did not form")
+        time.sleep(0.1)
+    single = free_port()
+    start("cluster-single", ["redis-server", "--port", str(single), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+                             "--dir", TMP, "--dbfilename", "single.rdb", "--loglevel", "warning"])
+    wait_port(single)
+    variants = {"single": (f"redis://127.0.0.1:{single}", [single]),
+                "cluster": ("redis+cluster://" + ",".join(f"127.0.0.1:{p}" for p in nodes), nodes)}
+    gateways = {}
+    for name, (url, _) in variants.items():
+        port = free_port()
+        env = dict(base_env, CLAPPER_HTTP_PORT=str(port), CLAPPER_PUBLIC_URL=f"http://127.0.0.1:{port}", CLAPPER_REDIS_URL=url,
+                   CLAPPER_AUTH_JWT_SECRET=JWT_SECRET)
+        start(f"clapper-{name}", [os.path.join(BIN, "clapper")], env=env); wait_port(port)
+        gateways[name] = port
+    seen = {name: set() for name in variants}
+
+    # Jobs of 64 users (a user's jobs share a shard on a cluster); the fan-out job is dev's (no token).
+    tokens = [jwt_hs256(JWT_SECRET, f"bench-user-{u}") for u in range(64)]
+
+    def make_jobs(name, n, users=True):
+        port, redis_ports = gateways[name], variants[name][1]
+        body = lambda i: json.dumps({"prompt": f"cluster bench {name} {i}", "durationSeconds": 2, "feature": {"audio": False}}).encode()
+        auth = lambda i: f"Authorization: Bearer {tokens[i % len(tokens)]}\r\n" if users else ""
+        recs = [(f"c{i}", (f"POST /v1/jobs HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n{auth(i)}"
+                            f"Content-Length: {len(body(i))}\r\n\r\n").encode() + body(i)) for i in range(n)]
+        tool("post", port=port, requests=write_records(os.path.join(TMP, "cjobs.req"), recs), concurrency=32)
+        found = {}
+        for rp in redis_ports: found.update(scan_jobs(rp))
+        fresh = {j: v for j, v in found.items() if j not in seen[name]}
+        seen[name].update(fresh)
+        # fal-sim's request id for each video, once the submit's answer is stored (a follow-up).
+        ids, end = {}, time.monotonic() + 60
+        while len(ids) < len(fresh) and time.monotonic() < end:
+            missing = [(j, key, node) for j, (key, node) in fresh.items() if j not in ids]
+            for node in set(n for _, _, n in missing):
+                mine = [(j, key) for j, key, n in missing if n == node]
+                for (j, _), view in zip(mine, Redis(node).pipeline([["HGET", key, "view"] for _, key in mine])):
+                    request = json.loads(view).get("videoRequestId") if view else None
+                    if request: ids[j] = request
+            if len(ids) < len(fresh): time.sleep(0.2)
+        return {j: (key, node, ids.get(j)) for j, (key, node) in fresh.items()}
+
+    n_hooks = 2000 if QUICK else 5000
+    for run in range(RUNS):
+        for name in variants:
+            jobs = make_jobs(name, n_hooks)
+            path = write_records(os.path.join(TMP, "chooks.req"), [(j, webhook_request(j, r, gateways[name])) for j, (_, _, r) in jobs.items() if r])
+            record(f"cl_ingest_{name}", tool("post", port=gateways[name], requests=path, concurrency=64))
+    log(f"cluster ingest: single {fmt(med('cl_ingest_single', 'rps'))}/s, cluster {fmt(med('cl_ingest_cluster', 'rps'))}/s")
+    counts = {p: Redis(p).call("DBSIZE") for p in nodes}
+    record("cl_keys", {"per_master": counts})
+
+    fans = {}
+    for name in variants:
+        job, (key, node, _) = next(iter(make_jobs(name, 1, users=False).items()))
+        view = Redis(node).call("HGET", key, "view").decode()
+        channel = key.replace(f":job:{job}", ":events") if ":job:" in key else "clapper:events"
+        template = os.path.join(TMP, f"cfan-{name}.msg")
+        open(template, "w").write('{"jobId":%s,"userId":"dev","id":"@ID@","job":{"bseq":@SEQ@,%s}' % (json.dumps(job), view[1:]))
+        fans[name] = (job, node, channel, template)
+    for n in (1000, 10000):
+        events = (30 if n == 1000 else 10) if QUICK else (100 if n == 1000 else 30)
+        for run in range(RUNS):
+            for name, (job, node, channel, template) in fans.items():
+                record(f"cl_fan_{name}{n}", tool("fanout", limit=120, port=gateways[name], path=f"/v1/jobs/{job}/events", n=n, events=events, window=4,
+                                                 redis_port=node, channel=channel, message_template=template,
+                                                 publish_command="SPUBLISH" if name == "cluster" else "PUBLISH"))
+        log(f"cluster fan-out {n}: single {fmt(med(f'cl_fan_single{n}', 'events_per_s'))}/s, cluster {fmt(med(f'cl_fan_cluster{n}', 'events_per_s'))}/s")
+
 
 
 def csv_rows(text):
@@ -427,6 +543,16 @@ def report(idle_sizes, nofile, quiet_start, quiet_end, load_start, load_end):
         add(f"5. idle SSE streams, {s:,}: nchan (KB RSS / stream, all nginx processes)", fmt(med(x, "kb_per_stream"), "", 1), "", "baseline", "")
     add("6. POST /v1/jobs, fal-sim zero delays (jobs/s, c=32)", fmt(med("jobs", "rps")), p("jobs"),
         f"{ratio(med('jobs', 'rps'), med('healthz', 'rps'))} × /healthz", cpu("jobs"))
+    if results.get("cl_ingest_single"):
+        add("7. Redis Cluster: signed webhooks, distinct (req/s, c=64): 1 node", fmt(med("cl_ingest_single", "rps")), p("cl_ingest_single"), "baseline", cpu("cl_ingest_single"))
+        add("7. Redis Cluster: signed webhooks, distinct (req/s, c=64): 3 masters", fmt(med("cl_ingest_cluster", "rps")), p("cl_ingest_cluster"),
+            f"{ratio(med('cl_ingest_cluster', 'rps'), med('cl_ingest_single', 'rps'))} × 1 node", cpu("cl_ingest_cluster"))
+        for n in (1000, 10000):
+            add(f"7. Redis Cluster: fan-out, 1 job, {n:,} subscribers (events/s): 1 node", fmt(med(f"cl_fan_single{n}", "events_per_s")), p(f"cl_fan_single{n}"), "baseline", cpu(f"cl_fan_single{n}"))
+            add(f"7. Redis Cluster: fan-out, 1 job, {n:,} subscribers (events/s): 3 masters", fmt(med(f"cl_fan_cluster{n}", "events_per_s")), p(f"cl_fan_cluster{n}"),
+                f"{ratio(med(f'cl_fan_cluster{n}', 'events_per_s'), med(f'cl_fan_single{n}', 'events_per_s'))} × 1 node", cpu(f"cl_fan_cluster{n}"))
+        keys = results.get("cl_keys", [{}])[-1].get("per_master", {})
+        add("7. Redis Cluster: keys per master after section 7", ", ".join(str(v) for v in keys.values()), "", "", "")
     stamp = datetime.datetime.now().strftime("%Y-%m-%d-%H%M")
     notes = [
         f"# ops/bench{' --quick' if QUICK else ''}{' (CLAPPER_BENCH_ONLY=' + ','.join(sorted(ONLY)) + ')' if ONLY else ''} — {stamp}", "",
@@ -436,6 +562,7 @@ def report(idle_sizes, nofile, quiet_start, quiet_end, load_start, load_end):
         "Clapper release build (CLAPPER_DEV_MODE=1, no per-user stream cap, CLAPPER_LOG_LEVEL=warning, reconciler off, webhook verification ON against a JWKS "
         "ops/bench serves: webhooks are Ed25519-signed by ops/bench before each run), nginx + nchan (2 workers, `nchan_redis_url` storage).",
         "Jobs for sections 2–5 are written with JobScripts.apply itself (EVALSHA of the script read from the Swift source), cloned from a job made through POST /v1/jobs.",
+        "Section 7: two more Clapper processes, one on a fresh redis-server and one on a fresh 3-master Redis Cluster (no replicas), jobs made through POST /v1/jobs by 64 users (fal-sim, webhooks dropped), then their webhooks; runs alternate 1 node / 3 masters. All on the same 2 cores, so 3 masters cannot add CPU here: the column shows what cluster routing costs, not what more machines would give.",
         f"Each figure: median of {RUNS} runs (min–max). Latency p50/p99 are medians of the per-run percentiles. Load-generator CPU is % of one core (redis-benchmark, wrk, clapper-bench).",
         f"Clapper's RSS after sections 1–4 (before the idle section restarts it): {rss_after_fanout / 1024:.0f} MiB.",
         f"Idle streams at 50,000 are not measurable here: the hard RLIMIT_NOFILE is {nofile} and cannot be raised in this sandbox." if 50000 > nofile else "",

@@ -18,6 +18,7 @@ struct FanoutCommand: ParsableCommand {
     @Option(help: "Events published and not yet delivered to every subscriber, at most.") var window: Int = 4
     @Option(help: "Publish with Redis PUBLISH on this port...") var redisPort: Int?
     @Option(help: "...to this channel...") var channel: String?
+    @Option(help: "...with this command (SPUBLISH for a Redis Cluster shard channel)...") var publishCommand: String = "PUBLISH"
     @Option(help: "...a message read from this file, with @ID@ and @SEQ@ replaced.") var messageTemplate: String?
     @Option(help: "Or publish with HTTP POST on this port...") var publishPort: Int?
     @Option(help: "...to this path.") var publishPath: String?
@@ -49,7 +50,7 @@ struct FanoutCommand: ParsableCommand {
                 throw ValidationError("cannot read the message template \(messageTemplate)")
             }
             let baseMilliseconds = Int(Date().timeIntervalSince1970 * 1000) + 60_000
-            publisher = .redis(port: redisPort, channel: channel, template: String(decoding: template, as: UTF8.self), baseMilliseconds: baseMilliseconds)
+            publisher = .redis(port: redisPort, command: publishCommand, channel: channel, template: String(decoding: template, as: UTF8.self), baseMilliseconds: baseMilliseconds)
         } else if let publishPort, let publishPath {
             publisher = .http(port: publishPort, path: publishPath)
         } else {
@@ -64,24 +65,24 @@ struct FanoutCommand: ParsableCommand {
     }
 }
 
-/// How an event is published: a Redis PUBLISH of the gateway's message, or nchan's HTTP POST.
+/// How an event is published: a Redis PUBLISH (or SPUBLISH) of the gateway's message, or nchan's HTTP POST.
 enum Publisher: Sendable {
-    case redis(port: Int, channel: String, template: String, baseMilliseconds: Int)
+    case redis(port: Int, command: String, channel: String, template: String, baseMilliseconds: Int)
     case http(port: Int, path: String)
 
     var port: Int {
         switch self {
-        case .redis(let port, _, _, _), .http(let port, _): port
+        case .redis(let port, _, _, _, _), .http(let port, _): port
         }
     }
 
     func bytes(_ seq: Int) -> ByteBuffer {
         switch self {
-        case .redis(_, let channel, let template, let baseMilliseconds):
+        case .redis(_, let command, let channel, let template, let baseMilliseconds):
             let message = template.replacingOccurrences(of: "@ID@", with: "\(baseMilliseconds)-\(seq)")
                 .replacingOccurrences(of: "@SEQ@", with: "\(seq)")
             var out = "*3\r\n"
-            for part in ["PUBLISH", channel, message] { out += "$\(part.utf8.count)\r\n\(part)\r\n" }
+            for part in [command, channel, message] { out += "$\(part.utf8.count)\r\n\(part)\r\n" }
             return ByteBuffer(string: out)
         case .http(_, let path):
             let body = #"{"bseq":\#(seq)}"#
