@@ -19,7 +19,7 @@ public struct FalClient: Sendable {
     ///   - random: jitter source in `0..<1`.
     public init(
         configuration: FalClientConfiguration,
-        transport: any HTTPTransport = URLSessionTransport(),
+        transport: any HTTPTransport = ConnectGuardTransport(URLSessionTransport()),
         logger: Logger = Logger(label: "fal"),
         sleep: @escaping @Sendable (Duration) async throws -> Void = { try await Task.sleep(for: $0) },
         random: @escaping @Sendable () -> Double = { Double.random(in: 0..<1) }

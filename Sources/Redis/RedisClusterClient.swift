@@ -68,26 +68,25 @@ final class RedisClusterClient: Sendable {
         while !pending.isEmpty {
             tries += 1
             let topology = try await topology()
-            var parts: [RedisAddress: [Unit]] = [:]
+            var byAddress: [RedisAddress: [Unit]] = [:]
             for unit in pending {
                 guard let address = unit.slot.map({ topology.master(ofSlot: $0) }) ?? topology.masters.first else {
                     refreshSoon()
                     throw RedisError(.server, "CLUSTERDOWN Hash slot not served")
                 }
-                parts[address, default: []].append(unit)
+                byAddress[address, default: []].append(unit)
             }
+            let parts = byAddress.map { (node: node($0.key), units: $0.value) }
             pending = []
             var firstError: RedisError?
-            await withTaskGroup(of: (RedisAddress, Result<[RedisValue], RedisError>).self) { group in
-                for (address, units) in parts {
-                    let node = node(address)
-                    let batch = units.flatMap { $0.indices.map { commands[$0] } }
-                    group.addTask {
-                        do throws(RedisError) { return (address, .success(try await node.pipeline(batch))) } catch { return (address, .failure(error)) }
-                    }
+            // Each part on its own child task; a child gives back its part's index and outcome.
+            await withTaskGroup(of: (Int, Result<[RedisValue], RedisError>).self) { group in
+                for (index, part) in parts.enumerated() {
+                    let batch = part.units.flatMap { $0.indices.map { commands[$0] } }
+                    group.addTask { (index, await Self.send(batch, to: part.node)) }
                 }
-                for await (address, result) in group {
-                    let units = parts[address] ?? []
+                for await (index, result) in group {
+                    let units = parts[index].units
                     switch result {
                     case .success(let values):
                         var next = values.makeIterator()
@@ -114,6 +113,14 @@ final class RedisClusterClient: Sendable {
             }
         }
         return replies
+    }
+
+    private static func send(_ batch: [RedisCommand], to node: RedisNodeClient) async -> Result<[RedisValue], RedisError> {
+        do {
+            return .success(try await node.pipeline(batch))
+        } catch {
+            return .failure(error)
+        }
     }
 
     // MARK: - Redirects
