@@ -6,15 +6,23 @@ import TestSupport
 /// The cluster client against a real 3-master, 3-replica Redis Cluster (`RedisCluster`).
 @Suite("Redis Cluster client against a real cluster")
 struct RedisClusterClientTests {
-    private func client(_ cluster: RedisCluster, writeReplicas: Int = 0) throws -> RedisClient {
-        RedisClient(configuration: RedisConfiguration(url: try RedisURL(cluster.seedURLString), poolTimeout: .seconds(5), writeReplicas: writeReplicas))
+    /// A fresh cluster and a client of it, shut down after `body`.
+    private func withClusterClient(writeReplicas: Int = 0, _ body: (RedisCluster, RedisClient) async throws -> Void) async throws {
+        try await withRedisCluster { cluster in
+            let redis = RedisClient(configuration: RedisConfiguration(url: try RedisURL(cluster.seedURLString), poolTimeout: .seconds(5), writeReplicas: writeReplicas))
+            do {
+                try await body(cluster, redis)
+            } catch {
+                await redis.shutdown()
+                throw error
+            }
+            await redis.shutdown()
+        }
     }
 
     @Test(.timeLimit(.minutes(2)))
     func pipelinesSpanningEveryMasterComeBackInOrder() async throws {
-        try await withRedisCluster { cluster in
-            let redis = try client(cluster)
-            defer { Task { await redis.shutdown() } }
+        try await withClusterClient { cluster, redis in
             let prefix = UUID().uuidString
             let keys = (0..<300).map { "\(prefix):\($0)" }
             let sets = try await redis.pipeline(keys.enumerated().map { RedisCommand("SET", $1, "v\($0)") })
@@ -40,9 +48,7 @@ struct RedisClusterClientTests {
 
     @Test(.timeLimit(.minutes(2)))
     func askDuringAMigrationAndMovedAfterItAreFollowed() async throws {
-        try await withRedisCluster { cluster in
-            let redis = try client(cluster)
-            defer { Task { await redis.shutdown() } }
+        try await withClusterClient { cluster, redis in
             let tag = UUID().uuidString
             let key = "{\(tag)}k"
             let slot = RedisClusterSlot.of(key)
@@ -75,9 +81,7 @@ struct RedisClusterClientTests {
 
     @Test(.timeLimit(.minutes(2)))
     func aWriteAcknowledgedByAReplicaSurvivesItsMastersDeath() async throws {
-        try await withRedisCluster { cluster in
-            let redis = try client(cluster, writeReplicas: 1)
-            defer { Task { await redis.shutdown() } }
+        try await withClusterClient(writeReplicas: 1) { cluster, redis in
             let tag = UUID().uuidString
             let script = RedisScript("return redis.call('SET', KEYS[1], ARGV[1])")
             let (_, waited) = try await redis.eval(script, keys: ["{\(tag)}kept"], arguments: ["yes"], then: [RedisCommand("WAIT", 1, 2000)])
@@ -107,9 +111,7 @@ struct RedisClusterClientTests {
 
     @Test(.timeLimit(.minutes(2)))
     func aShardSubscriptionFollowsItsSlotToTheNewMaster() async throws {
-        try await withRedisCluster { cluster in
-            let redis = try client(cluster)
-            defer { Task { await redis.shutdown() } }
+        try await withClusterClient { cluster, redis in
             let channel = "{\(UUID().uuidString)}events"
             try await redis.refreshTopology()
             let subscriber = RedisSubscriber(

@@ -51,19 +51,38 @@ public enum PackageExecutable {
     /// Runs `name` with `arguments` and exactly `environment` (plus PATH); returns its exit
     /// status and what it wrote, once it has exited.
     public static func run(_ name: String, arguments: [String] = [], environment: [String: String] = [:]) async throws -> (status: Int32, stdout: String, stderr: String) {
+        try await runToEnd(
+            try url(name), arguments: arguments,
+            environment: environment.merging(["PATH": ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin"]) { old, _ in old }
+        )
+    }
+
+    /// Runs `executable` to its end (with `killAfter`, SIGKILLed then) and returns its exit status
+    /// and what it wrote. Output is read once it has exited: short outputs fit in a pipe.
+    /// `environment` nil inherits this process's; stdin is empty.
+    public static func runToEnd(
+        _ executable: URL, arguments: [String], environment: [String: String]? = nil, killAfter: Duration? = nil
+    ) async throws -> (status: Int32, stdout: String, stderr: String) {
         let process = SpawnedProcess()
-        process.executableURL = try url(name)
+        process.executableURL = executable
         process.arguments = arguments
-        process.environment = environment.merging(["PATH": ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin"]) { old, _ in old }
+        if let environment { process.environment = environment }
+        process.standardInput = FileHandle.nullDevice
         let stdout = Pipe(), stderr = Pipe()
         process.standardOutput = stdout
         process.standardError = stderr
         let (exited, continuation) = AsyncStream.makeStream(of: Int32.self)
         process.terminationHandler = { continuation.yield($0.terminationStatus); continuation.finish() }
         try process.run()
+        let watchdog = killAfter.map { limit in
+            Task {
+                try await Task.sleep(for: limit)
+                process.signal(SIGKILL)
+            }
+        }
         var statuses = exited.makeAsyncIterator()
         let status = await statuses.next() ?? -1
-        // The process has exited: both pipes are at their end (short outputs fit in a pipe).
+        watchdog?.cancel()
         let out = String(decoding: stdout.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
         let err = String(decoding: stderr.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
         return (status, out, err)

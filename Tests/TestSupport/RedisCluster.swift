@@ -269,29 +269,9 @@ public final class RedisCluster: Sendable {
 
     // MARK: - Running redis-cli
 
-    /// Runs redis-cli to its end (killed after 10 s); its output is read once it has exited
-    /// (what these commands print fits in a pipe's buffer).
+    /// Runs redis-cli to its end (killed after 10 s).
     private func run(_ arguments: [String]) async throws -> (status: Int32, stdout: String, stderr: String) {
-        let process = SpawnedProcess()
-        process.executableURL = URL(fileURLWithPath: redisCLI)
-        process.arguments = arguments
-        process.standardInput = FileHandle.nullDevice
-        let stdout = Pipe(), stderr = Pipe()
-        process.standardOutput = stdout
-        process.standardError = stderr
-        let (exited, continuation) = AsyncStream.makeStream(of: Int32.self)
-        process.terminationHandler = { continuation.yield($0.terminationStatus); continuation.finish() }
-        try process.run()
-        let watchdog = Task {
-            try await Task.sleep(for: .seconds(10))
-            process.signal(SIGKILL)
-        }
-        var statuses = exited.makeAsyncIterator()
-        let status = await statuses.next() ?? -1
-        watchdog.cancel()
-        let out = String(decoding: stdout.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        let err = String(decoding: stderr.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        return (status, out, err)
+        try await PackageExecutable.runToEnd(URL(fileURLWithPath: redisCLI), arguments: arguments, killAfter: .seconds(10))
     }
 }
 
