@@ -36,6 +36,17 @@ ensure_build_deps() {
     fi
 }
 
+# fal's official Python client, for the test that drives fal-sim with it: a venv in .build/python
+# (pinned version; made once, reused while it imports).
+ensure_python_tools() {
+    local venv=.build/python
+    if [ -x "$venv/bin/python3" ] && "$venv/bin/python3" -c 'import fal_client' 2>/dev/null; then return 0; fi
+    ensure_packages python3-venv
+    rm -rf "$venv"
+    python3 -m venv "$venv"
+    "$venv/bin/pip" install -q --disable-pip-version-check fal-client==1.0.3
+}
+
 # A TCP port nothing listens on, chosen by the kernel.
 free_port() {
     python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'

@@ -139,7 +139,7 @@ actor FalSimEngine {
 
     // MARK: Submit
 
-    func submit(model: String, body: [UInt8], webhookURL: String?, headerFaults: [String]) -> Answer {
+    func submit(model: String, body: [UInt8], webhookURL: String?, headerFaults: [String], options: [String: String] = [:]) -> Answer {
         let id = UUID().uuidString.lowercased()
         let base = self.base ?? ""
         let input: FalSimJSON
@@ -171,7 +171,7 @@ actor FalSimEngine {
             id: id, model: model, input: String(decoding: body, as: UTF8.self), webhookURL: webhookURL,
             state: state, outcome: state == .rejected ? .rejected : nil,
             submitStatus: answer?.status ?? faults.submitAfterCreateStatus ?? 200,
-            faults: names, receivedAt: Date(), completedAt: nil, webhookBody: nil, deliveries: []
+            faults: names, receivedAt: Date(), completedAt: nil, webhookBody: nil, deliveries: [], options: options
         )
         var job = Job(record: record, faults: faults, appPath: appPath, input: input)
         job.statusErrorsLeft = faults.statusErrors
@@ -260,6 +260,9 @@ actor FalSimEngine {
             "cancel_url": .string(FalSimRoutes.cancelURL(base: base, appPath: job.appPath, id: id)),
         ]
         if let position = queue.queuePosition(of: id) { body["queue_position"] = .int(position) }
+        // fal always sends `logs`: the entries when asked for, null otherwise (fal's Python client
+        // reads `data["logs"]` unconditionally).
+        body["logs"] = .null
         if logs {
             var entries: [FalSimJSON] = []
             if job.record.state != .inQueue {

@@ -48,4 +48,9 @@ public struct FalSimRequestRecord: Sendable, Codable, Equatable {
     public var webhookBody: String?
     /// Every delivery attempt, in the order they ended.
     public var deliveries: [Delivery]
+    /// fal's optional submit headers as received, by lowercase name (`optionHeaders`).
+    public var options: [String: String] = [:]
+
+    /// The submit headers fal documents as options: queue priority, start deadline, media lifetime.
+    public static let optionHeaders = ["x-fal-queue-priority", "x-fal-request-timeout", "x-fal-object-lifecycle-preference"]
 }

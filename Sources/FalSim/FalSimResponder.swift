@@ -51,7 +51,10 @@ struct FalSimResponder: HTTPResponder {
                 model: path.joined(separator: "/"),
                 body: Array(buffer: body),
                 webhookURL: request.uri.queryParameters.get("fal_webhook"),
-                headerFaults: faults
+                headerFaults: faults,
+                options: Dictionary(FalSimRequestRecord.optionHeaders.compactMap { name in
+                    HTTPField.Name(name).flatMap { request.headers[$0] }.map { (name, $0) }
+                }, uniquingKeysWith: { first, _ in first })
             )
             return await Self.answerStalling(answer, configuration)
         }
