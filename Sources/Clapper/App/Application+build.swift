@@ -71,7 +71,8 @@ func buildApplication(
         publicURL: configuration.publicURL,
         logger: logger,
         clock: clock,
-        followUps: followUps
+        followUps: followUps,
+        mediaLifetime: configuration.mediaLifetime
     )
     let verifier = configuration.verifyWebhookSignatures
         ? FalWebhookVerifier(

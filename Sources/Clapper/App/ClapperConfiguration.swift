@@ -80,6 +80,9 @@ public struct ClapperConfiguration: Sendable {
     public var falSubmitTimeout: Duration = .seconds(30)
     /// `CLAPPER_JOB_RETENTION_DAYS` (30): how long a finished job (and its change stream) is kept.
     public var jobRetention: Duration = .seconds(30 * 24 * 3600)
+    /// `CLAPPER_MEDIA_LIFETIME_DAYS` (the job retention): how long fal is asked to keep a task's
+    /// output media (`X-Fal-Object-Lifecycle-Preference` on every submit); 0 leaves fal's default.
+    public var mediaLifetime: Duration? = .seconds(30 * 24 * 3600)
     /// `CLAPPER_AUTH_JWKS_URL`: an identity provider's JWKS; users' RS256/ES256/EdDSA tokens are
     /// checked against it (HS256 tokens still against `CLAPPER_AUTH_JWT_SECRET` when set).
     public var authJWKSURL: String?
@@ -267,7 +270,10 @@ public struct ClapperConfiguration: Sendable {
             reconcilePolicy: reconcilePolicy
         )
         self.falSubmitTimeout = .milliseconds(try reader.int("CLAPPER_FAL_SUBMIT_TIMEOUT_MS", default: 30_000, range: 100...600_000))
-        self.jobRetention = .seconds(24 * 3600 * (try reader.int("CLAPPER_JOB_RETENTION_DAYS", default: 30, range: 1...3650)))
+        let retentionDays = try reader.int("CLAPPER_JOB_RETENTION_DAYS", default: 30, range: 1...3650)
+        self.jobRetention = .seconds(24 * 3600 * retentionDays)
+        let mediaDays = try reader.int("CLAPPER_MEDIA_LIFETIME_DAYS", default: retentionDays, range: 0...3650)
+        self.mediaLifetime = mediaDays == 0 ? nil : .seconds(24 * 3600 * mediaDays)
         if let jwks = reader.string("CLAPPER_AUTH_JWKS_URL") {
             guard let url = URL(string: jwks), url.scheme == "https" || url.scheme == "http", url.host != nil else {
                 throw Error(key: "CLAPPER_AUTH_JWKS_URL", message: "must be an http(s) URL")

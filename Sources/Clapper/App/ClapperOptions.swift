@@ -80,6 +80,8 @@ public struct ClapperOptions: ParsableArguments {
     var falSubmitTimeoutMs: String?
     @Option(name: .customLong("job-retention-days"), help: ArgumentHelp("CLAPPER_JOB_RETENTION_DAYS (30): how long a finished job is kept.", valueName: "value"))
     var jobRetentionDays: String?
+    @Option(name: .customLong("media-lifetime-days"), help: ArgumentHelp("CLAPPER_MEDIA_LIFETIME_DAYS (the job retention): how long fal keeps output media; 0: fal's default.", valueName: "value"))
+    var mediaLifetimeDays: String?
 
     /// The flags given, by the environment variable each sets.
     public var overrides: [String: String] {
@@ -120,6 +122,7 @@ public struct ClapperOptions: ParsableArguments {
             ("CLAPPER_RECONCILE_POLICY", reconcilePolicy),
             ("CLAPPER_FAL_SUBMIT_TIMEOUT_MS", falSubmitTimeoutMs),
             ("CLAPPER_JOB_RETENTION_DAYS", jobRetentionDays),
+            ("CLAPPER_MEDIA_LIFETIME_DAYS", mediaLifetimeDays),
         ]
         return Dictionary(values.compactMap { key, value in value.map { (key, $0) } }, uniquingKeysWith: { $1 })
     }
@@ -162,5 +165,6 @@ public struct ClapperOptions: ParsableArguments {
         "CLAPPER_RECONCILE_POLICY",
         "CLAPPER_FAL_SUBMIT_TIMEOUT_MS",
         "CLAPPER_JOB_RETENTION_DAYS",
+        "CLAPPER_MEDIA_LIFETIME_DAYS",
     ]
 }

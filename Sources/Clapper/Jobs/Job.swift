@@ -72,6 +72,16 @@ public struct Job: Codable, Sendable, Hashable {
     public var audio: JobTask?
     /// Set by a job-level cancel.
     public var canceled: Bool
+    /// How long fal was asked to keep this job's output media (sent with every submit); nil:
+    /// fal's default. Kept on the job so the view and the submits agree after a config change.
+    public var mediaLifetimeSeconds: Int?
+
+    /// When the first of the job's finished media expires at fal (`completedAt` + the lifetime);
+    /// nil before any media exists or without a lifetime.
+    public var mediaExpiresAt: Date? {
+        guard let seconds = mediaLifetimeSeconds else { return nil }
+        return tasks.compactMap { task in task.mediaURL == nil ? nil : task.completedAt }.min().map { $0.addingTimeInterval(TimeInterval(seconds)) }
+    }
 
     public init(
         id: String,

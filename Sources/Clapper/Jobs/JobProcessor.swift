@@ -17,6 +17,8 @@ struct JobProcessor: Sendable {
     let clock: any WallClock
     /// Where follow-ups run after the answer; nil runs them before returning (tools, tests).
     var followUps: FollowUps? = nil
+    /// How long new jobs ask fal to keep their media (`ClapperConfiguration.mediaLifetime`).
+    var mediaLifetime: Duration? = nil
 
     /// The URL fal calls back: it names the job, the task and the attempt, with an HMAC token over
     /// job and task, so a webhook that arrives before the submit response was stored still lands
@@ -61,7 +63,8 @@ struct JobProcessor: Sendable {
         let job = started.job
         let input = kind == .video ? catalog.videoInput(for: job) : catalog.audioInput(for: job, videoURL: job.video.mediaURL)
         do {
-            let request = try await fal.submit(model: task.model, input: input, webhookURL: webhookURL(jobID: jobID, kind: kind, attempt: task.attempts))
+            let options = FalSubmitOptions(mediaLifetime: job.mediaLifetimeSeconds.map { .seconds($0) })
+            let request = try await fal.submit(model: task.model, input: input, webhookURL: webhookURL(jobID: jobID, kind: kind, attempt: task.attempts), options: options)
             Self.submits.increment()
             let accepted = TaskEvent.accepted(requestID: request.requestID, statusURL: request.statusURL, responseURL: request.responseURL, cancelURL: request.cancelURL)
             await record(jobID: jobID, kind: kind, [accepted], what: "fal's answer to a submit (request \(request.requestID))")

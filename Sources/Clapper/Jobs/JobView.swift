@@ -60,6 +60,7 @@ public enum JobView {
         w.field("audioErrorDetail", audio?.error?.detail)
         w.field("audioRequestId", audio?.falRequestID)
 
+        w.field("mediaExpiresAt", job.mediaExpiresAt.map(Timestamp.iso8601))
         w.rawField("videoOutput", videoOutput)
         w.rawField("audioOutput", audio == nil ? nil : audioOutput)
         if let eventsURL { w.field("eventsUrl", eventsURL) }

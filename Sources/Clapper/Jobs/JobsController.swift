@@ -29,7 +29,8 @@ struct JobsController {
             }
             idempotency = (CreateJobRequest.canonicalBodyHash(Array(key.utf8)), CreateJobRequest.canonicalBodyHash(body))
         }
-        let job = parsed.makeJob(id: processor.store.repository.keys.newJobID(for: userID), userID: userID, catalog: catalog, at: processor.now())
+        var job = parsed.makeJob(id: processor.store.repository.keys.newJobID(for: userID), userID: userID, catalog: catalog, at: processor.now())
+        job.mediaLifetimeSeconds = processor.mediaLifetime.map { Int($0.components.seconds) }
         switch try await processor.store.create(job, idempotency: idempotency) {
         case .created(let created):
             await processor.submitDue(created)
