@@ -131,6 +131,12 @@ public final class FalSim: Service, Sendable {
         await engine.wait(requestID: requestID, until: predicate)
     }
 
+    /// Lets the requests held running by `hold-run` finish. Returns their ids.
+    @discardableResult
+    public func releaseHeldRuns() async -> [String] {
+        await engine.releaseHeldRuns()
+    }
+
     /// Delivers the webhooks held by `hold-webhook`, one after another (first tries), in
     /// completion order or reversed. Returns the request ids in delivery order.
     @discardableResult

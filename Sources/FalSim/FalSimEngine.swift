@@ -15,6 +15,8 @@ actor FalSimEngine {
         var retryAfter: String?
         /// An `X-Fal-Error-Type` header to send (an infrastructure error's result).
         var errorType: String?
+        /// An `X-Fal-Request-Timeout-Type` header (`user`: the submit's start deadline passed).
+        var timeoutType: String?
 
         init(_ status: Int, _ json: FalSimJSON, stall: Bool = false) {
             self.status = status
@@ -40,6 +42,8 @@ actor FalSimEngine {
         /// `status-500=<n>` / `result-500=<n>` calls still to fail.
         var statusErrorsLeft = 0
         var resultErrorsLeft = 0
+        /// It never started: its `X-Fal-Request-Timeout` passed in the queue.
+        var startTimedOut = false
     }
 
     private struct Waiter {
@@ -64,6 +68,8 @@ actor FalSimEngine {
     private var nextSubscriberID = 0
     private var waiters: [Waiter] = []
     private var held: [String] = []
+    /// Requests running under `hold-run`, until `releaseHeldRuns`.
+    private var heldRuns: [String] = []
     private var base: String?
     private var baseWaiters: [CheckedContinuation<String, Never>] = []
     /// Submits seen per model + prompt, for the chaos plan.
@@ -180,8 +186,12 @@ actor FalSimEngine {
         order.append(id)
         if let answer { return answer }
 
-        queue.submit(id)
+        queue.submit(id, lowPriority: options["x-fal-queue-priority"]?.lowercased() == "low")
         scheduler.schedule(after: configuration.queueDelay) { [self] in await self.queueDelayElapsed(id) }
+        // fal's start deadline: seconds, fractions allowed (fal-client sends "60.0").
+        if let text = options["x-fal-request-timeout"], let seconds = Double(text), seconds.isFinite, seconds > 0, seconds < 86_400 {
+            scheduler.schedule(after: .milliseconds(Int64(seconds * 1000))) { [self] in await self.startDeadlinePassed(id) }
+        }
         var response: [String: FalSimJSON] = [
             "status": .string("IN_QUEUE"),
             "request_id": .string(id),
@@ -206,9 +216,28 @@ actor FalSimEngine {
         publishQueue()
     }
 
+    /// A request still waiting at its `X-Fal-Request-Timeout` never runs: it completes with fal's
+    /// 504 (`error_type` `request_timeout`, result header `X-Fal-Request-Timeout-Type: user`).
+    private func startDeadlinePassed(_ id: String) {
+        guard case .waiting = queue.phase(of: id), queue.cancel(id) == .canceledWhileQueued, var job = jobs[id] else { return }
+        complete(&job, result: .failure(status: 504, body: .object([
+            "detail": .string("Request timed out before it started (X-Fal-Request-Timeout)"),
+            "error_type": .string("request_timeout"),
+        ])), outcome: .error)
+        job.startTimedOut = true
+        jobs[id] = job
+        changed(id)
+        publishQueue()
+        sendWebhook(id)
+    }
+
     private func start(_ id: String) {
         jobs[id]?.record.state = .inProgress
         changed(id)
+        if jobs[id]?.faults.holdRun == true {
+            heldRuns.append(id)
+            return
+        }
         scheduler.schedule(after: configuration.runDelay) { [self] in await self.finish(id) }
     }
 
@@ -314,6 +343,7 @@ actor FalSimEngine {
         case .failure(let status, let body):
             var answer = Answer(status, body)
             answer.errorType = body["error_type"]?.stringValue
+            if job.startTimedOut { answer.timeoutType = "user" }
             return answer
         }
     }
@@ -480,6 +510,14 @@ actor FalSimEngine {
 
     /// Sends the held webhooks' first tries one after another, in hold order or reversed;
     /// returns their request ids in delivery order.
+    /// Lets the requests held by `hold-run` finish (after the run delay); their ids.
+    func releaseHeldRuns() -> [String] {
+        let ids = heldRuns
+        heldRuns = []
+        for id in ids { scheduler.schedule(after: configuration.runDelay) { [self] in await self.finish(id) } }
+        return ids
+    }
+
     func releaseHeldWebhooks(reverse: Bool) async -> [String] {
         let ids = reverse ? Array(held.reversed()) : held
         held = []

@@ -9,6 +9,8 @@ import Foundation
 /// - `delay-webhook=<ms>`: the first delivery waits that long after completion (at most 1 hour).
 /// - `hold-webhook`: the webhook waits until released (`FalSim.releaseHeldWebhooks(reverse:)`,
 ///   `POST /_sim/webhooks/release?order=reverse`): deliver webhooks in any order.
+/// - `hold-run`: the request runs (IN_PROGRESS, holding its concurrency slot) until released
+///   (`FalSim.releaseHeldRuns()`), then finishes as usual: a queue blocked for as long as a test needs.
 /// - `submit-429`, `submit-500`, `submit-503`: submit answers that status; no job is created.
 /// - `retry-after=<text>`: that error answer carries `Retry-After: <text>`, as sent (any text
 ///   without control characters, up to 256 bytes: `120`, `1e300`, `nan`, an HTTP date). In the
@@ -33,6 +35,7 @@ struct FalSimFaults: Sendable, Equatable {
     var duplicateWebhook = false
     var webhookDelay: Duration?
     var holdWebhook = false
+    var holdRun = false
     var submitStatus: Int?
     var retryAfter: String?
     var submitStall = false
@@ -75,6 +78,7 @@ struct FalSimFaults: Sendable, Equatable {
         case "drop-webhook": dropWebhook = true
         case "duplicate-webhook": duplicateWebhook = true
         case "hold-webhook", "reverse-webhooks": holdWebhook = true
+        case "hold-run": holdRun = true
         case "submit-429": submitStatus = 429
         case "submit-500": submitStatus = 500
         case "submit-503": submitStatus = 503

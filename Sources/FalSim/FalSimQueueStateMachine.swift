@@ -1,5 +1,5 @@
-/// The queue's rules as a value: FIFO waiting line, a minimum queue delay, an optional
-/// concurrency limit. Methods return the ids to start; the engine does the I/O and timers.
+/// The queue's rules as a value: FIFO waiting line (`low` priority behind every `normal` one,
+/// as `X-Fal-Queue-Priority` asks), a minimum queue delay, an optional concurrency limit. Methods return the ids to start; the engine does the I/O and timers.
 struct FalSimQueueStateMachine: Sendable {
     enum Phase: Sendable, Equatable {
         /// Waiting; `ready` once the queue delay has elapsed.
@@ -19,6 +19,7 @@ struct FalSimQueueStateMachine: Sendable {
 
     let concurrency: Int?
     private var waiting: [String] = []
+    private var low: Set<String> = []
     private var ready: Set<String> = []
     private var running: Set<String> = []
     private var phases: [String: Phase] = [:]
@@ -37,9 +38,15 @@ struct FalSimQueueStateMachine: Sendable {
 
     var runningCount: Int { running.count }
 
-    mutating func submit(_ id: String) {
+    mutating func submit(_ id: String, lowPriority: Bool = false) {
         guard phases[id] == nil else { return }
-        waiting.append(id)
+        if lowPriority {
+            low.insert(id)
+            waiting.append(id)
+        } else {
+            // Ahead of every low-priority request still waiting.
+            waiting.insert(id, at: waiting.firstIndex(where: low.contains) ?? waiting.endIndex)
+        }
         phases[id] = .waiting(ready: false)
     }
 
@@ -67,6 +74,7 @@ struct FalSimQueueStateMachine: Sendable {
         case .waiting:
             waiting.removeAll { $0 == id }
             ready.remove(id)
+            low.remove(id)
             phases[id] = .completed
             return .canceledWhileQueued
         }
@@ -81,6 +89,7 @@ struct FalSimQueueStateMachine: Sendable {
             if ready.contains(id) {
                 waiting.remove(at: index)
                 ready.remove(id)
+                low.remove(id)
                 running.insert(id)
                 phases[id] = .running
                 started.append(id)

@@ -166,6 +166,7 @@ struct FalSimResponder: HTTPResponder {
         var response = json(answer.status, answer.body)
         if let retryAfter = answer.retryAfter { response.headers[.retryAfter] = retryAfter }
         if let errorType = answer.errorType { response.headers[HTTPField.Name("X-Fal-Error-Type")!] = errorType }
+        if let timeoutType = answer.timeoutType { response.headers[HTTPField.Name("X-Fal-Request-Timeout-Type")!] = timeoutType }
         return response
     }
 

@@ -215,14 +215,15 @@ import TestSupport
 
     @Test(.timeLimit(.minutes(1)))
     func aRefusedConnectionIsRetriedThenReported() async throws {
-        let port = try FreePort.find()
+        let refusing = try RefusingPort()
         let sleeper = SleepRecorder()
-        let client = Self.client(URL(string: "http://127.0.0.1:\(port)")!, sleeper: sleeper)
+        let client = Self.client(URL(string: "http://127.0.0.1:\(refusing.port)")!, sleeper: sleeper)
         let error = await expectError(.unavailable) { () async throws(FalError) in
             _ = try await client.submit(model: Self.ltx, input: json(#"{"prompt": "x"}"#))
         }
         #expect(error?.mayHaveReachedFal == false, "connection refused surely did not reach fal")
         #expect(sleeper.sleeps.count == 3)
+        withExtendedLifetime(refusing) {}
     }
 
     @Test(.timeLimit(.minutes(1)))

@@ -20,6 +20,28 @@ import Testing
         #expect(queue.phase(of: "c") == .completed)
     }
 
+    /// `X-Fal-Queue-Priority: low` waits behind every normal request, FIFO within each.
+    @Test func lowPriorityWaitsBehindNormal() {
+        var queue = FalSimQueueStateMachine(concurrency: 1)
+        queue.submit("busy")
+        #expect(queue.queueDelayElapsed("busy") == ["busy"])
+        queue.submit("low1", lowPriority: true)
+        queue.submit("normal1")
+        queue.submit("low2", lowPriority: true)
+        queue.submit("normal2")
+        #expect(queue.queuePosition(of: "normal1") == 0)
+        #expect(queue.queuePosition(of: "normal2") == 1)
+        #expect(queue.queuePosition(of: "low1") == 2)
+        #expect(queue.queuePosition(of: "low2") == 3)
+        for id in ["low1", "low2", "normal1", "normal2"] { _ = queue.queueDelayElapsed(id) }
+        #expect(queue.finish("busy") == ["normal1"])
+        #expect(queue.finish("normal1") == ["normal2"])
+        #expect(queue.finish("normal2") == ["low1"])
+        #expect(queue.cancel("low2") == .canceledWhileQueued)
+        queue.submit("normal3")
+        #expect(queue.queuePosition(of: "normal3") == 0)
+    }
+
     @Test func unlimitedConcurrencyStartsEveryReadyRequest() {
         var queue = FalSimQueueStateMachine(concurrency: nil)
         queue.submit("a")

@@ -4,7 +4,8 @@ import Foundation
 
 /// A validated `POST /v1/jobs` body:
 /// `{"prompt", "durationSeconds", "feature": {"audio", "audioTier"}, "audioMode": "parallel"|"after-video",
-///   "video": {"aspectRatio", "resolution", "seed", "negativePrompt"}, "metadata": {…}}`.
+///   "video": {"aspectRatio", "resolution", "seed", "negativePrompt"}, "metadata": {…},
+///   "priority": "normal"|"low", "startTimeoutSeconds": 1…86400}`.
 ///
 /// **Unknown fields are rejected**, at every level (top, `feature`, `video`), with 422
 /// `unknown_field` naming the field: a misspelt option (`aspect_ratio`, `audiotier`) would
@@ -34,6 +35,13 @@ public struct CreateJobRequest: Sendable, Hashable {
     public var video: VideoOptions
     /// The `metadata` object's raw JSON text, exactly as sent.
     public var metadata: String?
+    /// fal's queue priority for every task (`X-Fal-Queue-Priority`); nil: fal's default (normal).
+    public var priority: JobPriority?
+    /// fal's start deadline for every task (`X-Fal-Request-Timeout`): a task still queued at fal
+    /// this long after its submit fails `start_timeout` and is never sent again.
+    public var startTimeoutSeconds: Int?
+
+    public static let maxStartTimeoutSeconds = 86_400
 
     public init(prompt: String, durationSeconds: Int, feature: JobFeature, audioMode: AudioMode, video: VideoOptions = VideoOptions(), metadata: String? = nil) {
         self.prompt = prompt
@@ -67,7 +75,9 @@ public struct CreateJobRequest: Sendable, Hashable {
             videoOptions: video,
             metadata: metadata,
             video: JobTask(kind: .video, model: catalog.video.id),
-            audio: audioModel.map { JobTask(kind: .audio, model: $0.id) }
+            audio: audioModel.map { JobTask(kind: .audio, model: $0.id) },
+            priority: priority,
+            startTimeoutSeconds: startTimeoutSeconds
         )
     }
 
@@ -77,7 +87,7 @@ public struct CreateJobRequest: Sendable, Hashable {
         guard let members = Fields.members(of: body[...]) else {
             throw (try? RawJSON.validate(body[...])) != nil ? .invalidJSON("the body must be a JSON object") : .invalidJSON("the body is not valid JSON")
         }
-        let top = try Fields(members, in: body, prefix: "", allowed: ["prompt", "durationSeconds", "feature", "audioMode", "video", "metadata"])
+        let top = try Fields(members, in: body, prefix: "", allowed: ["prompt", "durationSeconds", "feature", "audioMode", "video", "metadata", "priority", "startTimeoutSeconds"])
 
         // Types first (400), then rules (422).
         let prompt = try top.string("prompt")
@@ -92,6 +102,8 @@ public struct CreateJobRequest: Sendable, Hashable {
         let seed = try videoFields?.integer("seed")
         let negativePrompt = try videoFields?.string("negativePrompt")
         let metadata = try top.rawObject("metadata")
+        let priorityName = try top.string("priority")
+        let startTimeout = try top.integer("startTimeoutSeconds")
 
         guard let prompt else { throw .failed("prompt", "is required") }
         try checkText(prompt, field: "prompt", allowEmpty: false)
@@ -151,7 +163,20 @@ public struct CreateJobRequest: Sendable, Hashable {
             throw .failed("metadata", "must be at most \(maxMetadataBytes) bytes of JSON text as sent")
         }
 
-        return CreateJobRequest(
+        var priority: JobPriority?
+        if let priorityName {
+            guard let value = JobPriority(rawValue: priorityName) else { throw .failed("priority", "must be one of normal, low") }
+            priority = value
+        }
+        var startTimeoutSeconds: Int?
+        if let startTimeout {
+            guard let value = Int(startTimeout), (1...maxStartTimeoutSeconds).contains(value) else {
+                throw .failed("startTimeoutSeconds", "must be a whole number of seconds from 1 to \(maxStartTimeoutSeconds)")
+            }
+            startTimeoutSeconds = value
+        }
+
+        var request = CreateJobRequest(
             prompt: prompt,
             durationSeconds: seconds,
             feature: feature,
@@ -159,6 +184,9 @@ public struct CreateJobRequest: Sendable, Hashable {
             video: VideoOptions(aspectRatio: aspectRatio, resolution: resolution, seed: seedValue, negativePrompt: negativePrompt),
             metadata: metadata.map { String(decoding: $0, as: UTF8.self) }
         )
+        request.priority = priority
+        request.startTimeoutSeconds = startTimeoutSeconds
+        return request
     }
 
     /// The length first (code points and bytes, never grapheme clusters), so the whitespace

@@ -35,6 +35,12 @@ public struct VideoOptions: Codable, Sendable, Hashable {
     }
 }
 
+/// fal's queue priority (`X-Fal-Queue-Priority`).
+public enum JobPriority: String, Codable, Sendable, Hashable, CaseIterable {
+    case normal
+    case low
+}
+
 /// A job's status, derived from its tasks (see `Job.status`).
 public enum JobStatus: String, Codable, Sendable, Hashable, CaseIterable {
     case queued
@@ -75,6 +81,10 @@ public struct Job: Codable, Sendable, Hashable {
     /// How long fal was asked to keep this job's output media (sent with every submit); nil:
     /// fal's default. Kept on the job so the view and the submits agree after a config change.
     public var mediaLifetimeSeconds: Int?
+    /// fal's queue priority for every task; nil: fal's default.
+    public var priority: JobPriority?
+    /// fal's start deadline for every task (`X-Fal-Request-Timeout`), in seconds.
+    public var startTimeoutSeconds: Int?
 
     /// When the first of the job's finished media expires at fal (`completedAt` + the lifetime);
     /// nil before any media exists or without a lifetime.
@@ -97,8 +107,12 @@ public struct Job: Codable, Sendable, Hashable {
         metadata: String? = nil,
         video: JobTask,
         audio: JobTask? = nil,
-        canceled: Bool = false
+        canceled: Bool = false,
+        priority: JobPriority? = nil,
+        startTimeoutSeconds: Int? = nil
     ) {
+        self.priority = priority
+        self.startTimeoutSeconds = startTimeoutSeconds
         self.id = id
         self.userID = userID
         self.createdAt = createdAt

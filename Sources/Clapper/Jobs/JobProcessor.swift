@@ -63,7 +63,11 @@ struct JobProcessor: Sendable {
         let job = started.job
         let input = kind == .video ? catalog.videoInput(for: job) : catalog.audioInput(for: job, videoURL: job.video.mediaURL)
         do {
-            let options = FalSubmitOptions(mediaLifetime: job.mediaLifetimeSeconds.map { .seconds($0) })
+            let options = FalSubmitOptions(
+                priority: job.priority.flatMap { FalSubmitOptions.Priority(rawValue: $0.rawValue) },
+                startTimeout: job.startTimeoutSeconds.map { .seconds($0) },
+                mediaLifetime: job.mediaLifetimeSeconds.map { .seconds($0) }
+            )
             let request = try await fal.submit(model: task.model, input: input, webhookURL: webhookURL(jobID: jobID, kind: kind, attempt: task.attempts), options: options)
             Self.submits.increment()
             let accepted = TaskEvent.accepted(requestID: request.requestID, statusURL: request.statusURL, responseURL: request.responseURL, cancelURL: request.cancelURL)
@@ -93,6 +97,13 @@ struct JobProcessor: Sendable {
     }
 
     func now() -> Date { clock.now }
+
+    /// fal's answer to a start deadline that passed: an ERROR webhook for status 504 whose
+    /// payload says `error_type` `request_timeout`.
+    static func isStartTimeout(_ webhook: FalWebhook) -> Bool {
+        guard let payload = webhook.payloadBytes, webhook.error?.contains("504") == true else { return false }
+        return RawJSON.string(atPath: "error_type", in: payload) == "request_timeout"
+    }
 
     /// A random id naming one submit try.
     static func newAttemptID() -> String {
@@ -152,7 +163,7 @@ struct JobProcessor: Sendable {
     /// With `onlyIfRequest`, only while the task's fal request id is still that one (nil: still
     /// none), so a check that started on one attempt never settles a newer one.
     func apply(jobID: String, kind: TaskKind, events: [TaskEvent], output: [UInt8]? = nil, onlyIfRequest: String?? = .none) async throws -> JobStore.Update {
-        try await apply(jobID: jobID, kind: kind) { task in
+        try await apply(jobID: jobID, kind: kind) { task, _ in
             if case .some(let expected) = onlyIfRequest, task.falRequestID != expected { return ([], nil) }
             return (events, output)
         }
@@ -165,7 +176,7 @@ struct JobProcessor: Sendable {
     /// `attempt` is the attempt number in the webhook URL (nil in URLs made before it was added).
     func applyWebhook(jobID: String, kind: TaskKind, attempt: Int?, webhook: FalWebhook) async throws -> JobStore.Update {
         let catalog = self.catalog
-        return try await apply(jobID: jobID, kind: kind) { task in
+        return try await apply(jobID: jobID, kind: kind) { task, job in
             if let attempt, attempt != task.attempts { return ([], nil) }
             if task.isFromPreviousAttempt(requestID: webhook.requestID) || (task.falRequestID != nil && task.falRequestID != webhook.requestID) {
                 return ([], nil)
@@ -184,7 +195,10 @@ struct JobProcessor: Sendable {
                 events.append(.failed(TaskError(code: "no_media_url", message: "fal's output has no media URL", detail: String(decoding: payload, as: UTF8.self))))
             case .error, .other:
                 let detail = webhook.payloadBytes.map { String(decoding: $0, as: UTF8.self) } ?? webhook.payloadError
-                let code = webhook.payloadBytes == nil && webhook.payloadError != nil ? "payload_error" : "fal_error"
+                var code = webhook.payloadBytes == nil && webhook.payloadError != nil ? "payload_error" : "fal_error"
+                // A start deadline the job asked for that passed at fal: fal's 504 `request_timeout`
+                // (the result would say `X-Fal-Request-Timeout-Type: user`; the webhook has no headers).
+                if job.startTimeoutSeconds != nil, Self.isStartTimeout(webhook) { code = TaskError.startTimeoutCode }
                 events.append(.failed(TaskError(code: code, message: webhook.error ?? webhook.payloadError ?? "fal reported an error", detail: detail)))
             }
             return (events, nil)
@@ -197,12 +211,12 @@ struct JobProcessor: Sendable {
     private func apply(
         jobID: String,
         kind: TaskKind,
-        decide: @escaping @Sendable (JobTask) -> (events: [TaskEvent], output: [UInt8]?)
+        decide: @escaping @Sendable (JobTask, Job) -> (events: [TaskEvent], output: [UInt8]?)
     ) async throws -> JobStore.Update {
         let at = now()
         let update = try await store.update(jobID, now: at) { job in
             guard let task = job.task(kind) else { return (.ignored("no \(kind.rawValue) task in this job"), nil) }
-            let (events, output) = decide(task)
+            let (events, output) = decide(task, job)
             guard !events.isEmpty else { return (.ignored("event for another request"), nil) }
             var changed = false
             var actions: [JobAction] = []

@@ -40,6 +40,9 @@ public enum JobView {
         w.field("negativePrompt", job.videoOptions.negativePrompt)
         w.endObject()
 
+        w.field("priority", job.priority?.rawValue)
+        w.field("startTimeoutSeconds", job.startTimeoutSeconds)
+
         w.key("metadata")
         w.raw(job.metadata.map { Array($0.utf8) })
 

@@ -23,6 +23,8 @@ public struct TaskError: Codable, Hashable, Sendable {
     /// Code of a task whose submit may or may not have reached fal and got no recorded answer
     /// before its model's deadline. fal may still have it: a later webhook replaces this error.
     public static let submitOutcomeUnknownCode = "submit_outcome_unknown"
+    /// Code of a task still queued at fal when the job's `startTimeoutSeconds` passed (never resent).
+    public static let startTimeoutCode = "start_timeout"
 
     /// The task did not finish in the time its model is given.
     public static func timedOut(_ kind: TaskKind) -> TaskError {

@@ -271,7 +271,8 @@ struct TaskReconciler: Sendable {
             if modelRefused || (answered && statusError != nil) {
                 report.fal = "COMPLETED; result: error \(error.httpStatus.map(String.init) ?? "-")"
                 let failure = TaskError(
-                    code: "fal_error",
+                    // fal's 504 with `X-Fal-Request-Timeout-Type: user`: the job's start deadline.
+                    code: error.isUserTimeout ? TaskError.startTimeoutCode : "fal_error",
                     message: statusError ?? error.httpStatus.map { "Invalid status code: \($0)" } ?? error.message,
                     detail: error.body.isEmpty ? nil : String(decoding: error.body, as: UTF8.self)
                 )
