@@ -72,7 +72,8 @@ func buildApplication(
         logger: logger,
         clock: clock,
         followUps: followUps,
-        mediaLifetime: configuration.mediaLifetime
+        mediaLifetime: configuration.mediaLifetime,
+        spend: SpendLedger(redis: redis, keys: keys)
     )
     let verifier = configuration.verifyWebhookSignatures
         ? FalWebhookVerifier(

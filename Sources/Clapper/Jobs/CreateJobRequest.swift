@@ -74,11 +74,17 @@ public struct CreateJobRequest: Sendable, Hashable {
             audioMode: audioMode,
             videoOptions: video,
             metadata: metadata,
-            video: JobTask(kind: .video, model: catalog.video.id),
-            audio: audioModel.map { JobTask(kind: .audio, model: $0.id) },
+            video: Self.task(.video, catalog.video, seconds: durationSeconds),
+            audio: audioModel.map { Self.task(.audio, $0, seconds: durationSeconds) },
             priority: priority,
             startTimeoutSeconds: startTimeoutSeconds
         )
+    }
+
+    private static func task(_ kind: TaskKind, _ model: ModelCatalog.Model, seconds: Int) -> JobTask {
+        var task = JobTask(kind: kind, model: model.id)
+        task.estimatedCost = MicroUSD(pricePerSecond: model.pricePerSecond, seconds: seconds)
+        return task
     }
 
     /// Parses and validates a body. Throws `ClapperError` (`invalid_json`,

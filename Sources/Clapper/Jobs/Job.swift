@@ -86,6 +86,12 @@ public struct Job: Codable, Sendable, Hashable {
     /// fal's start deadline for every task (`X-Fal-Request-Timeout`), in seconds.
     public var startTimeoutSeconds: Int?
 
+    /// The tasks' estimates added up; nil when no task has one (jobs made before estimates).
+    public var estimatedCost: MicroUSD? {
+        let costs = tasks.compactMap(\.estimatedCost)
+        return costs.isEmpty ? nil : costs.reduce(MicroUSD(0), +)
+    }
+
     /// When the first of the job's finished media expires at fal (`completedAt` + the lifetime);
     /// nil before any media exists or without a lifetime.
     public var mediaExpiresAt: Date? {

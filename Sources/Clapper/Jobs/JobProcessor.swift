@@ -19,6 +19,8 @@ struct JobProcessor: Sendable {
     var followUps: FollowUps? = nil
     /// How long new jobs ask fal to keep their media (`ClapperConfiguration.mediaLifetime`).
     var mediaLifetime: Duration? = nil
+    /// Where accepted submits' estimated costs are added up per user and day (nil: nowhere).
+    var spend: SpendLedger? = nil
 
     /// The URL fal calls back: it names the job, the task and the attempt, with an HMAC token over
     /// job and task, so a webhook that arrives before the submit response was stored still lands
@@ -70,6 +72,15 @@ struct JobProcessor: Sendable {
             )
             let request = try await fal.submit(model: task.model, input: input, webhookURL: webhookURL(jobID: jobID, kind: kind, attempt: task.attempts), options: options)
             Self.submits.increment()
+            if let cost = task.estimatedCost {
+                // fal accepted it: its price is now spent (an estimate: the catalog's price).
+                FloatingPointCounter(label: "clapper_fal_estimated_spend_usd_total", dimensions: [("model", task.model)]).increment(by: cost.dollars)
+                do {
+                    try await spend?.record(userID: job.userID, model: task.model, cost: cost, at: now())
+                } catch {
+                    logger.warning("could not add a submit's estimated cost to the spend ledger", metadata: ["job": "\(jobID)", "error": "\(error)"])
+                }
+            }
             let accepted = TaskEvent.accepted(requestID: request.requestID, statusURL: request.statusURL, responseURL: request.responseURL, cancelURL: request.cancelURL)
             await record(jobID: jobID, kind: kind, [accepted], what: "fal's answer to a submit (request \(request.requestID))")
         } catch {

@@ -36,6 +36,8 @@ public struct JobTask: Codable, Sendable, Hashable {
     public var previousRequestIDs: [String]
     /// How many submits were started for this task (each `.submitStarted` adds one).
     public var attempts: Int
+    /// What fal will charge for it by the catalog's price at creation (seconds × price a second).
+    public var estimatedCost: MicroUSD?
 
     public init(
         kind: TaskKind,

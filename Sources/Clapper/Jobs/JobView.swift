@@ -63,6 +63,9 @@ public enum JobView {
         w.field("audioErrorDetail", audio?.error?.detail)
         w.field("audioRequestId", audio?.falRequestID)
 
+        w.rawField("estimatedCostUsd", job.estimatedCost.map { Array($0.json.utf8) })
+        w.rawField("videoEstimatedCostUsd", job.video.estimatedCost.map { Array($0.json.utf8) })
+        w.rawField("audioEstimatedCostUsd", audio?.estimatedCost.map { Array($0.json.utf8) })
         w.field("mediaExpiresAt", job.mediaExpiresAt.map(Timestamp.iso8601))
         w.rawField("videoOutput", videoOutput)
         w.rawField("audioOutput", audio == nil ? nil : audioOutput)

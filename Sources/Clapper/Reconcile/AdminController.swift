@@ -25,6 +25,50 @@ struct AdminController: Sendable {
         admin.post("reconcile") { request, context in try await reconcile(request, context) }
         admin.post("jobs/{id}/retry") { request, context in try await retry(request, context) }
         admin.get("requests/{requestId}") { request, context in try await lookUpRequest(request, context) }
+        admin.get("spend") { request, context in try await spend(request, context) }
+    }
+
+    // MARK: GET /v1/admin/spend?userId=&from=&to=
+
+    /// A user's estimated fal spend over UTC days `from`...`to` (`yyyy-MM-dd`, at most 366 days):
+    /// the total, by model and by day, from the submits fal accepted.
+    func spend(_ request: Request, _ context: ClapperRequestContext) async throws -> Response {
+        let query = request.uri.queryParameters
+        guard let userID = query["userId"].map(String.init), !userID.isEmpty else {
+            throw APIError.badRequest("userId is required", code: "invalid_query")
+        }
+        let today = SpendLedger.day(now())
+        let from = query["from"].map(String.init) ?? today, to = query["to"].map(String.init) ?? today
+        guard let ledger = processor.spend, let days = SpendLedger.days(from: from, to: to) else {
+            throw APIError.badRequest("from and to must be UTC dates (yyyy-MM-dd), from <= to, at most \(SpendLedger.maxDays) days", code: "invalid_query")
+        }
+        let spent = try await ledger.spend(userID: userID, days: days)
+        var total = MicroUSD(0)
+        var byModel: [String: MicroUSD] = [:]
+        for (_, models) in spent {
+            for (model, cost) in models {
+                total = total + cost
+                byModel[model, default: MicroUSD(0)] = byModel[model, default: MicroUSD(0)] + cost
+            }
+        }
+        var w = JSONWriter()
+        w.beginObject()
+        w.field("userId", userID)
+        w.field("from", from)
+        w.field("to", to)
+        w.rawField("estimatedSpendUsd", Array(total.json.utf8))
+        w.key("byModel")
+        w.beginObject()
+        for (model, cost) in byModel.sorted(by: { $0.key < $1.key }) { w.rawField(model, Array(cost.json.utf8)) }
+        w.endObject()
+        w.key("byDay")
+        w.beginObject()
+        for (day, models) in spent where !models.isEmpty {
+            w.rawField(day, Array(models.values.reduce(MicroUSD(0), +).json.utf8))
+        }
+        w.endObject()
+        w.endObject()
+        return Response.json(w.bytes)
     }
 
     // MARK: GET /v1/admin/requests/{requestId}

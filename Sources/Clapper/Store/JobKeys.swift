@@ -68,6 +68,11 @@ struct JobKeys: Sendable {
         isSharded ? "\(prefix):\(tags[shard(ofUser: userID)]):idem:\(userID):\(keyHash)" : "\(prefix):idem:{\(userID)}:\(keyHash)"
     }
 
+    /// Hash: model -> estimated spend in millionths of a dollar, for one user and UTC day.
+    func spend(userID: String, day: String) -> String {
+        isSharded ? "\(prefix):\(tags[shard(ofUser: userID)]):spend:\(userID):\(day)" : "\(prefix):spend:{\(userID)}:\(day)"
+    }
+
     /// The first tag `{c<shard>.<n>}` whose slot lies in the shard's part of the slot range.
     private static func tag(shard: Int, of shards: Int) -> String {
         let low = shard * RedisClusterSlot.count / shards
