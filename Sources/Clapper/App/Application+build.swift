@@ -73,7 +73,10 @@ func buildApplication(
         clock: clock,
         followUps: followUps,
         mediaLifetime: configuration.mediaLifetime,
-        spend: SpendLedger(redis: redis, keys: keys)
+        spend: SpendLedger(redis: redis, keys: keys),
+        resultCache: ResultCache(redis: redis, keys: keys),
+        cacheByDefault: configuration.resultCache,
+        cacheUnseeded: configuration.resultCacheUnseeded
     )
     let verifier = configuration.verifyWebhookSignatures
         ? FalWebhookVerifier(

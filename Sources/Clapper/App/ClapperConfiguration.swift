@@ -83,6 +83,11 @@ public struct ClapperConfiguration: Sendable {
     /// `CLAPPER_MEDIA_LIFETIME_DAYS` (the job retention): how long fal is asked to keep a task's
     /// output media (`X-Fal-Object-Lifecycle-Preference` on every submit); 0 leaves fal's default.
     public var mediaLifetime: Duration? = .seconds(30 * 24 * 3600)
+    /// `CLAPPER_RESULT_CACHE` (false): every job reuses an earlier identical task's result while
+    /// its media lives (otherwise only jobs that ask with `cache: true`).
+    public var resultCache = false
+    /// `CLAPPER_RESULT_CACHE_UNSEEDED` (false): tasks without a fixed seed may reuse results too.
+    public var resultCacheUnseeded = false
     /// `CLAPPER_AUTH_JWKS_URL`: an identity provider's JWKS; users' RS256/ES256/EdDSA tokens are
     /// checked against it (HS256 tokens still against `CLAPPER_AUTH_JWT_SECRET` when set).
     public var authJWKSURL: String?
@@ -274,6 +279,8 @@ public struct ClapperConfiguration: Sendable {
         self.jobRetention = .seconds(24 * 3600 * retentionDays)
         let mediaDays = try reader.int("CLAPPER_MEDIA_LIFETIME_DAYS", default: retentionDays, range: 0...3650)
         self.mediaLifetime = mediaDays == 0 ? nil : .seconds(24 * 3600 * mediaDays)
+        self.resultCache = try reader.bool("CLAPPER_RESULT_CACHE", default: false)
+        self.resultCacheUnseeded = try reader.bool("CLAPPER_RESULT_CACHE_UNSEEDED", default: false)
         if let jwks = reader.string("CLAPPER_AUTH_JWKS_URL") {
             guard let url = URL(string: jwks), url.scheme == "https" || url.scheme == "http", url.host != nil else {
                 throw Error(key: "CLAPPER_AUTH_JWKS_URL", message: "must be an http(s) URL")

@@ -82,6 +82,10 @@ public struct ClapperOptions: ParsableArguments {
     var jobRetentionDays: String?
     @Option(name: .customLong("media-lifetime-days"), help: ArgumentHelp("CLAPPER_MEDIA_LIFETIME_DAYS (the job retention): how long fal keeps output media; 0: fal's default.", valueName: "value"))
     var mediaLifetimeDays: String?
+    @Option(name: .customLong("result-cache"), help: ArgumentHelp("CLAPPER_RESULT_CACHE (false): every job reuses an identical earlier task's result.", valueName: "value"))
+    var resultCache: String?
+    @Option(name: .customLong("result-cache-unseeded"), help: ArgumentHelp("CLAPPER_RESULT_CACHE_UNSEEDED (false): tasks without a fixed seed may reuse results too.", valueName: "value"))
+    var resultCacheUnseeded: String?
 
     /// The flags given, by the environment variable each sets.
     public var overrides: [String: String] {
@@ -123,6 +127,8 @@ public struct ClapperOptions: ParsableArguments {
             ("CLAPPER_FAL_SUBMIT_TIMEOUT_MS", falSubmitTimeoutMs),
             ("CLAPPER_JOB_RETENTION_DAYS", jobRetentionDays),
             ("CLAPPER_MEDIA_LIFETIME_DAYS", mediaLifetimeDays),
+            ("CLAPPER_RESULT_CACHE", resultCache),
+            ("CLAPPER_RESULT_CACHE_UNSEEDED", resultCacheUnseeded),
         ]
         return Dictionary(values.compactMap { key, value in value.map { (key, $0) } }, uniquingKeysWith: { $1 })
     }
@@ -166,5 +172,7 @@ public struct ClapperOptions: ParsableArguments {
         "CLAPPER_FAL_SUBMIT_TIMEOUT_MS",
         "CLAPPER_JOB_RETENTION_DAYS",
         "CLAPPER_MEDIA_LIFETIME_DAYS",
+        "CLAPPER_RESULT_CACHE",
+        "CLAPPER_RESULT_CACHE_UNSEEDED",
     ]
 }

@@ -42,6 +42,8 @@ public struct CreateJobRequest: Sendable, Hashable {
     public var startTimeoutSeconds: Int?
 
     public static let maxStartTimeoutSeconds = 86_400
+    /// Reuse an earlier identical task's result (`cache: true`).
+    public var cache: Bool?
 
     public init(prompt: String, durationSeconds: Int, feature: JobFeature, audioMode: AudioMode, video: VideoOptions = VideoOptions(), metadata: String? = nil) {
         self.prompt = prompt
@@ -77,7 +79,8 @@ public struct CreateJobRequest: Sendable, Hashable {
             video: Self.task(.video, catalog.video, seconds: durationSeconds),
             audio: audioModel.map { Self.task(.audio, $0, seconds: durationSeconds) },
             priority: priority,
-            startTimeoutSeconds: startTimeoutSeconds
+            startTimeoutSeconds: startTimeoutSeconds,
+            cache: cache
         )
     }
 
@@ -93,7 +96,7 @@ public struct CreateJobRequest: Sendable, Hashable {
         guard let members = Fields.members(of: body[...]) else {
             throw (try? RawJSON.validate(body[...])) != nil ? .invalidJSON("the body must be a JSON object") : .invalidJSON("the body is not valid JSON")
         }
-        let top = try Fields(members, in: body, prefix: "", allowed: ["prompt", "durationSeconds", "feature", "audioMode", "video", "metadata", "priority", "startTimeoutSeconds"])
+        let top = try Fields(members, in: body, prefix: "", allowed: ["prompt", "durationSeconds", "feature", "audioMode", "video", "metadata", "priority", "startTimeoutSeconds", "cache"])
 
         // Types first (400), then rules (422).
         let prompt = try top.string("prompt")
@@ -110,6 +113,7 @@ public struct CreateJobRequest: Sendable, Hashable {
         let metadata = try top.rawObject("metadata")
         let priorityName = try top.string("priority")
         let startTimeout = try top.integer("startTimeoutSeconds")
+        let cache = try top.bool("cache")
 
         guard let prompt else { throw .failed("prompt", "is required") }
         try checkText(prompt, field: "prompt", allowEmpty: false)
@@ -192,6 +196,7 @@ public struct CreateJobRequest: Sendable, Hashable {
         )
         request.priority = priority
         request.startTimeoutSeconds = startTimeoutSeconds
+        request.cache = cache
         return request
     }
 

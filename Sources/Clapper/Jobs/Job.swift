@@ -81,6 +81,8 @@ public struct Job: Codable, Sendable, Hashable {
     /// How long fal was asked to keep this job's output media (sent with every submit); nil:
     /// fal's default. Kept on the job so the view and the submits agree after a config change.
     public var mediaLifetimeSeconds: Int?
+    /// The client asked for the result cache (`cache: true`), whatever the server default.
+    public var cache: Bool?
     /// fal's queue priority for every task; nil: fal's default.
     public var priority: JobPriority?
     /// fal's start deadline for every task (`X-Fal-Request-Timeout`), in seconds.
@@ -115,8 +117,10 @@ public struct Job: Codable, Sendable, Hashable {
         audio: JobTask? = nil,
         canceled: Bool = false,
         priority: JobPriority? = nil,
-        startTimeoutSeconds: Int? = nil
+        startTimeoutSeconds: Int? = nil,
+        cache: Bool? = nil
     ) {
+        self.cache = cache
         self.priority = priority
         self.startTimeoutSeconds = startTimeoutSeconds
         self.id = id

@@ -21,6 +21,19 @@ struct JobProcessor: Sendable {
     var mediaLifetime: Duration? = nil
     /// Where accepted submits' estimated costs are added up per user and day (nil: nowhere).
     var spend: SpendLedger? = nil
+    /// Results of earlier tasks by model and input (nil: no cache at all).
+    var resultCache: ResultCache? = nil
+    /// `CLAPPER_RESULT_CACHE`: every job uses the cache (otherwise only jobs with `cache: true`).
+    var cacheByDefault = false
+    /// `CLAPPER_RESULT_CACHE_UNSEEDED`: tasks without a fixed seed may reuse results too (a
+    /// model without a seed gives a new result every run; reusing one is the operator's call).
+    var cacheUnseeded = false
+
+    /// Whether the task of `kind` may reuse (and feed) the result cache.
+    func usesCache(_ job: Job, _ kind: TaskKind) -> Bool {
+        guard resultCache != nil, cacheByDefault || job.cache == true else { return false }
+        return cacheUnseeded || (kind == .video && job.videoOptions.seed != nil)
+    }
 
     /// The URL fal calls back: it names the job, the task and the attempt, with an HMAC token over
     /// job and task, so a webhook that arrives before the submit response was stored still lands
@@ -64,6 +77,19 @@ struct JobProcessor: Sendable {
         guard let task = started.job.task(kind), task.submitAttempt == attempt, task.status == .pending, task.falRequestID == nil else { return }
         let job = started.job
         let input = kind == .video ? catalog.videoInput(for: job) : catalog.audioInput(for: job, videoURL: job.video.mediaURL)
+        if usesCache(job, kind), let cache = resultCache {
+            do {
+                if let hit = try await cache.lookup(model: task.model, input: input) {
+                    Self.cacheHits.increment()
+                    _ = try await apply(jobID: jobID, kind: kind, events: [.reused(mediaURL: hit.mediaURL)], output: hit.output)
+                    return
+                }
+                Self.cacheMisses.increment()
+            } catch {
+                // The cache is an optimisation: on a Redis error, fal is asked as usual.
+                logger.warning("result cache not usable; submitting to fal", metadata: ["job": "\(jobID)", "task": "\(kind.rawValue)", "error": "\(error)"])
+            }
+        }
         do {
             let options = FalSubmitOptions(
                 priority: job.priority.flatMap { FalSubmitOptions.Priority(rawValue: $0.rawValue) },
@@ -246,6 +272,7 @@ struct JobProcessor: Sendable {
         }
         if update.transition.outcome.isChanged {
             Self.transitions.increment()
+            await feedCache(update, kind: kind)
         } else {
             Self.ignored.increment()
         }
@@ -256,6 +283,21 @@ struct JobProcessor: Sendable {
             }
         }
         return update
+    }
+
+    /// A task fal just completed, with its output, is kept in the result cache for as long as fal
+    /// keeps its media (the job's media lifetime; a day when fal's default applies).
+    private func feedCache(_ update: JobStore.Update, kind: TaskKind) async {
+        let job = update.job
+        guard let cache = resultCache, let output = update.storedOutput, let task = job.task(kind),
+              task.status == .completed, task.cached != true, let media = task.mediaURL, usesCache(job, kind)
+        else { return }
+        let input = kind == .video ? catalog.videoInput(for: job) : catalog.audioInput(for: job, videoURL: job.video.mediaURL)
+        do {
+            try await cache.store(model: task.model, input: input, hit: .init(mediaURL: media, output: output), seconds: job.mediaLifetimeSeconds ?? 24 * 3600)
+        } catch {
+            logger.warning("could not keep a result in the cache", metadata: ["job": "\(job.id)", "error": "\(error)"])
+        }
     }
 
     /// Job-level cancel: marks unfinished tasks canceled, then asks fal to cancel what runs.
@@ -285,6 +327,8 @@ struct JobProcessor: Sendable {
     static let submitFailures = Counter(label: "clapper_fal_submit_failures_total")
     static let transitions = Counter(label: "clapper_job_changes_total")
     static let ignored = Counter(label: "clapper_job_events_ignored_total")
+    static let cacheHits = Counter(label: "clapper_result_cache_total", dimensions: [("outcome", "hit")])
+    static let cacheMisses = Counter(label: "clapper_result_cache_total", dimensions: [("outcome", "miss")])
 }
 
 extension JobTask {

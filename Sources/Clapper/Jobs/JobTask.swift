@@ -38,6 +38,8 @@ public struct JobTask: Codable, Sendable, Hashable {
     public var attempts: Int
     /// What fal will charge for it by the catalog's price at creation (seconds × price a second).
     public var estimatedCost: MicroUSD?
+    /// Completed from the result cache: no request was sent to fal.
+    public var cached: Bool?
 
     public init(
         kind: TaskKind,
@@ -135,6 +137,15 @@ public struct JobTask: Codable, Sendable, Hashable {
 
         case .running:
             return advance(to: .running, at: now)
+
+        case .reused(let mediaURL):
+            guard status == .pending, falRequestID == nil else { return .ignored(reason: "only a task not yet at fal can reuse a result") }
+            status = .completed
+            self.mediaURL = mediaURL
+            error = nil
+            completedAt = now
+            cached = true
+            return .changed
 
         case .completed(let mediaURL):
             guard !status.isTerminal || acceptsLateResult else { return .ignored(reason: "already \(status.rawValue)") }

@@ -53,6 +53,7 @@ public enum JobView {
         w.field("videoErrorCode", job.video.error?.code)
         w.field("videoErrorDetail", job.video.error?.detail)
         w.field("videoRequestId", job.video.falRequestID)
+        w.field("videoCached", job.video.cached ?? false)
 
         let audio = job.audio
         w.field("audioModel", audio?.model)
@@ -62,6 +63,7 @@ public enum JobView {
         w.field("audioErrorCode", audio?.error?.code)
         w.field("audioErrorDetail", audio?.error?.detail)
         w.field("audioRequestId", audio?.falRequestID)
+        w.rawField("audioCached", audio.map { Array(($0.cached == true ? "true" : "false").utf8) })
 
         w.rawField("estimatedCostUsd", job.estimatedCost.map { Array($0.json.utf8) })
         w.rawField("videoEstimatedCostUsd", job.video.estimatedCost.map { Array($0.json.utf8) })

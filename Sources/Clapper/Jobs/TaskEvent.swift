@@ -20,6 +20,9 @@ public enum TaskEvent: Sendable, Hashable {
     /// Also lands on a task given up without fal's word (`timed_out`, `submit_outcome_unknown`):
     /// a result fal made and billed is delivered, not dropped.
     case completed(mediaURL: String?)
+    /// Finished with the result of an earlier task of the same model and input (the result
+    /// cache): completed without a fal request, marked `cached`. Only a pending task takes it.
+    case reused(mediaURL: String)
     case failed(TaskError)
     case canceled
     case timedOut

@@ -37,6 +37,8 @@ struct JobStore: Sendable {
         var transition: JobTransition
         /// The stream id of the stored change; nil when nothing changed.
         var streamID: String?
+        /// fal's raw output stored with this change (a task that completed), if any.
+        var storedOutput: [UInt8]?
         /// False when the change was stored but not yet on the replicas asked for
         /// (`JobRepository.replicas`): a failover now could lose it.
         var replicated = true
@@ -189,7 +191,7 @@ struct JobStore: Sendable {
         switch try await repository.write(write) {
         case .written(let streamID, let replicated):
             cache.put(Loaded(job: job, outputs: outputs))
-            return Update(job: job, transition: transition, streamID: streamID, replicated: replicated)
+            return Update(job: job, transition: transition, streamID: streamID, storedOutput: newOutputs.first?.1, replicated: replicated)
         case .conflict, .idempotent:
             cache.remove(jobID)
             throw Conflict()
