@@ -44,7 +44,17 @@ public final class RedisClient: Service, Sendable {
     }
 
     public func run() async throws {
-        try? await gracefulShutdown()
+        if case .cluster(let cluster) = backend {
+            let interval = configuration.clusterTopologyRefresh
+            try? await cancelWhenGracefulShutdown {
+                while true {
+                    try await Task.sleep(for: interval)
+                    _ = try? await cluster.refresh()
+                }
+            }
+        } else {
+            try? await gracefulShutdown()
+        }
         await shutdown()
     }
 

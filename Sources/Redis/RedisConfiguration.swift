@@ -12,6 +12,10 @@ public struct RedisConfiguration: Sendable {
     /// `writeReplicaTimeoutMilliseconds`; 0 waits for none (the caller decides what needs it).
     public var writeReplicas: Int
     public var writeReplicaTimeoutMilliseconds: Int
+    /// A cluster's topology is also read this often while the client runs as a service (besides
+    /// after a redirect, a refused connect or a lost subscription): masters added or slots moved
+    /// are learned before a command trips over them.
+    public var clusterTopologyRefresh: Duration = .seconds(30)
 
     public init(
         url: RedisURL = RedisURL(),

@@ -79,6 +79,35 @@ struct RedisClusterClientTests {
         }
     }
 
+    /// Running as a service, the client reads the topology on a timer too: a slot moved while
+    /// nothing was sent is learned without a redirect.
+    @Test(.timeLimit(.minutes(2)))
+    func aRunningClientLearnsAMovedSlotOnItsOwn() async throws {
+        try await withRedisCluster { cluster in
+            var configuration = RedisConfiguration(url: try RedisURL(cluster.seedURLString))
+            configuration.clusterTopologyRefresh = .milliseconds(100)
+            let redis = RedisClient(configuration: configuration)
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                group.addTask { try await redis.run() }
+                let key = "{\(UUID().uuidString)}k"
+                try await redis.refreshTopology()
+                let source = try #require(redis.nodeURL(forKey: key)?.port)
+                let target = try #require(try await cluster.masters().first { $0 != source })
+                let targetID = try await cluster.command(["CLUSTER", "MYID"], port: target).trimmingCharacters(in: .whitespacesAndNewlines)
+                for port in try await cluster.masters() {
+                    try await cluster.command(["CLUSTER", "SETSLOT", "\(RedisClusterSlot.of(key))", "NODE", targetID], port: port)
+                }
+                let deadline = ContinuousClock.now + .seconds(20)
+                while redis.nodeURL(forKey: key)?.port != target, ContinuousClock.now < deadline {
+                    try await Task.sleep(for: .milliseconds(50))
+                }
+                #expect(redis.nodeURL(forKey: key)?.port == target)
+                group.cancelAll()
+            }
+            await redis.shutdown()
+        }
+    }
+
     @Test(.timeLimit(.minutes(2)))
     func aWriteAcknowledgedByAReplicaSurvivesItsMastersDeath() async throws {
         try await withClusterClient(writeReplicas: 1) { cluster, redis in
