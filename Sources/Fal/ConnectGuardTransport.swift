@@ -8,6 +8,7 @@ import Synchronization
 /// not URLSession) before letting requests through again.
 public final class ConnectGuardTransport: HTTPTransport, Sendable {
     private let inner: any HTTPTransport
+    /// Breakers of origins that refused lately; an origin with none is closed.
     private let breakers = Mutex<[Origin: ConnectBreaker]>([:])
     private let refusedLocally = Atomic<Int>(0)
     private let eventLoopGroup: any EventLoopGroup
@@ -27,7 +28,7 @@ public final class ConnectGuardTransport: HTTPTransport, Sendable {
 
     public func send(_ request: HTTPTransportRequest, timeout: Duration) async throws(HTTPTransportError) -> HTTPTransportResponse {
         guard let origin = Self.origin(of: request.url) else { return try await inner.send(request, timeout: timeout) }
-        switch breakers.withLock({ $0[origin, default: ConnectBreaker()].decide(now: .now) }) {
+        switch breakers.withLock({ $0[origin]?.decide(now: .now) ?? .send }) {
         case .send:
             break
         case .refuse:
@@ -38,13 +39,11 @@ public final class ConnectGuardTransport: HTTPTransport, Sendable {
                 breakers.withLock { $0[origin, default: ConnectBreaker()].failedToConnect(now: .now) }
                 throw .cannotConnect("\(origin.host):\(origin.port) still refuses connections")
             }
-            breakers.withLock { $0[origin, default: ConnectBreaker()].connected() }
+            breakers.withLock { $0[origin] = nil }
         }
         do {
             let response = try await inner.send(request, timeout: timeout)
-            breakers.withLock { breakers in
-                if breakers[origin]?.state != .closed { breakers[origin]?.connected() }
-            }
+            breakers.withLock { $0[origin] = nil }
             return response
         } catch {
             if error.code == .cannotConnect {
@@ -56,7 +55,7 @@ public final class ConnectGuardTransport: HTTPTransport, Sendable {
 
     private func probe(_ origin: Origin, timeout: Duration) async -> Bool {
         let connect = ClientBootstrap(group: eventLoopGroup)
-            .connectTimeout(.nanoseconds(Int64(timeout.components.seconds) * 1_000_000_000 + timeout.components.attoseconds / 1_000_000_000))
+            .connectTimeout(TimeAmount(timeout))
             .connect(host: origin.host, port: origin.port)
         guard let channel = try? await connect.get() else { return false }
         try? await channel.close()

@@ -65,6 +65,7 @@ final class RedisClusterClient: Sendable {
         let units = Self.units(of: commands)
         var pending = units
         var tries = 0
+        var answeredBy: [Int: String] = [:]  // keyed command -> host of the node that answered
         while !pending.isEmpty {
             tries += 1
             let topology = try await topology()
@@ -91,6 +92,7 @@ final class RedisClusterClient: Sendable {
                     case .success(let values):
                         var next = values.makeIterator()
                         for unit in units {
+                            answeredBy[unit.keyed] = parts[index].node.configuration.url.host
                             for index in unit.indices { replies[index] = next.next() ?? .null }
                         }
                     case .failure(let error) where error.code == .connectionFailed && tries < Self.maxUnreachableTries:
@@ -108,7 +110,7 @@ final class RedisClusterClient: Sendable {
             }
         }
         for unit in units {
-            if let redirect = Redirect(replies[unit.keyed]) {
+            if let redirect = Redirect(replies[unit.keyed], answeredBy: answeredBy[unit.keyed] ?? "") {
                 try await follow(redirect, unit: unit, commands: commands, into: &replies)
             }
         }
@@ -129,12 +131,13 @@ final class RedisClusterClient: Sendable {
         var ask: Bool
         var address: RedisAddress
 
-        /// `MOVED <slot> <host>:<port>` or `ASK <slot> <host>:<port>`.
-        init?(_ reply: RedisValue) {
+        /// `MOVED <slot> <host>:<port>` or `ASK <slot> <host>:<port>`; an empty host means the
+        /// host of the node that answered (`answeredBy`).
+        init?(_ reply: RedisValue, answeredBy: String) {
             guard case .error(let message) = reply else { return nil }
             let words = message.split(separator: " ")
             guard words.count == 3, words[0] == "MOVED" || words[0] == "ASK",
-                  let address = RedisAddress(redirect: words[2], fallbackHost: "127.0.0.1")
+                  let address = RedisAddress(redirect: words[2], fallbackHost: answeredBy)
             else { return nil }
             self.ask = words[0] == "ASK"
             self.address = address
@@ -148,9 +151,9 @@ final class RedisClusterClient: Sendable {
             var batch = unit.indices.map { commands[$0] }
             if redirect.ask { batch.insert(RedisCommand("ASKING"), at: 0) }
             var values = try await node(redirect.address).pipeline(batch)
-            if redirect.ask { values.removeFirst() }
+            if redirect.ask { values = Array(values.dropFirst()) }
             for (index, value) in zip(unit.indices, values) { replies[index] = value }
-            guard let next = Redirect(replies[unit.keyed]) else { return }
+            guard let next = Redirect(replies[unit.keyed], answeredBy: redirect.address.host) else { return }
             redirect = next
         }
         throw RedisError(.server, "TRYAGAIN too many cluster redirects")

@@ -33,8 +33,10 @@ public struct RedisClusterTopology: Sendable, Hashable {
             if let known = index[address] {
                 owner = known
             } else {
+                // More masters than slots is no cluster: refused, never trapped on.
+                guard masters.count < RedisClusterSlot.count, let next = UInt16(exactly: masters.count + 1) else { return nil }
                 masters.append(address)
-                owner = UInt16(masters.count)
+                owner = next
                 index[address] = owner
             }
             for slot in Int(start)...Int(end) { owners[slot] = owner }

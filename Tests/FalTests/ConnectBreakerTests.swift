@@ -46,7 +46,9 @@ private final class Counting: HTTPTransport, Sendable {
 struct ConnectGuardTransportTests {
     @Test(.timeLimit(.minutes(1)))
     func refusedConnectionsStopReachingURLSessionAndComeBackWithTheServer() async throws {
-        let port = try FreePort.find()
+        // Held (bound, not listening) while it must refuse, so no parallel test takes it.
+        var refusing: RefusingPort? = try RefusingPort()
+        let port = try #require(refusing?.port)
         let counting = Counting()
         let transport = ConnectGuardTransport(counting)
         let request = HTTPTransportRequest(method: "GET", url: try #require(URL(string: "http://127.0.0.1:\(port)/.well-known/jwks.json")))
@@ -74,6 +76,8 @@ struct ConnectGuardTransportTests {
         #expect(transport.refusedCount > 340)
 
         // The server comes up on that port: after the backoff a probe connects and requests flow.
+        refusing = nil
+        #expect(refusing == nil)
         var configuration = FalSimConfiguration()
         configuration.host = "127.0.0.1"
         configuration.port = port

@@ -94,7 +94,8 @@ struct RedisClusterClientTests {
                 let source = try #require(redis.nodeURL(forKey: key)?.port)
                 let target = try #require(try await cluster.masters().first { $0 != source })
                 let targetID = try await cluster.command(["CLUSTER", "MYID"], port: target).trimmingCharacters(in: .whitespacesAndNewlines)
-                for port in try await cluster.masters() {
+                // The new owner first (it bumps its config epoch), so gossip cannot hand the slot back.
+                for port in try await [target] + cluster.masters().filter({ $0 != target }) {
                     try await cluster.command(["CLUSTER", "SETSLOT", "\(RedisClusterSlot.of(key))", "NODE", targetID], port: port)
                 }
                 let deadline = ContinuousClock.now + .seconds(20)

@@ -61,6 +61,8 @@ struct RedisClusterUnitTests {
         .array([.array([.integer(0), .integer(3)])]),
         .integer(Int64.max),
         .array([.array([.integer(Int64.min), .integer(Int64.max), .array([.bulk(Array("h".utf8)), .integer(1)])])]),
+        // More distinct masters than slots (and than a UInt16 counts): refused, not trapped on.
+        .array((0..<70_000).map { .array([.integer(0), .integer(0), .array([.bulk(Array("h\($0)".utf8)), .integer(1)])]) }),
     ])
     func hostileClusterSlotsRepliesAreRefusedNotTrappedOn(reply: RedisValue) {
         #expect(RedisClusterTopology(clusterSlots: reply, askedHost: "h") == nil)

@@ -78,17 +78,26 @@ struct JobProcessor: Sendable {
         let job = started.job
         let input = kind == .video ? catalog.videoInput(for: job) : catalog.audioInput(for: job, videoURL: job.video.mediaURL)
         if usesCache(job, kind), let cache = resultCache {
+            var hit: ResultCache.Hit?
             do {
-                if let hit = try await cache.lookup(model: task.model, input: input) {
-                    Self.cacheHits.increment()
-                    _ = try await apply(jobID: jobID, kind: kind, events: [.reused(mediaURL: hit.mediaURL)], output: hit.output)
-                    return
-                }
-                Self.cacheMisses.increment()
+                hit = try await cache.lookup(model: task.model, input: input)
             } catch {
-                // The cache is an optimisation: on a Redis error, fal is asked as usual.
-                logger.warning("result cache not usable; submitting to fal", metadata: ["job": "\(jobID)", "task": "\(kind.rawValue)", "error": "\(error)"])
+                // The cache is an optimisation: when it cannot be read, fal is asked as usual.
+                logger.warning("result cache not readable; submitting to fal", metadata: ["job": "\(jobID)", "task": "\(kind.rawValue)", "error": "\(error)"])
             }
+            if let hit {
+                Self.cacheHits.increment()
+                do {
+                    _ = try await apply(jobID: jobID, kind: kind, events: [.reused(mediaURL: hit.mediaURL)], output: hit.output)
+                } catch {
+                    // Whether the reuse landed is unknown: never pay fal for it now. Taking the mark
+                    // back is ignored if it landed; otherwise the reconciler tries again later.
+                    logger.warning("could not store a reused result", metadata: ["job": "\(jobID)", "task": "\(kind.rawValue)", "error": "\(error)"])
+                    await record(jobID: jobID, kind: kind, [.submitAbandoned(attempt: attempt)], what: "taking back a submit mark after a cache hit")
+                }
+                return
+            }
+            Self.cacheMisses.increment()
         }
         do {
             let options = FalSubmitOptions(

@@ -58,7 +58,12 @@ struct DueSet: Sendable {
     func claim(now: Date, lease: TimeInterval, limit: Int) async throws -> [Entry] {
         let leaseUntil = now.addingTimeInterval(lease).milliseconds
         var entries: [Entry] = []
-        for shard in keys.allShards where entries.count < limit {
+        // From a random shard on: a shard with a backlog of `limit` due tasks must not starve
+        // the shards after it.
+        let shards = keys.allShards
+        let first = Int.random(in: shards)
+        for offset in shards where entries.count < limit {
+            let shard = (first + offset) % shards.count
             let reply = try await redis.eval(Self.claimScript, keys: [keys.due(shard: shard)], arguments: [now.milliseconds, leaseUntil, limit - entries.count])
             entries += (reply.array ?? []).compactMap { $0.string.flatMap { Entry(member: $0, score: leaseUntil) } }
         }

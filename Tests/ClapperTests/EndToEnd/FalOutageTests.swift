@@ -2,6 +2,7 @@
 import Fal
 import FalSim
 import Foundation
+import Synchronization
 import Testing
 import TestSupport
 
@@ -10,7 +11,9 @@ import TestSupport
 struct FalOutageTests {
     @Test(.timeLimit(.minutes(2)))
     func jobsMadeWhileFalRefusesConnectionsFinishWhenItIsBack() async throws {
-        let falPort = try FreePort.find()
+        // Held (bound, not listening) while fal is "down", so no parallel test takes it.
+        let refusing = Mutex<RefusingPort?>(try RefusingPort())
+        let falPort = try #require(refusing.withLock { $0?.port })
         var sim = SimSetup().configuration
         sim.host = "127.0.0.1"
         sim.port = falPort
@@ -41,6 +44,7 @@ struct FalOutageTests {
                 #expect(try await stack.gateway.job(id, token: token)["status"] as? String == "queued")
             }
             // fal comes back on its address: the reconciler sends every task (once) and all finish.
+            refusing.withLock { $0 = nil }
             try await withFalSim(configuration: simConfiguration) { fal in
                 for id in ids {
                     let done = try await waitForJob(id, gateway: stack.gateway, redis: stack.server, token: token, until: isFinished)

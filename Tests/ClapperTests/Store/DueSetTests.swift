@@ -37,6 +37,35 @@ struct DueSetTests {
         }
     }
 
+    /// On a cluster each shard has its own due set: a shard with a backlog larger than a claim
+    /// must not starve the others (the sharded layout runs on one Redis too: same slot rules).
+    @Test func aShardWithABacklogDoesNotStarveTheOthers() async throws {
+        try await withRedis { redis, _ in
+            let keys = JobKeys(prefix: "test-\(UUID().uuidString.prefix(8))", shards: 16)
+            let queue = DueSet(redis: redis, keys: keys)
+            let now = Date()
+            var backlog: [String] = []
+            var n = 0
+            while backlog.count < 100 {
+                if keys.shard(ofJob: "busy-\(n)") == 0 { backlog.append("busy-\(n)") }
+                n += 1
+            }
+            for id in backlog {
+                try await redis.send("ZADD", keys.due(shard: 0), now.addingTimeInterval(-1).milliseconds, DueSet.Member(jobID: id, kind: .video).encoded)
+            }
+            var lonely = "lonely-0"
+            while keys.shard(ofJob: lonely) != 5 { lonely += "x" }
+            try await redis.send("ZADD", keys.due(shard: 5), now.addingTimeInterval(-1).milliseconds, DueSet.Member(jobID: lonely, kind: .video).encoded)
+            // 30 claims of 3 while shard 0 still holds due work: the lonely task is claimed too
+            // (from a random first shard, 5 starts in 16 reach it before shard 0).
+            var claimed = false
+            for _ in 0..<30 where !claimed {
+                claimed = try await queue.claim(now: now, lease: 60, limit: 3).contains { $0.jobID == lonely }
+            }
+            #expect(claimed)
+        }
+    }
+
     private func Entry(_ entry: DueSet.Entry, score: Int64) -> DueSet.Entry {
         DueSet.Entry(member: entry.member.encoded, score: score)!
     }
