@@ -153,9 +153,19 @@ extension FalClient {
             queue_position = queuePosition(in: container, forKey: .queue_position)
             error = try? container.decodeIfPresent(String.self, forKey: .error)
             error_type = try? container.decodeIfPresent(String.self, forKey: .error_type)
-            logs = try? container.decodeIfPresent([FalStatus.Log].self, forKey: .logs)
+            // One strange entry drops that entry, not every line.
+            logs = (try? container.decodeIfPresent([LossyLog].self, forKey: .logs))?.compactMap(\.log)
             metrics = try? container.decodeIfPresent(Metrics.self, forKey: .metrics)
         }
+    }
+}
+
+/// A log entry, or nil when it is not one (no string `message`).
+private struct LossyLog: Decodable {
+    var log: FalStatus.Log?
+
+    init(from decoder: any Decoder) throws {
+        log = try? FalStatus.Log(from: decoder)
     }
 }
 

@@ -14,6 +14,22 @@ public struct FalStatus: Sendable, Hashable {
         public var message: String
         public var level: String?
         public var timestamp: String?
+
+        public init(message: String, level: String? = nil, timestamp: String? = nil) {
+            self.message = message
+            self.level = level
+            self.timestamp = timestamp
+        }
+
+        private enum CodingKeys: String, CodingKey { case message, level, timestamp }
+
+        /// `message` must be a string; a `level` or `timestamp` of another type is dropped.
+        public init(from decoder: any Decoder) throws {
+            let container = try decoder.container(keyedBy: CodingKeys.self)
+            message = try container.decode(String.self, forKey: .message)
+            level = try? container.decodeIfPresent(String.self, forKey: .level)
+            timestamp = try? container.decodeIfPresent(String.self, forKey: .timestamp)
+        }
     }
 
     public var state: State

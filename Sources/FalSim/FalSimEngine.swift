@@ -44,6 +44,10 @@ actor FalSimEngine {
         var resultErrorsLeft = 0
         /// It never started: its `X-Fal-Request-Timeout` passed in the queue.
         var startTimedOut = false
+        /// When it started running, for its progress log lines.
+        var startedInstant: ContinuousClock.Instant?
+        /// Log lines printed so far under `log-storm`.
+        var stormLines = 0
     }
 
     private struct Waiter {
@@ -233,6 +237,8 @@ actor FalSimEngine {
 
     private func start(_ id: String) {
         jobs[id]?.record.state = .inProgress
+        jobs[id]?.record.startedAt = Date()
+        jobs[id]?.startedInstant = ContinuousClock.now
         changed(id)
         if jobs[id]?.faults.holdRun == true {
             heldRuns.append(id)
@@ -293,14 +299,12 @@ actor FalSimEngine {
         // reads `data["logs"]` unconditionally).
         body["logs"] = .null
         if logs {
-            var entries: [FalSimJSON] = []
-            if job.record.state != .inQueue {
-                entries.append(.object([
-                    "message": .string("fal-sim: running \(job.record.model)"), "level": .string("INFO"),
-                    "source": .string("user"), "timestamp": .string(ISO8601DateFormatter().string(from: job.record.receivedAt)),
-                ]))
-            }
-            body["logs"] = .array(entries)
+            body["logs"] = .array(logLines(of: job).map { message in
+                .object([
+                    "message": .string(message), "level": .string("INFO"), "source": .string("user"),
+                    "timestamp": .string(ISO8601DateFormatter().string(from: job.record.startedAt ?? job.record.receivedAt)),
+                ])
+            })
         }
         if job.record.state == .completed {
             let seconds = Double(configuration.runDelay.components.seconds) + Double(configuration.runDelay.components.attoseconds) / 1e18
@@ -313,8 +317,32 @@ actor FalSimEngine {
         return .object(body)
     }
 
+    /// What the model printed so far, as fal lists it (every line since the start): a line when it
+    /// started, one per quarter of the run (`runDelay`) that has passed, and under `log-storm`
+    /// `logStormLines` new lines per status asked for while it runs.
+    private func logLines(of job: Job) -> [String] {
+        guard let started = job.startedInstant else { return [] }
+        var lines = ["fal-sim: running \(job.record.model)"]
+        let run = configuration.runDelay
+        let elapsed = job.record.state == .completed ? run : started.duration(to: .now)
+        if run > .zero {
+            for quarter in 1...4 where elapsed >= run * quarter / 4 { lines.append("fal-sim: \(quarter * 25)% done") }
+        }
+        if job.faults.logStorm {
+            lines += (0..<job.stormLines).suffix(Self.logStormLines).map { "fal-sim: step \($0 + 1)" }
+        }
+        return lines
+    }
+
+    /// New log lines per status under `log-storm`.
+    static let logStormLines = 1000
+
     func status(id: String, appPath: String, logs: Bool) -> Answer {
-        guard let job = job(id, appPath: appPath) else { return Self.notFound }
+        guard var job = job(id, appPath: appPath) else { return Self.notFound }
+        job.record.statusPolls += 1
+        if logs, job.faults.logStorm, job.record.state == .inProgress { job.stormLines += Self.logStormLines }
+        jobs[id] = job
+        wakeWaiters(id)
         if job.statusErrorsLeft > 0 {
             jobs[id]?.statusErrorsLeft -= 1
             return Answer.detail(500, "Internal server error (fal-sim fault 'status-500')")
@@ -393,6 +421,11 @@ actor FalSimEngine {
     /// A request's record changed: publish its status and wake waiters.
     private func changed(_ id: String) {
         publish(id)
+        wakeWaiters(id)
+    }
+
+    /// Resumes the waiters on `id` whose predicate now holds.
+    private func wakeWaiters(_ id: String) {
         guard let record = jobs[id]?.record else { return }
         var index = 0
         while index < waiters.count {

@@ -28,6 +28,8 @@ import Foundation
 ///   webhook is ERROR with that body, the status COMPLETED with `error` and `error_type`.
 /// - `repeat-webhook=<ms>`: a second copy of the webhook follows the first after that long (at
 ///   most 1 hour): the same webhook again once the first was handled.
+/// - `log-storm`: while it runs, every status with logs carries `logStormLines` log lines, all
+///   new since the last poll (a model that prints a line per step): a flood of logs.
 struct FalSimFaults: Sendable, Equatable {
     var fail = false
     var payloadError = false
@@ -48,6 +50,7 @@ struct FalSimFaults: Sendable, Equatable {
     var resultErrors = 0
     var infraErrorType: String?
     var repeatWebhook: Duration?
+    var logStorm = false
 
     /// The longest `delay-webhook`.
     static let maximumDelayMilliseconds = 3_600_000
@@ -64,7 +67,7 @@ struct FalSimFaults: Sendable, Equatable {
     static let knownNames = [
         "fail", "payload-error", "drop-webhook", "duplicate-webhook", "delay-webhook=<ms>", "hold-webhook",
         "submit-429", "submit-500", "submit-503", "retry-after=<text>", "submit-stall", "status-stall", "expire-result", "wrong-signature",
-        "submit-500-after-create", "status-500[=<n>]", "result-500[=<n>]", "infra-error[=<type>]", "repeat-webhook=<ms>",
+        "submit-500-after-create", "status-500[=<n>]", "result-500[=<n>]", "infra-error[=<type>]", "repeat-webhook=<ms>", "log-storm",
     ]
 
     /// The most `status-500=<n>` / `result-500=<n>` calls.
@@ -79,6 +82,7 @@ struct FalSimFaults: Sendable, Equatable {
         case "duplicate-webhook": duplicateWebhook = true
         case "hold-webhook", "reverse-webhooks": holdWebhook = true
         case "hold-run": holdRun = true
+        case "log-storm": logStorm = true
         case "submit-429": submitStatus = 429
         case "submit-500": submitStatus = 500
         case "submit-503": submitStatus = 503

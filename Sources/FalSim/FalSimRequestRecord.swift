@@ -50,6 +50,10 @@ public struct FalSimRequestRecord: Sendable, Codable, Equatable {
     public var deliveries: [Delivery]
     /// fal's optional submit headers as received, by lowercase name (`optionHeaders`).
     public var options: [String: String] = [:]
+    /// When it started running (IN_PROGRESS); nil while queued or when it never ran.
+    public var startedAt: Date?
+    /// How many status requests were answered for it (polls; the status stream not counted).
+    public var statusPolls = 0
 
     /// The submit headers fal documents as options: queue priority, start deadline, media lifetime.
     public static let optionHeaders = ["x-fal-queue-priority", "x-fal-request-timeout", "x-fal-object-lifecycle-preference"]

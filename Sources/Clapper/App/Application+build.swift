@@ -64,7 +64,7 @@ func buildApplication(
     )
     let followUps = FollowUps()
     let processor = JobProcessor(
-        store: JobStore(repository: repository, catalog: catalog, policy: configuration.reconcilePolicy, retention: configuration.jobRetention),
+        store: JobStore(repository: repository, catalog: catalog, policy: configuration.reconcilePolicy, progress: configuration.progress, retention: configuration.jobRetention),
         fal: fal,
         catalog: catalog,
         webhookTokens: WebhookToken(secret: configuration.webhookSecret),
@@ -137,7 +137,7 @@ func buildApplication(
         publicURL: configuration.publicURL
     ).addRoutes(to: users)
     // Operators: the admin token.
-    let reconcileWorker = TaskReconciler(processor: processor, queue: DueSet(redis: redis, keys: keys), policy: configuration.reconcilePolicy)
+    let reconcileWorker = TaskReconciler(processor: processor, queue: DueSet(redis: redis, keys: keys), policy: configuration.reconcilePolicy, progress: configuration.progress)
     AdminController(worker: reconcileWorker, clock: clock)
         .addRoutes(to: router.group("v1/admin").add(middleware: AdminAuthMiddleware(authenticator: authenticator)))
     knownRoutes.set(from: router)

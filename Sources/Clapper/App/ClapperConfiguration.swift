@@ -88,6 +88,11 @@ public struct ClapperConfiguration: Sendable {
     public var resultCache = false
     /// `CLAPPER_RESULT_CACHE_UNSEEDED` (false): tasks without a fixed seed may reuse results too.
     public var resultCacheUnseeded = false
+    /// `CLAPPER_PROGRESS_INTERVAL_MS` (2000; 0 turns it off): tasks in flight at fal are asked for
+    /// their queue position and log lines this often (less often far back in the queue, up to
+    /// `CLAPPER_PROGRESS_MAX_INTERVAL_MS`, 30000), by the reconciler (`ProgressPolicy`). Off
+    /// (nil) unless set here or read from the environment.
+    public var progress: ProgressPolicy?
     /// `CLAPPER_AUTH_JWKS_URL`: an identity provider's JWKS; users' RS256/ES256/EdDSA tokens are
     /// checked against it (HS256 tokens still against `CLAPPER_AUTH_JWT_SECRET` when set).
     public var authJWKSURL: String?
@@ -281,6 +286,14 @@ public struct ClapperConfiguration: Sendable {
         self.mediaLifetime = mediaDays == 0 ? nil : .seconds(24 * 3600 * mediaDays)
         self.resultCache = try reader.bool("CLAPPER_RESULT_CACHE", default: false)
         self.resultCacheUnseeded = try reader.bool("CLAPPER_RESULT_CACHE_UNSEEDED", default: false)
+        let progressMs = try reader.int("CLAPPER_PROGRESS_INTERVAL_MS", default: 2000, range: 0...3_600_000)
+        let progressMaxMs = try reader.int("CLAPPER_PROGRESS_MAX_INTERVAL_MS", default: 30_000, range: 1...3_600_000)
+        if progressMs > 0 {
+            guard progressMaxMs >= progressMs else {
+                throw Error(key: "CLAPPER_PROGRESS_MAX_INTERVAL_MS", message: "must be at least CLAPPER_PROGRESS_INTERVAL_MS (\(progressMs))")
+            }
+            self.progress = ProgressPolicy(interval: .milliseconds(progressMs), maxInterval: .milliseconds(progressMaxMs))
+        }
         if let jwks = reader.string("CLAPPER_AUTH_JWKS_URL") {
             guard let url = URL(string: jwks), url.scheme == "https" || url.scheme == "http", url.host != nil else {
                 throw Error(key: "CLAPPER_AUTH_JWKS_URL", message: "must be an http(s) URL")

@@ -40,6 +40,11 @@ public struct JobTask: Codable, Sendable, Hashable {
     public var estimatedCost: MicroUSD?
     /// Completed from the result cache: no request was sent to fal.
     public var cached: Bool?
+    /// When Clapper first saw it running at fal (a status poll); nil when it was never seen
+    /// running (a webhook can finish a task straight from the queue).
+    public var startedAt: Date?
+    /// Queue position and the last log lines from fal's status (`.progress`); nil when none.
+    public var progress: TaskProgress?
 
     public init(
         kind: TaskKind,
@@ -138,6 +143,15 @@ public struct JobTask: Codable, Sendable, Hashable {
         case .running:
             return advance(to: .running, at: now)
 
+        case .progress(let reported):
+            guard status == .queued || status == .running else { return .ignored(reason: "progress of a \(status.rawValue) task") }
+            var next = reported
+            if status == .running { next.queuePosition = nil }
+            let stored = next.isEmpty ? nil : next
+            guard stored != progress else { return .ignored(reason: "progress unchanged") }
+            progress = stored
+            return .changed
+
         case .reused(let mediaURL):
             guard status == .pending, falRequestID == nil else { return .ignored(reason: "only a task not yet at fal can reuse a result") }
             status = .completed
@@ -153,6 +167,7 @@ public struct JobTask: Codable, Sendable, Hashable {
             self.mediaURL = mediaURL
             error = nil
             completedAt = now
+            clearQueuePosition()
             return .changed
 
         case .failed(let error):
@@ -188,6 +203,8 @@ public struct JobTask: Codable, Sendable, Hashable {
             submitAttempt = nil
             submittedAt = nil
             completedAt = nil
+            startedAt = nil
+            progress = nil
             dueAt = now
             return .changed
         }
@@ -231,6 +248,10 @@ public struct JobTask: Codable, Sendable, Hashable {
         if status == next { return .ignored(reason: "already \(status.rawValue)") }
         if status.rank > next.rank { return .ignored(reason: "\(status.rawValue) does not go back to \(next.rawValue)") }
         status = next
+        if next == .running {
+            startedAt = startedAt ?? now
+            clearQueuePosition()
+        }
         return .changed
     }
 
@@ -239,6 +260,14 @@ public struct JobTask: Codable, Sendable, Hashable {
         status = terminal
         self.error = error
         completedAt = now
+        clearQueuePosition()
         return .changed
+    }
+
+    /// A task that runs or ended has no place in fal's queue; its log lines stay.
+    private mutating func clearQueuePosition() {
+        guard var kept = progress else { return }
+        kept.queuePosition = nil
+        progress = kept.isEmpty ? nil : kept
     }
 }

@@ -54,6 +54,7 @@ public enum JobView {
         w.field("videoErrorDetail", job.video.error?.detail)
         w.field("videoRequestId", job.video.falRequestID)
         w.field("videoCached", job.video.cached ?? false)
+        progress(job.video, prefix: "video", into: &w)
 
         let audio = job.audio
         w.field("audioModel", audio?.model)
@@ -64,6 +65,11 @@ public enum JobView {
         w.field("audioErrorDetail", audio?.error?.detail)
         w.field("audioRequestId", audio?.falRequestID)
         w.rawField("audioCached", audio.map { Array(($0.cached == true ? "true" : "false").utf8) })
+        if let audio {
+            progress(audio, prefix: "audio", into: &w)
+        } else {
+            for name in ["audioQueuePosition", "audioStartedAt", "audioLogs"] { w.field(name, nil as String?) }
+        }
 
         w.rawField("estimatedCostUsd", job.estimatedCost.map { Array($0.json.utf8) })
         w.rawField("videoEstimatedCostUsd", job.video.estimatedCost.map { Array($0.json.utf8) })
@@ -74,5 +80,25 @@ public enum JobView {
         if let eventsURL { w.field("eventsUrl", eventsURL) }
         w.endObject()
         return w.bytes
+    }
+
+    /// `<task>QueuePosition` (fal's place in its queue while queued), `<task>StartedAt` (when it
+    /// was first seen running) and `<task>Logs` (fal's newest log lines, at most
+    /// `TaskProgress.maxLines`); null when not known.
+    private static func progress(_ task: JobTask, prefix: String, into w: inout JSONWriter) {
+        w.field(prefix + "QueuePosition", task.status == .queued ? task.progress?.queuePosition : nil)
+        w.field(prefix + "StartedAt", task.startedAt.map(Timestamp.iso8601))
+        w.key(prefix + "Logs")
+        if let logs = task.progress?.logs, !logs.isEmpty {
+            w.array(logs) { w, line in
+                w.beginObject()
+                w.field("message", line.message)
+                w.field("level", line.level)
+                w.field("timestamp", line.timestamp)
+                w.endObject()
+            }
+        } else {
+            w.null()
+        }
     }
 }

@@ -16,6 +16,10 @@ public enum TaskEvent: Sendable, Hashable {
     case accepted(requestID: String, statusURL: String?, responseURL: String?, cancelURL: String?)
     case queued
     case running
+    /// fal's status with logs while the task is queued or running: its queue position and the
+    /// newest log lines. Changes the task only when that differs from what is stored (a running
+    /// task keeps no position); ignored on a task that is not at fal or has ended.
+    case progress(TaskProgress)
     /// Finished with a result; `mediaURL` extracted from fal's output by the model catalog.
     /// Also lands on a task given up without fal's word (`timed_out`, `submit_outcome_unknown`):
     /// a result fal made and billed is delivered, not dropped.

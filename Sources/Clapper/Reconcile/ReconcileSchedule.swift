@@ -5,6 +5,8 @@ import Foundation
 struct ReconcileSchedule: TaskCheckSchedule {
     let policy: ReconcilePolicy
     let catalog: ModelCatalog
+    /// When set, a task in flight is looked at no later than its progress gap.
+    var progress: ProgressPolicy? = nil
 
     func nextCheck(of task: JobTask, in job: Job) -> Date {
         let model = catalog.model(id: task.model)
@@ -17,13 +19,17 @@ struct ReconcileSchedule: TaskCheckSchedule {
             // unknown submit outcome shows here.
             return job.updatedAt.addingTimeInterval(policy.submitGraceSeconds)
         }
-        return policy.firstCheck(acceptedAt: task.submittedAt ?? job.updatedAt, model: task.model, expectedSeconds: model?.expectedSeconds ?? 60)
+        let first = policy.firstCheck(acceptedAt: task.submittedAt ?? job.updatedAt, model: task.model, expectedSeconds: model?.expectedSeconds ?? 60)
+        return progress?.next(for: task, after: job.updatedAt, notLaterThan: first) ?? first
     }
 }
 
 extension JobStore {
     /// A store that schedules checks by `policy`.
-    init(repository: JobRepository, catalog: ModelCatalog, policy: ReconcilePolicy = ReconcilePolicy(), retention: Duration = .seconds(30 * 24 * 3600)) {
-        self.init(repository: repository, catalog: catalog, schedule: ReconcileSchedule(policy: policy, catalog: catalog), retention: retention)
+    init(
+        repository: JobRepository, catalog: ModelCatalog, policy: ReconcilePolicy = ReconcilePolicy(),
+        progress: ProgressPolicy? = nil, retention: Duration = .seconds(30 * 24 * 3600)
+    ) {
+        self.init(repository: repository, catalog: catalog, schedule: ReconcileSchedule(policy: policy, catalog: catalog, progress: progress), retention: retention)
     }
 }

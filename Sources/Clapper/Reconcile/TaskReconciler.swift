@@ -64,6 +64,9 @@ struct TaskReconciler: Sendable {
     let processor: JobProcessor
     let queue: DueSet
     let policy: ReconcilePolicy
+    /// When set, tasks in flight are asked for their progress (status with logs) this often,
+    /// from their acceptance on, not only from the first check (`ProgressPolicy`).
+    var progress: ProgressPolicy? = nil
 
     var catalog: ModelCatalog { processor.catalog }
     var fal: FalClient { processor.fal }
@@ -201,17 +204,21 @@ struct TaskReconciler: Sendable {
         }
         let expected = catalog.model(id: task.model)?.expectedSeconds ?? catalog.video.expectedSeconds
         let firstCheck = policy.firstCheck(acceptedAt: task.submittedAt ?? now, model: task.model, expectedSeconds: expected)
-        if !force, !pastDeadline, now < firstCheck {
+        if !force, !pastDeadline, now < firstCheck, progress == nil {
             report.action = .wait
             report.fal = "not asked yet (first check \(Timestamp.iso8601(firstCheck)))"
             return Result(report: report, next: firstCheck)
         }
-        let next = policy.nextCheck(after: now, firstCheck: firstCheck, model: task.model, deadline: deadline)
+        let regular = now < firstCheck
+            ? min(firstCheck, deadline ?? firstCheck)
+            : policy.nextCheck(after: now, firstCheck: firstCheck, model: task.model, deadline: deadline)
+        // Followed for progress: asked again within the progress gap (here the shortest).
+        let next = progress.map { min(regular, now.addingTimeInterval($0.interval.seconds)) } ?? regular
 
         Self.checks.increment()
         let status: FalStatus
         do {
-            status = try await fal.status(request)
+            status = try await fal.status(request, logs: progress != nil)
         } catch {
             report.fal = "status failed: \(error)"
             if pastDeadline {
@@ -228,16 +235,21 @@ struct TaskReconciler: Sendable {
             if pastDeadline {
                 return await timeOut(job: job, task: task, request: request, now: now, report: report)
             }
-            let events: [TaskEvent]
+            var events: [TaskEvent]
+            var position = 0
             switch status.state {
-            case .inQueue: events = [.queued]
+            case .inQueue(let queuePosition):
+                events = [.queued]
+                position = queuePosition ?? 0
             case .inProgress: events = [.running]
             default: events = []
             }
+            if progress != nil { events.append(.progress(Self.progress(from: status))) }
             var result = await settle(job: job, kind: task.kind, events: events, output: nil, action: .statusUpdated, fix: nil, now: now, report: report)
-            if result.report.after == result.report.before { result.report.action = .noChange }
+            if result.report.after == result.report.before, !result.report.changed { result.report.action = .noChange }
             if let after = result.report.after.flatMap(TaskStatus.init(rawValue:)), !after.isTerminal {
-                result.next = next
+                // Far back in fal's queue: asked less often (`ProgressPolicy.gap(queuePosition:)`).
+                result.next = progress.map { min(regular, now.addingTimeInterval($0.gap(queuePosition: position).seconds)) } ?? next
             }
             return result
         }
@@ -334,6 +346,14 @@ struct TaskReconciler: Sendable {
             return Result(report: report, next: now.addingTimeInterval(policy.defaults.baseSeconds))
         }
         return Result(report: report, next: nil)
+    }
+
+    /// The progress a status with logs reports: the queue position and the newest lines.
+    static func progress(from status: FalStatus) -> TaskProgress {
+        var position: Int?
+        if case .inQueue(let queuePosition) = status.state { position = queuePosition }
+        let lines = status.logs.suffix(TaskProgress.maxLines).map { TaskProgress.LogLine(message: $0.message, level: $0.level, timestamp: $0.timestamp) }
+        return TaskProgress(queuePosition: position, logs: lines)
     }
 
     static func describe(_ state: FalStatus.State) -> String {

@@ -51,6 +51,16 @@ struct JSONWriter {
         if let raw, String(validating: raw, as: UTF8.self) != nil, (try? RawJSON.validate(raw[...])) != nil { bytes.append(contentsOf: raw) } else { null() }
     }
 
+    /// Writes `items` as an array, each element written by `element` (exactly one value each).
+    mutating func array<Element>(_ items: [Element], _ element: (inout JSONWriter, Element) -> Void) {
+        bytes.append(UInt8(ascii: "["))
+        for (index, item) in items.enumerated() {
+            if index > 0 { bytes.append(UInt8(ascii: ",")) }
+            element(&self, item)
+        }
+        bytes.append(UInt8(ascii: "]"))
+    }
+
     mutating func field(_ name: String, _ value: String?) { key(name); string(value) }
     mutating func field(_ name: String, _ value: Int?) { key(name); int(value) }
     mutating func field(_ name: String, _ value: Bool) { key(name); bool(value) }
