@@ -71,7 +71,8 @@ WEBHOOK_SECRET = "chaos-webhook-secret-" + secrets.token_hex(16)
 ADMIN_TOKEN = "chaos-admin-token-" + secrets.token_hex(16)
 FAL_USER = "chaos-fal-user"
 AUDIO_SUFFIX = " ambient sounds"
-MEDIA_PATH = {VIDEO_MODEL: "video.url", FAST_MODEL: "audio_file.url", SYNCED_MODEL: "video.url"}
+MERGE_MODEL = "fal-ai/ffmpeg-api/merge-audio-video"
+MEDIA_PATH = {VIDEO_MODEL: "video.url", FAST_MODEL: "audio_file.url", SYNCED_MODEL: "video.url", MERGE_MODEL: "video.url"}
 T0 = time.monotonic()
 
 
@@ -357,9 +358,25 @@ def record_prompt(record):
         return None
 
 
+def merge_records(view, records):
+    """fal-sim's merge requests for this job: the ones whose input names its video and audio."""
+    mine = []
+    for r in records.get((MERGE_MODEL, None), []):
+        try:
+            given = json.loads(r["input"])
+        except ValueError:
+            continue
+        if view.get("videoUrl") and given.get("video_url") == view.get("videoUrl") and given.get("audio_url") == view.get("audioUrl"):
+            mine.append(r)
+    return mine
+
+
 def check_task(job, view, kind, model, records, problems):
-    prompt = job["prompt"] + (AUDIO_SUFFIX if kind == "audio" else "")
-    mine = [r for r in records.get((model, prompt), [])]
+    if kind == "merge":
+        mine = merge_records(view, records)
+    else:
+        prompt = job["prompt"] + (AUDIO_SUFFIX if kind == "audio" else "")
+        mine = [r for r in records.get((model, prompt), [])]
     accepted = [r for r in mine if r["state"] != "REJECTED"]
     status = view.get(f"{kind}Status")
     code = view.get(f"{kind}ErrorCode")
@@ -394,6 +411,11 @@ def check_task(job, view, kind, model, records, problems):
         return
     if status == "completed":
         problems.append(f"{kind}: completed, yet fal-sim accepted no request for it")
+    elif kind == "merge" and not (view.get("videoStatus") == "completed" and view.get("audioStatus") == "completed"):
+        if not (status == "canceled" and (code == "merge_inputs_missing" or view.get("status") == "canceled")):
+            problems.append(f"merge: video or audio did not complete, expected canceled merge_inputs_missing, got {status} {code}")
+    elif kind == "merge" and view.get("status") == "canceled" and status == "canceled":
+        pass
     elif kind == "audio" and job["mode"] == "after-video" and view.get("videoStatus") != "completed":
         if not (status == "canceled" and code == "video_failed") and not (status == "failed" and code in ("submit_failed", "submit_outcome_unknown")):
             problems.append(f"audio: after a failed video expected canceled video_failed, got {status} {code}")
@@ -404,9 +426,11 @@ def check_task(job, view, kind, model, records, problems):
 def derived_status(view):
     video = view.get("videoStatus")
     audio = view.get("audioStatus")
+    merge = view.get("mergeStatus")
+    ended = ("completed", "failed", "canceled", "timed_out")
     if video in ("failed", "timed_out"): return "failed"
     if video == "canceled": return "canceled"
-    if video == "completed" and (audio is None or audio in ("completed", "failed", "canceled", "timed_out")): return "completed"
+    if video == "completed" and (audio is None or audio in ended) and (merge is None or merge in ended): return "completed"
     if any(s in ("running", "completed", "failed", "canceled", "timed_out") for s in (video, audio) if s): return "running"
     return "queued"
 
@@ -414,9 +438,9 @@ def derived_status(view):
 def explain(job, view, records):
     out = [f"job {job.get('id')} index {job['index']} user {job['user']} audio {job['audio']} tier {job['tier']} mode {job['mode']} created on clapper-{job.get('instance')}",
            f"  view: {json.dumps({k: v for k, v in (view or {}).items() if not k.endswith('Output')})[:1500]}"]
-    for kind, model in (("video", VIDEO_MODEL), ("audio", SYNCED_MODEL if job["tier"] == "synced" else FAST_MODEL)):
+    for kind, model in (("video", VIDEO_MODEL), ("audio", SYNCED_MODEL if job["tier"] == "synced" else FAST_MODEL), ("merge", MERGE_MODEL)):
         prompt = job["prompt"] + (AUDIO_SUFFIX if kind == "audio" else "")
-        for r in records.get((model, prompt), []):
+        for r in (merge_records(view or {}, records) if kind == "merge" else records.get((model, prompt), [])):
             out.append(f"  fal-sim {kind} {r['id']}: state {r['state']} outcome {r.get('outcome')} submit {r['submitStatus']} faults {r['faults']} "
                        f"deliveries {[(d['attempt'], d['copy'], d.get('statusCode') or d.get('error')) for d in r.get('deliveries', [])]}")
     f = followers.get(job.get("id"))
@@ -556,6 +580,9 @@ async def main_async():
             check_task(job, view, "audio", SYNCED_MODEL if job["tier"] == "synced" else FAST_MODEL, records, problems)
             if view.get("videoStatus") == "completed" and view.get("audioStatus") == "failed":
                 figures["jobs completed with audio failed"] += 1
+        if view.get("mergeStatus") is not None:
+            check_task(job, view, "merge", MERGE_MODEL, records, problems)
+            figures[f"merges {view['mergeStatus']}"] += 1
         if problems:
             figures["jobs lost"] += 1
             violation("job differs from fal-sim's truth", job, "; ".join(problems) + "\n" + explain(job, view, records))

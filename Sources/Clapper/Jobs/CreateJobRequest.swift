@@ -3,7 +3,7 @@ import Fal
 import Foundation
 
 /// A validated `POST /v1/jobs` body:
-/// `{"prompt", "durationSeconds", "feature": {"audio", "audioTier"}, "audioMode": "parallel"|"after-video",
+/// `{"prompt", "durationSeconds", "feature": {"audio", "audioTier", "merge"}, "audioMode": "parallel"|"after-video",
 ///   "video": {"aspectRatio", "resolution", "seed", "negativePrompt"}, "metadata": {…},
 ///   "priority": "normal"|"low", "startTimeoutSeconds": 1…86400}`.
 ///
@@ -78,6 +78,7 @@ public struct CreateJobRequest: Sendable, Hashable {
             metadata: metadata,
             video: Self.task(.video, catalog.video, seconds: durationSeconds),
             audio: audioModel.map { Self.task(.audio, $0, seconds: durationSeconds) },
+            merge: audioModel != nil && feature.merge == true ? Self.task(.merge, catalog.merge, seconds: durationSeconds) : nil,
             priority: priority,
             startTimeoutSeconds: startTimeoutSeconds,
             cache: cache
@@ -101,9 +102,10 @@ public struct CreateJobRequest: Sendable, Hashable {
         // Types first (400), then rules (422).
         let prompt = try top.string("prompt")
         let duration = try top.integer("durationSeconds")
-        let featureFields = try top.object("feature", allowed: ["audio", "audioTier"])
+        let featureFields = try top.object("feature", allowed: ["audio", "audioTier", "merge"])
         let audio = try featureFields?.bool("audio") ?? false
         let tierName = try featureFields?.string("audioTier")
+        let mergeAsked = try featureFields?.bool("merge")
         let modeName = try top.string("audioMode")
         let videoFields = try top.object("video", allowed: ["aspectRatio", "resolution", "seed", "negativePrompt"])
         let aspectRatio = try videoFields?.string("aspectRatio")
@@ -143,6 +145,10 @@ public struct CreateJobRequest: Sendable, Hashable {
         } else if let modeName, AudioMode(rawValue: modeName) == nil {
             throw .failed("audioMode", "must be one of parallel, after-video")
         }
+        // One file to play: on by default for a separate audio track (a text-to-audio tier such as
+        // `fast`); a video-to-audio tier's output already is the video with its sound.
+        if mergeAsked == true, !audio { throw .failed("feature.merge", "needs feature.audio: there is no audio to merge") }
+        if audio { feature.merge = mergeAsked ?? !(audioModel?.needsVideo ?? true) }
 
         let seconds = try duration.map { (value: String) throws(ClapperError) -> Int in
             guard let int = Int(value) else { throw .failed("durationSeconds", "is out of range") }

@@ -5,10 +5,14 @@ public struct JobFeature: Codable, Sendable, Hashable {
     public var audio: Bool
     /// The audio tier (`fast`, `synced`, …); nil when no audio was asked for.
     public var audioTier: String?
+    /// Merge the finished video and audio into one file (a third task); nil in jobs made before
+    /// merging existed (read as off).
+    public var merge: Bool?
 
-    public init(audio: Bool, audioTier: String? = nil) {
+    public init(audio: Bool, audioTier: String? = nil, merge: Bool? = nil) {
         self.audio = audio
         self.audioTier = audioTier
+        self.merge = merge
     }
 }
 
@@ -76,6 +80,8 @@ public struct Job: Codable, Sendable, Hashable {
     public var video: JobTask
     /// Present exactly when `feature.audio` is on.
     public var audio: JobTask?
+    /// Present exactly when `feature.merge` is on: submitted once video and audio both completed.
+    public var merge: JobTask?
     /// Set by a job-level cancel.
     public var canceled: Bool
     /// How long fal was asked to keep this job's output media (sent with every submit); nil:
@@ -115,6 +121,7 @@ public struct Job: Codable, Sendable, Hashable {
         metadata: String? = nil,
         video: JobTask,
         audio: JobTask? = nil,
+        merge: JobTask? = nil,
         canceled: Bool = false,
         priority: JobPriority? = nil,
         startTimeoutSeconds: Int? = nil,
@@ -136,6 +143,7 @@ public struct Job: Codable, Sendable, Hashable {
         self.metadata = metadata
         self.video = video
         self.audio = audio
+        self.merge = merge
         self.canceled = canceled
     }
 
@@ -144,18 +152,20 @@ public struct Job: Codable, Sendable, Hashable {
         switch kind {
         case .video: video
         case .audio: audio
+        case .merge: merge
         }
     }
 
-    /// The requested tasks, video first.
+    /// The requested tasks: video, audio, merge.
     public var tasks: [JobTask] {
-        audio.map { [video, $0] } ?? [video]
+        [video] + [audio, merge].compactMap { $0 }
     }
 
     /// - `canceled` when the job was canceled (or fal canceled the video);
     /// - `failed` when the video failed or timed out;
-    /// - `completed` when the video completed and the audio, if requested, is terminal,
-    ///   whatever became of it (a failed audio shows in `audioStatus` / `audioError`);
+    /// - `completed` when the video completed and the audio and merge, if requested, are terminal,
+    ///   whatever became of them (a failed audio shows in `audioStatus` / `audioError`, a failed
+    ///   merge in `mergeStatus` / `mergeError`);
     /// - `running` when any requested task is running or finished;
     /// - `queued` otherwise.
     public var status: JobStatus {
@@ -163,7 +173,7 @@ public struct Job: Codable, Sendable, Hashable {
         switch video.status {
         case .failed, .timedOut: return .failed
         case .canceled: return .canceled
-        case .completed where audio?.status.isTerminal ?? true: return .completed
+        case .completed where (audio?.status.isTerminal ?? true) && (merge?.status.isTerminal ?? true): return .completed
         default: break
         }
         if tasks.contains(where: { $0.status.rank >= TaskStatus.running.rank }) { return .running }
@@ -173,12 +183,14 @@ public struct Job: Codable, Sendable, Hashable {
     public var isFinished: Bool { status.isFinished }
 
     /// When the task of `kind` became due for a submit: its `dueAt` (a retry), the video's
-    /// completion for an after-video audio, the job's creation otherwise; nil while an after-video
-    /// audio waits for its video. The clock a submit that never reaches fal is given up on.
+    /// completion for an after-video audio, the later of the two for the merge, the job's creation
+    /// otherwise; nil while an after-video audio waits for its video, or the merge for either. The clock a submit that never reaches fal is given up on.
     public func dueSince(_ kind: TaskKind) -> Date? {
         guard let task = task(kind) else { return nil }
         let start: Date?
-        if kind == .audio, audioMode == .afterVideo {
+        if kind == .merge {
+            start = mergeInputsReady ? [video.completedAt, audio?.completedAt].compactMap { $0 }.max() ?? updatedAt : nil
+        } else if kind == .audio, audioMode == .afterVideo {
             start = video.status == .completed ? (video.completedAt ?? updatedAt) : nil
         } else {
             start = createdAt
@@ -198,6 +210,12 @@ public struct Job: Codable, Sendable, Hashable {
            audioMode == .parallel || video.status == .completed {
             due.append(.audio)
         }
+        if let merge, merge.status == .pending, merge.submitStartedAt == nil, mergeInputsReady { due.append(.merge) }
         return due
+    }
+
+    /// Video and audio both completed with media: the merge can be submitted.
+    public var mergeInputsReady: Bool {
+        video.status == .completed && video.mediaURL != nil && audio?.status == .completed && audio?.mediaURL != nil
     }
 }

@@ -76,7 +76,7 @@ struct JobProcessor: Sendable {
         }
         guard let task = started.job.task(kind), task.submitAttempt == attempt, task.status == .pending, task.falRequestID == nil else { return }
         let job = started.job
-        let input = kind == .video ? catalog.videoInput(for: job) : catalog.audioInput(for: job, videoURL: job.video.mediaURL)
+        let input = catalog.input(for: job, kind)
         if usesCache(job, kind), let cache = resultCache {
             var hit: ResultCache.Hit?
             do {
@@ -301,7 +301,7 @@ struct JobProcessor: Sendable {
         guard let cache = resultCache, let output = update.storedOutput, let task = job.task(kind),
               task.status == .completed, task.cached != true, let media = task.mediaURL, usesCache(job, kind)
         else { return }
-        let input = kind == .video ? catalog.videoInput(for: job) : catalog.audioInput(for: job, videoURL: job.video.mediaURL)
+        let input = catalog.input(for: job, kind)
         do {
             try await cache.store(model: task.model, input: input, hit: .init(mediaURL: media, output: output), seconds: job.mediaLifetimeSeconds ?? 24 * 3600)
         } catch {

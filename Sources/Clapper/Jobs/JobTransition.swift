@@ -38,6 +38,9 @@ extension Job {
     /// - `.retry` is ignored on a canceled job;
     /// - a submit response (`.accepted`) that arrives for a task already canceled asks
     ///   `.cancelAtFal` for it, so a cancel racing a submit still reaches fal.
+    /// - the merge (`feature.merge`) is submitted once video and audio both completed, canceled
+    ///   `merge_inputs_missing` when either ended otherwise, and follows a retried input again
+    ///   (`settleMerge`).
     /// `updatedAt` moves on every change; `version` is the store's business.
     public mutating func apply(_ kind: TaskKind, _ event: TaskEvent, at now: Date) -> JobTransition {
         guard var task = task(kind) else { return .ignored("no \(kind.rawValue) task in this job") }
@@ -72,7 +75,32 @@ extension Job {
                 self.audio = audio
             }
         }
+        if kind != .merge { settleMerge(at: now, actions: &actions) }
         return JobTransition(outcome: .changed, actions: actions)
+    }
+
+    /// The merge follows its inputs: submitted (`.submit(.merge)`) once video and audio both
+    /// completed; canceled with `merge_inputs_missing` when either ended otherwise (the job is
+    /// then finished without a merged file); back to `pending` when such an input is retried or
+    /// its late result lands, so it follows again. Never submitted on a canceled job.
+    private mutating func settleMerge(at now: Date, actions: inout [JobAction]) {
+        guard var merge else { return }
+        let inputs = [video] + [audio].compactMap { $0 }
+        if merge.status == .canceled, merge.error?.code == TaskError.mergeInputsMissing.code, merge.submitStartedAt == nil,
+           merge.falRequestID == nil, !canceled, !inputs.contains(where: { $0.status.isTerminal && $0.status != .completed }) {
+            merge.status = .pending
+            merge.error = nil
+            merge.completedAt = nil
+        }
+        if merge.status == .pending, merge.submitStartedAt == nil, !canceled {
+            if mergeInputsReady {
+                actions.append(.submit(.merge))
+            } else if inputs.contains(where: { $0.status.isTerminal && $0.status != .completed }) {
+                _ = merge.apply(.canceled, at: now)
+                merge.error = .mergeInputsMissing
+            }
+        }
+        self.merge = merge
     }
 
     /// Job-level cancel: every unfinished task becomes `canceled`; `.cancelAtFal` for those fal
@@ -95,6 +123,7 @@ extension Job {
         switch task.kind {
         case .video: video = task
         case .audio: audio = task
+        case .merge: merge = task
         }
     }
 }

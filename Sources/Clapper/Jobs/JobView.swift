@@ -29,6 +29,7 @@ public enum JobView {
         w.beginObject()
         w.field("audio", job.feature.audio)
         w.field("audioTier", job.audio == nil ? nil : job.feature.audioTier)
+        w.field("merge", job.merge != nil)
         w.endObject()
         w.field("audioMode", job.audio == nil ? nil : job.audioMode.rawValue)
 
@@ -71,9 +72,17 @@ public enum JobView {
             for name in ["audioQueuePosition", "audioStartedAt", "audioLogs"] { w.field(name, nil as String?) }
         }
 
+        let merge = job.merge
+        w.field("mergeStatus", merge?.status.rawValue)
+        w.field("mergedUrl", merge?.mediaURL)
+        w.field("mergeError", merge?.error?.message)
+        w.field("mergeErrorCode", merge?.error?.code)
+        w.field("mergeRequestId", merge?.falRequestID)
+
         w.rawField("estimatedCostUsd", job.estimatedCost.map { Array($0.json.utf8) })
         w.rawField("videoEstimatedCostUsd", job.video.estimatedCost.map { Array($0.json.utf8) })
         w.rawField("audioEstimatedCostUsd", audio?.estimatedCost.map { Array($0.json.utf8) })
+        w.rawField("mergeEstimatedCostUsd", merge?.estimatedCost.map { Array($0.json.utf8) })
         w.field("mediaExpiresAt", job.mediaExpiresAt.map(Timestamp.iso8601))
         w.rawField("videoOutput", videoOutput)
         w.rawField("audioOutput", audio == nil ? nil : audioOutput)

@@ -13,6 +13,8 @@ public struct ModelCatalog: Codable, Sendable, Hashable {
         case textToAudio = "text-to-audio"
         /// `{video_url, prompt, duration}`: needs the finished video, so it always runs after it.
         case videoToAudio = "video-to-audio"
+        /// `{video_url, audio_url}`: the finished video and audio, merged into one file.
+        case mergeAudioVideo = "merge-audio-video"
     }
 
     /// One fal model.
@@ -70,7 +72,7 @@ public struct ModelCatalog: Codable, Sendable, Hashable {
             let c = try decoder.container(keyedBy: CodingKeys.self)
             id = try c.decode(String.self, forKey: .id)
             kind = try c.decode(TaskKind.self, forKey: .kind)
-            input = try c.decodeIfPresent(InputStyle.self, forKey: .input) ?? (kind == .video ? .textToVideo : .textToAudio)
+            input = try c.decodeIfPresent(InputStyle.self, forKey: .input) ?? (kind == .video ? .textToVideo : kind == .merge ? .mergeAudioVideo : .textToAudio)
             outputMediaPath = try c.decode(String.self, forKey: .outputMediaPath)
             minDurationSeconds = try c.decodeIfPresent(Int.self, forKey: .minDurationSeconds) ?? 1
             maxDurationSeconds = try c.decode(Int.self, forKey: .maxDurationSeconds)
@@ -107,14 +109,20 @@ public struct ModelCatalog: Codable, Sendable, Hashable {
     public var video: Model
     /// Audio models by tier name.
     public var audioTiers: [String: Model]
+    /// The model that merges a job's video and audio into one file (`feature.merge`).
+    public var merge: Model
     /// The tier used when `feature.audio` is on and no tier is given.
     public var defaultAudioTier: String
     /// Appended to the job's prompt for the audio model (`CLAPPER_AUDIO_PROMPT_SUFFIX`).
     public var audioPromptSuffix: String
 
-    public init(video: Model, audioTiers: [String: Model], defaultAudioTier: String = "fast", audioPromptSuffix: String = " ambient sounds") {
+    public init(
+        video: Model, audioTiers: [String: Model], merge: Model = ModelCatalog.mergeAudioVideo,
+        defaultAudioTier: String = "fast", audioPromptSuffix: String = " ambient sounds"
+    ) {
         self.video = video
         self.audioTiers = audioTiers
+        self.merge = merge
         self.defaultAudioTier = defaultAudioTier
         self.audioPromptSuffix = audioPromptSuffix
     }
@@ -124,6 +132,7 @@ public struct ModelCatalog: Codable, Sendable, Hashable {
         let c = try decoder.container(keyedBy: CodingKeys.self)
         video = try c.decodeIfPresent(Model.self, forKey: .video) ?? defaults.video
         audioTiers = try c.decodeIfPresent([String: Model].self, forKey: .audioTiers) ?? defaults.audioTiers
+        merge = try c.decodeIfPresent(Model.self, forKey: .merge) ?? defaults.merge
         defaultAudioTier = try c.decodeIfPresent(String.self, forKey: .defaultAudioTier) ?? defaults.defaultAudioTier
         audioPromptSuffix = try c.decodeIfPresent(String.self, forKey: .audioPromptSuffix) ?? defaults.audioPromptSuffix
     }
@@ -141,6 +150,12 @@ public struct ModelCatalog: Codable, Sendable, Hashable {
     public static let mmaudio = Model(
         id: "fal-ai/mmaudio-v2", kind: .audio, input: .videoToAudio, outputMediaPath: "video.url",
         minDurationSeconds: 1, maxDurationSeconds: 30, expectedSeconds: 30, timeoutSeconds: 600, pricePerSecond: 0.001
+    )
+
+    /// fal's ffmpeg merge: the video with the audio track laid over it ($0.0002 a second).
+    public static let mergeAudioVideo = Model(
+        id: "fal-ai/ffmpeg-api/merge-audio-video", kind: .merge, input: .mergeAudioVideo, outputMediaPath: "video.url",
+        minDurationSeconds: 1, maxDurationSeconds: 3600, expectedSeconds: 10, timeoutSeconds: 600, pricePerSecond: 0.0002
     )
 
     /// ltx-video-13b-distilled for video; `fast` (cassetteai sound effects) and `synced` (mmaudio-v2).
@@ -181,7 +196,8 @@ public struct ModelCatalog: Codable, Sendable, Hashable {
             throw LoadError(message: "audio tier \(tier) (\(model.id)) must be an audio model")
         }
         guard audioTiers[defaultAudioTier] != nil else { throw LoadError(message: "default audio tier \(defaultAudioTier) is not in audioTiers") }
-        for model in [video] + audioTiers.values where model.timeoutSeconds <= 0 || model.maxDurationSeconds < model.minDurationSeconds {
+        guard merge.kind == .merge, merge.input == .mergeAudioVideo else { throw LoadError(message: "merge model \(merge.id) must be kind merge, input merge-audio-video") }
+        for model in [video, merge] + audioTiers.values where model.timeoutSeconds <= 0 || model.maxDurationSeconds < model.minDurationSeconds {
             throw LoadError(message: "model \(model.id) has an invalid duration range or timeout")
         }
         guard !video.allowedDurations.isEmpty else { throw LoadError(message: "video model \(video.id) accepts no whole-second duration") }
@@ -190,9 +206,10 @@ public struct ModelCatalog: Codable, Sendable, Hashable {
     /// The audio model of `tier`.
     public func audioModel(tier: String) -> Model? { audioTiers[tier] }
 
-    /// The model with fal id `id` (the video model or an audio tier's).
+    /// The model with fal id `id` (the video model, an audio tier's, or the merge model).
     public func model(id: String) -> Model? {
         if video.id == id { return video }
+        if merge.id == id { return merge }
         return audioTiers.values.first { $0.id == id }
     }
 
@@ -232,6 +249,25 @@ public struct ModelCatalog: Codable, Sendable, Hashable {
         w.field("duration", job.durationSeconds)
         w.endObject()
         return w.bytes
+    }
+
+    /// `{"video_url", "audio_url"}`: the job's finished video and audio, for the merge model.
+    public func mergeInput(for job: Job) -> [UInt8] {
+        var w = JSONWriter()
+        w.beginObject()
+        w.field("video_url", job.video.mediaURL)
+        w.field("audio_url", job.audio?.mediaURL)
+        w.endObject()
+        return w.bytes
+    }
+
+    /// The input fal gets for the job's task of `kind`.
+    public func input(for job: Job, _ kind: TaskKind) -> [UInt8] {
+        switch kind {
+        case .video: videoInput(for: job)
+        case .audio: audioInput(for: job, videoURL: job.video.mediaURL)
+        case .merge: mergeInput(for: job)
+        }
     }
 
     /// The media URL in a model's raw output, at the model's `outputMediaPath` (for an unknown

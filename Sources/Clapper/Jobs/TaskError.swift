@@ -20,6 +20,12 @@ public struct TaskError: Codable, Hashable, Sendable {
         message: "the video did not complete"
     )
 
+    /// The merge was never submitted because the video or the audio did not complete.
+    public static let mergeInputsMissing = TaskError(
+        code: "merge_inputs_missing",
+        message: "the video or the audio did not complete, so there is nothing to merge"
+    )
+
     /// Code of a task whose submit may or may not have reached fal and got no recorded answer
     /// before its model's deadline. fal may still have it: a later webhook replaces this error.
     public static let submitOutcomeUnknownCode = "submit_outcome_unknown"

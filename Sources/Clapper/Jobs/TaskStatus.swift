@@ -1,7 +1,9 @@
-/// The two pieces of work a job can ask fal for.
+/// The pieces of work a job can ask fal for: the video, its audio track, and the two merged
+/// into one file (`feature.merge`).
 public enum TaskKind: String, Codable, Sendable, Hashable, CaseIterable {
     case video
     case audio
+    case merge
 }
 
 /// Where one task stands. A task only moves forward:

@@ -149,7 +149,9 @@ function render(entry, job) {
     entry.audioError.textContent = "";
   }
 
-  const videoURL = mediaURL(job.videoUrl);
+  // The merged file (video with its audio track) when there is one, else the video alone.
+  const mergedURL = mediaURL(job.mergedUrl);
+  const videoURL = mergedURL || mediaURL(job.videoUrl);
   if (videoURL && (!entry.video || entry.video.src !== videoURL)) {
     if (!entry.video) {
       entry.video = el("video", "job-video");
@@ -159,8 +161,10 @@ function render(entry, job) {
       entry.media.prepend(entry.video);
     }
     entry.video.src = videoURL;
+    entry.video.dataset.merged = mergedURL ? "true" : "false";
   }
-  const audioURL = mediaURL(job.audioUrl);
+  if (entry.audio) entry.audio.hidden = Boolean(mergedURL);
+  const audioURL = mergedURL ? null : mediaURL(job.audioUrl);
   if (audioURL && (!entry.audio || entry.audio.src !== audioURL)) {
     if (!entry.audio) {
       entry.audio = el("audio", "job-audio");

@@ -172,8 +172,8 @@ struct AdminController: Sendable {
             var reports: [ReconcileReport] = []
             for kind in kinds {
                 let result = await worker.reconcile(jobID: jobID, kind: kind, now: now(), dryRun: dryRun, force: true)
-                // A job without audio has no audio task: report the job once as not found only when it does not exist.
-                if result.report.action == .notFound, kind == .audio, !reports.isEmpty { continue }
+                // A job without audio (or merge) has no such task: report the job once as not found only when it does not exist.
+                if result.report.action == .notFound, kind != .video, !reports.isEmpty { continue }
                 var report = result.report
                 if !dryRun, report.action != .notFound {
                     report.nextCheckAt = try await queue.nextCheck(of: DueSet.Member(jobID: jobID, kind: kind)).map(Timestamp.iso8601)

@@ -222,6 +222,10 @@ struct JobStore: Sendable {
            let audio = after.audio, audio.status == .pending, audio.submitStartedAt == nil {
             changes.append(.schedule(member: DueSet.Member(jobID: after.id, kind: .audio).encoded, atMilliseconds: schedule.nextCheck(of: audio, in: after).milliseconds))
         }
+        // Likewise the merge once video and audio both completed.
+        if after.mergeInputsReady, !(before?.mergeInputsReady ?? false), let merge = after.merge, merge.status == .pending, merge.submitStartedAt == nil {
+            changes.append(.schedule(member: DueSet.Member(jobID: after.id, kind: .merge).encoded, atMilliseconds: schedule.nextCheck(of: merge, in: after).milliseconds))
+        }
         let wasSettled = before.map(Self.isSettled) ?? false
         if Self.isSettled(after), !wasSettled {
             changes.append(.expire(seconds: Int(retention.components.seconds)))

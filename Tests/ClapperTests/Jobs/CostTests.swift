@@ -33,7 +33,8 @@ struct CostTests {
             var ids: [String] = []
             for _ in 0..<2 {
                 let created = try await gateway.send(.POST, "/v1/jobs", token: TestUsers.token(user), body: jobBody("cost \(UUID())", seconds: 5))
-                #expect(created.json["estimatedCostUsd"] as? Double == 0.205)
+                #expect(created.json["estimatedCostUsd"] as? Double == 0.206)
+                #expect(created.json["mergeEstimatedCostUsd"] as? Double == 0.001)
                 #expect(created.json["videoEstimatedCostUsd"] as? Double == 0.2)
                 #expect(created.json["audioEstimatedCostUsd"] as? Double == 0.005)
                 ids.append(try #require(created.json["jobId"] as? String))
@@ -50,14 +51,15 @@ struct CostTests {
             var reply = try await gateway.send(.GET, "/v1/admin/spend?userId=\(user)&from=\(today)&to=\(today)", headers: admin)
             try await eventually("both jobs' spend recorded") {
                 reply = try await gateway.send(.GET, "/v1/admin/spend?userId=\(user)&from=\(today)&to=\(today)", headers: admin)
-                return reply.json["estimatedSpendUsd"] as? Double == 0.41
+                return reply.json["estimatedSpendUsd"] as? Double == 0.412
             }
             #expect(reply.status == 200, "\(reply.text)")
-            #expect(reply.json["estimatedSpendUsd"] as? Double == 0.41, "\(reply.text)")
+            #expect(reply.json["estimatedSpendUsd"] as? Double == 0.412, "\(reply.text)")
             let byModel = try #require(reply.json["byModel"] as? [String: Double])
             #expect(byModel["fal-ai/ltx-video-13b-distilled"] == 0.4)
             #expect(byModel["cassetteai/sound-effects-generator"] == 0.01)
-            #expect((reply.json["byDay"] as? [String: Double])?[today] == 0.41)
+            #expect(byModel["fal-ai/ffmpeg-api/merge-audio-video"] == 0.002)
+            #expect((reply.json["byDay"] as? [String: Double])?[today] == 0.412)
             for query in ["userId=\(user)&from=2026-01-02&to=2026-01-01", "userId=\(user)&from=yesterday", "from=\(today)"] {
                 #expect(try await gateway.send(.GET, "/v1/admin/spend?\(query)", headers: admin).status == 400, "\(query)")
             }

@@ -34,7 +34,7 @@ import Testing
         """#
         let r = try parse(body)
         #expect(r.prompt == "waves\non rocks" && r.durationSeconds == 8)
-        #expect(r.feature == JobFeature(audio: true, audioTier: "fast"))
+        #expect(r.feature == JobFeature(audio: true, audioTier: "fast", merge: true), "a separate audio track is merged by default")
         #expect(r.audioMode == .afterVideo)
         #expect(r.video == VideoOptions(aspectRatio: "9:16", resolution: "480p", seed: 42, negativePrompt: "blurry"))
         #expect(r.metadata == #"{"trace": "x", "big": 17454220438242315174, "nested": {"a": [1, 2]}}"#)

@@ -9,8 +9,9 @@ import TestSupport
 /// (`apt-get install -y chromium`).
 @Suite("Status page in headless Chromium")
 struct StatusPageBrowserTests {
-    /// With `audioFails`, fal-sim fails the audio: the card shows the video player and
-    /// "Audio generation failed" with the error, and no audio player.
+    /// The card plays the merged file (video with its sound) in the video player. With
+    /// `audioFails`, fal-sim fails the audio: the card shows the video player (the video alone)
+    /// and "Audio generation failed" with the error, and no audio player.
     @Test(.timeLimit(.minutes(1)), .enabled(if: chromiumExecutable() != nil, "chromium is not installed: apt-get install -y chromium"), arguments: [false, true])
     func creatingAJobWithAudioShowsThePlayers(audioFails: Bool) async throws {
         let chromium = try #require(chromiumExecutable())
@@ -64,13 +65,14 @@ struct StatusPageBrowserTests {
                         const status = card && card.querySelector(".badge.status").textContent;
                         const failure = card && card.querySelector(".audio-failed");
                         return { video: video ? video.src : null, audio: audio ? audio.src : null, status,
+                                 merged: video ? video.dataset.merged : null, audioHidden: audio ? audio.hidden : null,
                                  audioFailure: failure && !failure.hidden ? failure.textContent : null,
                                  prompt: card ? card.querySelector(".prompt").textContent : null,
                                  bold: card ? card.querySelectorAll("b").length : -1,
                                  formStatus: document.getElementById("form-status").textContent };
                       };
                       const audioFails = \(audioFails);
-                      const done = () => { const s = state(); return s.video && (audioFails ? s.audioFailure : s.audio) && s.status === "completed"; };
+                      const done = () => { const s = state(); return s.video && (audioFails ? s.audioFailure : s.merged === "true") && s.status === "completed"; };
                       if (done()) return resolve(state());
                       const observer = new MutationObserver(() => { if (done()) { observer.disconnect(); resolve(state()); } });
                       observer.observe(document.body, { subtree: true, childList: true, characterData: true, attributes: true });
@@ -81,9 +83,12 @@ struct StatusPageBrowserTests {
                 #expect((state["video"] as? String)?.hasPrefix("http") == true)
                 if audioFails {
                     #expect(state["audio"] is NSNull)
+                    #expect(state["merged"] as? String == "false")
                     #expect((state["audioFailure"] as? String)?.hasPrefix("Audio generation failed: ") == true)
                 } else {
-                    #expect((state["audio"] as? String)?.hasPrefix("http") == true)
+                    // The merged file plays in the video player; the separate audio player is hidden.
+                    #expect(state["merged"] as? String == "true")
+                    #expect(state["audio"] is NSNull || state["audioHidden"] as? Bool == true, "no separate audio player shown")
                     #expect(state["audioFailure"] is NSNull)
                 }
                 #expect(state["status"] as? String == "completed")

@@ -67,7 +67,7 @@ struct AdminAPITests {
         try await withGateway(GatewayOptions(fal: .sim(ReconcileSetup.sim(faults: ["drop-webhook"])), configure: ReconcileSetup.off)) { stack in
             let gateway = stack.gateway, sim = stack.sim
             let token = TestUsers.token("dry-\(UUID())")
-            let ids = try await createJobs(5, gateway: gateway, token: token) { jobBody("dry \($0) \(UUID())", audio: $0 % 2 == 0) }
+            let ids = try await createJobs(5, gateway: gateway, token: token) { jobBody("dry \($0) \(UUID())", audio: $0 % 2 == 0, merge: $0 % 2 == 0 ? false : nil) }
             for id in ids {
                 let view = try await gateway.job(id, token: token)
                 for task in ["video", "audio"] {

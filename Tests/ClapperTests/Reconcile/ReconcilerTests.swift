@@ -151,7 +151,7 @@ struct ReconcilerTests {
         try await withGateway(GatewayOptions(fal: .sim(ReconcileSetup.sim(faults: ["drop-webhook"])), configure: ReconcileSetup.off)) { stack in
             let gateway = stack.gateway, sim = stack.sim, server = stack.server
             let token = TestUsers.token("backlog-\(UUID())")
-            let ids = try await createJobs(count, gateway: gateway, token: token) { jobBody("backlog \($0) \(UUID())", audio: true) }
+            let ids = try await createJobs(count, gateway: gateway, token: token) { jobBody("backlog \($0) \(UUID())", audio: true, merge: false) }
             var requestIDs: [String] = []
             for id in ids {
                 let view = try await gateway.job(id, token: token)

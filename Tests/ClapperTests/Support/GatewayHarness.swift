@@ -351,9 +351,11 @@ func isFinished(_ view: [String: Any]) -> Bool {
         && (view["audioStatus"] == nil || view["audioStatus"] is NSNull || ["completed", "failed", "canceled", "timed_out"].contains(view["audioStatus"] as? String ?? ""))
 }
 
-func jobBody(_ prompt: String, seconds: Int = 2, audio: Bool = true, tier: String = "fast", mode: String? = nil) -> [UInt8] {
+/// A `POST /v1/jobs` body; `merge` nil leaves `feature.merge` to its default (on for `fast`).
+func jobBody(_ prompt: String, seconds: Int = 2, audio: Bool = true, tier: String = "fast", mode: String? = nil, merge: Bool? = nil) -> [UInt8] {
     var feature: [String: Any] = ["audio": audio]
     if audio { feature["audioTier"] = tier }
+    if let merge { feature["merge"] = merge }
     var object: [String: Any] = ["prompt": prompt, "durationSeconds": seconds, "feature": feature]
     if let mode { object["audioMode"] = mode }
     return Array(try! JSONSerialization.data(withJSONObject: object, options: [.sortedKeys]))

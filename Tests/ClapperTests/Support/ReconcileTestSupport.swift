@@ -28,6 +28,7 @@ enum ReconcileSetup {
             if let audioTimeoutSeconds { model.timeoutSeconds = audioTimeoutSeconds }
             catalog.audioTiers[tier] = model
         }
+        catalog.merge.expectedSeconds = 0
         return String(decoding: try! JSONEncoder().encode(catalog), as: UTF8.self)
     }
 

@@ -81,7 +81,7 @@ struct WebhookTests {
             let gateway = stack.gateway, sim = stack.sim, redis = stack.server
             let marker = "order-\(UUID())"
             try await sim.addFaultRule(FalSimFaultRule(promptContains: marker, faults: ["hold-webhook"]))
-            let id = try #require(try await gateway.send(.POST, "/v1/jobs", token: alice, body: jobBody(marker)).json["jobId"] as? String)
+            let id = try #require(try await gateway.send(.POST, "/v1/jobs", token: alice, body: jobBody(marker, merge: false)).json["jobId"] as? String)
             let job = try await gateway.job(id, token: alice)
             let videoID = try #require(job["videoRequestId"] as? String)
             let audioID = try #require(job["audioRequestId"] as? String)
