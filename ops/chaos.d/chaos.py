@@ -398,8 +398,9 @@ def check_task(job, view, kind, model, records, problems):
             return
         if r.get("outcome") == "ok":
             url = media_url(r)
-            if status != "completed" or view.get(f"{kind}Url") != url:
-                problems.append(f"{kind}: fal-sim ok ({url}), Clapper {status} {view.get(f'{kind}Url')} {code}")
+            url_field = "mergedUrl" if kind == "merge" else f"{kind}Url"
+            if status != "completed" or view.get(url_field) != url:
+                problems.append(f"{kind}: fal-sim ok ({url}), Clapper {status} {view.get(url_field)} {code}")
         elif r.get("outcome") == "error":
             if status != "failed":
                 problems.append(f"{kind}: fal-sim error, Clapper {status}")
