@@ -134,12 +134,14 @@ func buildApplication(
         processor: processor,
         catalog: catalog,
         eventTokens: EventTokenSigner(secret: configuration.webhookSecret),
-        publicURL: configuration.publicURL
+        publicURL: configuration.publicURL,
+        limits: configuration.userLimits
     ).addRoutes(to: users)
     // Operators: the admin token.
     let reconcileWorker = TaskReconciler(processor: processor, queue: DueSet(redis: redis, keys: keys), policy: configuration.reconcilePolicy, progress: configuration.progress)
-    AdminController(worker: reconcileWorker, clock: clock)
-        .addRoutes(to: router.group("v1/admin").add(middleware: AdminAuthMiddleware(authenticator: authenticator)))
+    let admin = router.group("v1/admin").add(middleware: AdminAuthMiddleware(authenticator: authenticator))
+    AdminController(worker: reconcileWorker, clock: clock).addRoutes(to: admin)
+    UserLimitsController(store: UserLimitStore(redis: redis, keys: keys, defaults: configuration.userLimits), clock: clock).addRoutes(to: admin)
     knownRoutes.set(from: router)
     let serverName = "clapper"
 

@@ -88,6 +88,10 @@ public struct ClapperConfiguration: Sendable {
     public var resultCache = false
     /// `CLAPPER_RESULT_CACHE_UNSEEDED` (false): tasks without a fixed seed may reuse results too.
     public var resultCacheUnseeded = false
+    /// `CLAPPER_USER_MAX_IN_FLIGHT`, `CLAPPER_USER_JOBS_PER_MINUTE` (whole numbers) and
+    /// `CLAPPER_USER_SPEND_PER_DAY_USD` (dollars): every user's default limits; 0 (the default)
+    /// is no limit. An operator's override per user (admin API) wins.
+    public var userLimits = UserLimits()
     /// `CLAPPER_PROGRESS_INTERVAL_MS` (2000; 0 turns it off): tasks in flight at fal are asked for
     /// their queue position and log lines this often (less often far back in the queue, up to
     /// `CLAPPER_PROGRESS_MAX_INTERVAL_MS`, 30000), by the reconciler (`ProgressPolicy`). Off
@@ -286,6 +290,16 @@ public struct ClapperConfiguration: Sendable {
         self.mediaLifetime = mediaDays == 0 ? nil : .seconds(24 * 3600 * mediaDays)
         self.resultCache = try reader.bool("CLAPPER_RESULT_CACHE", default: false)
         self.resultCacheUnseeded = try reader.bool("CLAPPER_RESULT_CACHE_UNSEEDED", default: false)
+        self.userLimits = UserLimits(
+            maxInFlight: try reader.int("CLAPPER_USER_MAX_IN_FLIGHT", default: 0, range: 0...UserLimits.maxCount),
+            jobsPerMinute: try reader.int("CLAPPER_USER_JOBS_PER_MINUTE", default: 0, range: 0...UserLimits.maxCount)
+        )
+        if let spend = reader.string("CLAPPER_USER_SPEND_PER_DAY_USD") {
+            guard let dollars = Double(spend), let micro = MicroUSD(pricePerSecond: dollars, seconds: 1), micro <= UserLimits.maxSpend else {
+                throw Error(key: "CLAPPER_USER_SPEND_PER_DAY_USD", message: "must be a number of dollars from 0 to 1000000")
+            }
+            self.userLimits.spendPerDay = micro
+        }
         let progressMs = try reader.int("CLAPPER_PROGRESS_INTERVAL_MS", default: 2000, range: 0...3_600_000)
         let progressMaxMs = try reader.int("CLAPPER_PROGRESS_MAX_INTERVAL_MS", default: 30_000, range: 1...3_600_000)
         if progressMs > 0 {

@@ -2,6 +2,7 @@ import Crypto
 import Foundation
 import HTTPTypes
 import Hummingbird
+import Metrics
 
 /// `/v1/jobs`: create, read, list and cancel the caller's jobs.
 struct JobsController {
@@ -9,6 +10,8 @@ struct JobsController {
     let catalog: ModelCatalog
     let eventTokens: EventTokenSigner
     let publicURL: String
+    /// Every user's default limits (`ClapperConfiguration.userLimits`; overrides are in Redis).
+    var limits = UserLimits()
 
     /// Under the users' group: `/v1/jobs`, `/v1/jobs/{id}`, `/v1/jobs/{id}/cancel`.
     func addRoutes(to users: RouterGroup<ClapperRequestContext>) {
@@ -31,7 +34,13 @@ struct JobsController {
         }
         var job = parsed.makeJob(id: processor.store.repository.keys.newJobID(for: userID), userID: userID, catalog: catalog, at: processor.now())
         job.mediaLifetimeSeconds = processor.mediaLifetime.map { Int($0.components.seconds) }
-        switch try await processor.store.create(job, idempotency: idempotency) {
+        switch try await processor.store.create(job, idempotency: idempotency, limits: limits) {
+        case .refused(let refusal):
+            Self.refusals(refusal.limit).increment()
+            throw APIError(
+                .tooManyRequests, code: "limit_\(refusal.limit.rawValue)", message: refusal.message,
+                headers: [.retryAfter: String(refusal.retryAfterSeconds)]
+            )
         case .created(let created):
             await processor.submitDue(created)
             return try await answer(jobID: created.id, userID: userID, status: .accepted)
@@ -84,6 +93,10 @@ struct JobsController {
             throw APIError.conflict(reason, code: "job_finished")
         }
         return try await answer(jobID: jobID, userID: userID, status: .ok)
+    }
+
+    static func refusals(_ limit: UserLimitRefusal.Limit) -> Counter {
+        Counter(label: "clapper_user_limit_refusals_total", dimensions: [("limit", limit.rawValue)])
     }
 
     /// `Idempotency-Key`: 1 to 255 code points (openapi's `maxLength`), at most 1020 bytes.

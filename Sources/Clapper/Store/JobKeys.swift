@@ -68,6 +68,19 @@ struct JobKeys: Sendable {
         isSharded ? "\(prefix):\(tags[shard(ofUser: userID)]):idem:\(userID):\(keyHash)" : "\(prefix):idem:{\(userID)}:\(keyHash)"
     }
 
+    /// Set of the user's jobs in flight (created, not every task finished), for `maxInFlight`.
+    func userActive(_ userID: String) -> String {
+        isSharded ? "\(prefix):\(tags[shard(ofUser: userID)]):user:\(userID):active" : "\(prefix):user:{\(userID)}:active"
+    }
+    /// Hash `tokens`, `at`: the user's jobs-per-minute bucket.
+    func userRate(_ userID: String) -> String {
+        isSharded ? "\(prefix):\(tags[shard(ofUser: userID)]):user:\(userID):rate" : "\(prefix):user:{\(userID)}:rate"
+    }
+    /// Hash of the user's limit overrides (`UserLimits`; fields absent: the defaults).
+    func userLimits(_ userID: String) -> String {
+        isSharded ? "\(prefix):\(tags[shard(ofUser: userID)]):user:\(userID):limits" : "\(prefix):user:{\(userID)}:limits"
+    }
+
     /// Hash: model -> estimated spend in millionths of a dollar, for one user and UTC day.
     func spend(userID: String, day: String) -> String {
         isSharded ? "\(prefix):\(tags[shard(ofUser: userID)]):spend:\(userID):\(day)" : "\(prefix):spend:{\(userID)}:\(day)"

@@ -26,6 +26,19 @@ enum IndexChange: Sendable, Hashable {
     /// A finished job's keys expire after the retention; a job that runs again keeps them.
     case expire(seconds: Int)
     case persist
+    /// The job joins / leaves its user's set of jobs in flight (`UserLimits.maxInFlight`).
+    case markActive
+    case markInactive
+}
+
+/// A create held against its user's limits in the job script (`JobScripts.apply`).
+struct JobAdmission: Sendable, Hashable {
+    /// The defaults; an override stored for the user wins over each.
+    var limits: UserLimits
+    /// The new job's estimated cost.
+    var cost: MicroUSD
+    /// Now, for the jobs-per-minute bucket and the day of the spend limit.
+    var now: Date
 }
 
 /// One compare-and-set write of a job.
@@ -41,6 +54,8 @@ struct JobWrite: Sendable {
     var indexChanges: [IndexChange] = []
     /// With a create: the Idempotency-Key's hash and the value to keep under it.
     var idempotency: (keyHash: String, value: String)?
+    /// With a create: the user's limits to hold it against (nil: no limits).
+    var admission: JobAdmission?
 
     var newVersion: Int { expectedVersion + 1 }
 }
@@ -53,6 +68,8 @@ enum JobWriteResult: Sendable, Equatable {
     case conflict
     /// The Idempotency-Key already names a job: its stored value.
     case idempotent(String)
+    /// A user limit refused the create; nothing was written.
+    case refused(UserLimitRefusal)
 }
 
 /// The Redis side of jobs: reads, and atomic compare-and-set writes through one Lua script.
@@ -98,6 +115,12 @@ struct JobRepository: Sendable {
             change.idempotency?.value ?? "",
             change.outputs.count,
         ]
+        // Sent even when every default is off: an override may limit this one user.
+        if let admission = change.admission, change.expectedVersion == 0 {
+            arguments += [5, admission.limits.maxInFlight, admission.limits.jobsPerMinute, admission.limits.spendPerDay.value, admission.cost.value, admission.now.milliseconds]
+        } else {
+            arguments.append(0)
+        }
         for (field, bytes) in change.outputs {
             arguments.append("output:" + field)
             arguments.append(bytes)
@@ -112,6 +135,8 @@ struct JobRepository: Sendable {
             case .unmapRequest(let requestID): arguments += ["hdel", requestID, "-"]
             case .expire(let seconds): arguments += ["expire", seconds, "-"]
             case .persist: arguments += ["persist", "-", "-"]
+            case .markActive: arguments += ["active", "-", change.jobID]
+            case .markInactive: arguments += ["inactive", "-", change.jobID]
             }
         }
         if keys.isSharded { arguments += ["spublish", "-", "-"] }
@@ -119,12 +144,29 @@ struct JobRepository: Sendable {
         let shard = keys.shard(ofJob: change.jobID)
         let (reply, waited) = try await redis.eval(
             JobScripts.apply,
-            keys: [keys.job(change.jobID), keys.events(change.jobID), keys.due(shard: shard), keys.requests(shard: shard), keys.userJobs(change.userID), idempotencyKey],
+            keys: [
+                keys.job(change.jobID), keys.events(change.jobID), keys.due(shard: shard), keys.requests(shard: shard), keys.userJobs(change.userID), idempotencyKey,
+                keys.userActive(change.userID), keys.userRate(change.userID),
+                keys.spend(userID: change.userID, day: SpendLedger.day(change.admission?.now ?? Date())), keys.userLimits(change.userID),
+            ],
             arguments: arguments,
             then: replicas > 0 ? [RedisCommand("WAIT", replicas, redis.configuration.writeReplicaTimeoutMilliseconds)] : []
         )
-        guard let parts = reply.array, parts.count == 2, let status = parts[0].integer else {
+        guard let parts = reply.array, parts.count >= 2, let status = parts[0].integer else {
             throw RedisError(.protocolError, "unexpected reply from the job script")
+        }
+        if status == 3 {
+            guard parts.count == 4, let name = parts[1].string, let limit = UserLimitRefusal.Limit(rawValue: name),
+                  let value = parts[2].integer, let retryMs = parts[3].integer else {
+                throw RedisError(.protocolError, "unexpected refusal from the job script")
+            }
+            let now = change.admission?.now ?? Date()
+            let retry: Int64 = switch limit {
+            case .inFlight: 5
+            case .jobsPerMinute: max(1, (retryMs + 999) / 1000)
+            case .spendPerDay: max(1, Int64(SpendLedger.secondsUntilNextDay(after: now)))
+            }
+            return .refused(UserLimitRefusal(limit: limit, value: value, retryAfterSeconds: Int(clamping: retry)))
         }
         switch status {
         case 1:

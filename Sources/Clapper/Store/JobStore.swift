@@ -29,6 +29,8 @@ struct JobStore: Sendable {
         case created(Job)
         /// The Idempotency-Key already names a job: its id and whether the body was the same.
         case existing(jobID: String, sameBody: Bool)
+        /// A user limit refused it: nothing was stored.
+        case refused(UserLimitRefusal)
     }
 
     /// The outcome of `update`: the job after the attempt and what the rules said.
@@ -57,7 +59,8 @@ struct JobStore: Sendable {
         return decoder
     }()
 
-    func create(_ job: Job, idempotency: (keyHash: String, bodyHash: String)?) async throws -> CreateResult {
+    /// Stores a new job; with `limits`, only if its user is within them (one atomic step).
+    func create(_ job: Job, idempotency: (keyHash: String, bodyHash: String)?, limits: UserLimits? = nil) async throws -> CreateResult {
         var job = job
         job.version = 1
         let retentionMilliseconds = Int64(retention.components.seconds) * 1000
@@ -73,7 +76,8 @@ struct JobStore: Sendable {
             doc: try Array(Self.encoder.encode(job)),
             view: JobView.encode(job, videoOutput: nil, audioOutput: nil),
             indexChanges: indexes,
-            idempotency: idempotency.map { ($0.keyHash, "\(job.id) \($0.bodyHash)") }
+            idempotency: idempotency.map { ($0.keyHash, "\(job.id) \($0.bodyHash)") },
+            admission: limits.map { JobAdmission(limits: $0, cost: job.estimatedCost ?? MicroUSD(0), now: job.createdAt) }
         )
         switch try await repository.write(write) {
         case .written:
@@ -82,6 +86,8 @@ struct JobStore: Sendable {
         case .idempotent(let value):
             let parts = value.split(separator: " ", maxSplits: 1).map(String.init)
             return .existing(jobID: parts.first ?? "", sameBody: parts.count == 2 && parts[1] == idempotency?.bodyHash)
+        case .refused(let refusal):
+            return .refused(refusal)
         case .conflict:
             throw ClapperError(.contention, "another write to job \(job.id) won; try again")
         }
@@ -192,7 +198,7 @@ struct JobStore: Sendable {
         case .written(let streamID, let replicated):
             cache.put(Loaded(job: job, outputs: outputs))
             return Update(job: job, transition: transition, streamID: streamID, storedOutput: newOutputs.first?.1, replicated: replicated)
-        case .conflict, .idempotent:
+        case .conflict, .idempotent, .refused:
             cache.remove(jobID)
             throw Conflict()
         }
@@ -227,10 +233,13 @@ struct JobStore: Sendable {
             changes.append(.schedule(member: DueSet.Member(jobID: after.id, kind: .merge).encoded, atMilliseconds: schedule.nextCheck(of: merge, in: after).milliseconds))
         }
         let wasSettled = before.map(Self.isSettled) ?? false
+        if before == nil, !Self.isSettled(after) { changes.append(.markActive) }
         if Self.isSettled(after), !wasSettled {
             changes.append(.expire(seconds: Int(retention.components.seconds)))
+            changes.append(.markInactive)
         } else if wasSettled, !Self.isSettled(after) {
             changes.append(.persist)
+            changes.append(.markActive)
         }
         return changes
     }

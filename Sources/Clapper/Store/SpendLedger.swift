@@ -38,6 +38,14 @@ struct SpendLedger: Sendable {
         }
     }
 
+    /// Whole seconds from `date` to the next UTC midnight (1 to 86,400).
+    static func secondsUntilNextDay(after date: Date) -> Int {
+        let seconds = date.timeIntervalSince1970
+        guard seconds.isFinite else { return 86_400 }
+        let intoDay = seconds - (seconds / 86_400).rounded(.down) * 86_400
+        return max(1, min(86_400, Int((86_400 - intoDay).rounded(.up))))
+    }
+
     static func day(_ date: Date) -> String {
         let parts = Calendar(identifier: .gregorian).dateComponents(in: TimeZone(identifier: "UTC") ?? .current, from: date)
         return String(format: "%04d-%02d-%02d", parts.year ?? 0, parts.month ?? 0, parts.day ?? 0)

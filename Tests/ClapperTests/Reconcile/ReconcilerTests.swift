@@ -212,9 +212,7 @@ struct ReconcilerTests {
         let sim = ReconcileSetup.sim(faults: ["submit-stall", "drop-webhook"]) { $0.stallDuration = .seconds(60) }
         try await withRedisServer { server in
             try await withFalSim(configuration: sim) { sim in
-                let port = try FreePort.find()
-                let environment = [
-                    "CLAPPER_HTTP_PORT": "\(port)",
+                var environment = [
                     "CLAPPER_REDIS_URL": server.urlString,
                     "FAL_QUEUE_URL": await sim.baseURL.absoluteString,
                     "FAL_KEY": "sim-key:sim-secret",
@@ -230,12 +228,29 @@ struct ReconcilerTests {
                     "CLAPPER_RECONCILE_POLICY": #"{"defaults":{"graceSeconds":0,"baseSeconds":0.2,"factor":2,"maxSeconds":1},"submitGraceSeconds":1}"#,
                     "CLAPPER_LOG_LEVEL": "warning",
                 ]
-                let gateway = Gateway(port: port, configuration: testConfiguration(redis: server))
+                // A free port can be taken by a parallel test before clapper binds it (it then exits
+                // with 1, seen once under the full suite): another port is tried. Webhooks are
+                // dropped here, so the port in their URLs does not matter.
+                func launch() async throws -> (ClapperProcess, Gateway) {
+                    var failure: (any Error)?
+                    for _ in 0..<3 {
+                        let port = try FreePort.find()
+                        environment["CLAPPER_HTTP_PORT"] = "\(port)"
+                        let process = try ClapperProcess(binary: binary, environment: environment)
+                        do {
+                            try await process.waitUntilReady(port: port)
+                            return (process, Gateway(port: port, configuration: testConfiguration(redis: server)))
+                        } catch {
+                            await process.kill()
+                            failure = error
+                        }
+                    }
+                    throw failure ?? ReconcileTestFailure("clapper did not start")
+                }
                 let token = TestUsers.token("killed-\(UUID())")
                 let marker = "sigkill-\(UUID())"
 
-                let first = try ClapperProcess(binary: binary, environment: environment)
-                try await first.waitUntilReady(port: port)
+                let (first, gateway) = try await launch()
                 let post = Task { try? await gateway.send(.POST, "/v1/jobs", token: token, body: jobBody(marker, audio: false)) }
                 // fal-sim has the submit (and stalls its answer): the job is accepted, its submit in flight.
                 var record: FalSimRequestRecord?
@@ -248,11 +263,10 @@ struct ReconcilerTests {
                 let webhook = try #require(record?.webhookURL)
                 let jobID = try #require(webhook.components(separatedBy: "/v1/webhooks/fal/").last?.split(separator: "/").first.map(String.init))
 
-                let second = try ClapperProcess(binary: binary, environment: environment)
-                try await second.waitUntilReady(port: port)
-                let before = try await gateway.job(jobID, token: token)
+                let (second, restarted) = try await launch()
+                let before = try await restarted.job(jobID, token: token)
                 #expect(before["videoStatus"] as? String == "pending" || isFinished(before))
-                let done = try await waitForJob(jobID, gateway: gateway, redis: server, token: token, until: isFinished)
+                let done = try await waitForJob(jobID, gateway: restarted, redis: server, token: token, until: isFinished)
                 await second.kill()
                 #expect(["failed", "completed"].contains(done["status"] as? String ?? ""))
                 if done["status"] as? String == "failed" {
