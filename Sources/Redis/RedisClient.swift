@@ -103,7 +103,10 @@ public final class RedisClient: Service, Sendable {
         let call = RedisCommand("EVALSHA", arguments: [script.sha1, keys.count] + keys + arguments)
         var replies = try await pipeline([call] + then)
         if case .error(let message) = replies.first, message.hasPrefix("NOSCRIPT") {
-            replies = Array(try await pipeline([RedisCommand("SCRIPT", "LOAD", script.source), call] + then).dropFirst())
+            let loaded = try await pipeline([RedisCommand("SCRIPT", "LOAD", script.source), call] + then)
+            // A script Redis cannot compile says why here (the EVALSHA after it only says NOSCRIPT).
+            if case .error(let message) = loaded.first { throw RedisError(.server, "SCRIPT LOAD: \(message)") }
+            replies = Array(loaded.dropFirst())
         }
         let reply = replies.first ?? .null
         if case .error(let message) = reply { throw RedisError(.server, message) }

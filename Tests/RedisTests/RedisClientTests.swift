@@ -69,6 +69,17 @@ struct RedisClientTests {
         }
     }
 
+    /// A script Redis cannot compile fails with Redis's reason, not a bare NOSCRIPT (two script
+    /// parts joined without a newline once read `endlocal` and said only NOSCRIPT).
+    @Test func aScriptThatDoesNotCompileSaysWhy() async throws {
+        try await withRedis { redis, _ in
+            let broken = RedisScript("local a = 1" + "local b = = 2")
+            let error = await #expect(throws: RedisError.self) { try await redis.eval(broken, keys: [], arguments: []) }
+            #expect(error?.message.contains("SCRIPT LOAD") == true, "\(String(describing: error))")
+            #expect(error?.message.contains("NOSCRIPT") == false)
+        }
+    }
+
     @Test(.timeLimit(.minutes(1)))
     func manyCallersShareOneConnectionAndEachGetsItsOwnReply() async throws {
         try await withRedis(poolSize: 1) { redis, _ in

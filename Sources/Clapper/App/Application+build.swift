@@ -63,7 +63,8 @@ func buildApplication(
         logger: logger
     )
     let followUps = FollowUps()
-    let processor = JobProcessor(
+    let governor = configuration.falConcurrency > 0 ? FalGovernor(redis: redis, prefix: keys.prefix, limit: configuration.falConcurrency) : nil
+    var processor = JobProcessor(
         store: JobStore(repository: repository, catalog: catalog, policy: configuration.reconcilePolicy, progress: configuration.progress, retention: configuration.jobRetention),
         fal: fal,
         catalog: catalog,
@@ -78,6 +79,7 @@ func buildApplication(
         cacheByDefault: configuration.resultCache,
         cacheUnseeded: configuration.resultCacheUnseeded
     )
+    processor.governor = governor
     let verifier = configuration.verifyWebhookSignatures
         ? FalWebhookVerifier(
             configuration: FalWebhookVerifierConfiguration(jwksURL: configuration.falJWKSURL, pinnedUserID: configuration.falWebhookUserID),
@@ -151,6 +153,9 @@ func buildApplication(
     var services: [any Service] = [redis, events, followUps]
     if configuration.reconcileInterval > .zero {
         services.append(Reconciler(worker: reconcileWorker, interval: configuration.reconcileInterval, logger: logger, clock: clock))
+    }
+    if let governor {
+        services.append(FalGovernorService(processor: processor, governor: governor, interval: configuration.governorInterval, logger: logger))
     }
     // Slow clients: a request head must arrive within the header timeout; a connection with
     // nothing in progress is closed after the idle timeout (responses in progress, event streams

@@ -88,6 +88,12 @@ public struct ClapperConfiguration: Sendable {
     public var resultCache = false
     /// `CLAPPER_RESULT_CACHE_UNSEEDED` (false): tasks without a fixed seed may reuse results too.
     public var resultCacheUnseeded = false
+    /// `CLAPPER_FAL_CONCURRENCY` (0: no limit): how many tasks Clapper lets be at fal at once,
+    /// across every instance (`FalGovernor`); the others wait in a fair line (`waiting`).
+    public var falConcurrency = 0
+    /// `CLAPPER_GOVERNOR_INTERVAL_MS` (1000): how often the governor's housekeeping runs (free
+    /// slots to the line, slots of ended tasks freed, places in line written).
+    public var governorInterval: Duration = .seconds(1)
     /// `CLAPPER_USER_MAX_IN_FLIGHT`, `CLAPPER_USER_JOBS_PER_MINUTE` (whole numbers) and
     /// `CLAPPER_USER_SPEND_PER_DAY_USD` (dollars): every user's default limits; 0 (the default)
     /// is no limit. An operator's override per user (admin API) wins.
@@ -290,6 +296,8 @@ public struct ClapperConfiguration: Sendable {
         self.mediaLifetime = mediaDays == 0 ? nil : .seconds(24 * 3600 * mediaDays)
         self.resultCache = try reader.bool("CLAPPER_RESULT_CACHE", default: false)
         self.resultCacheUnseeded = try reader.bool("CLAPPER_RESULT_CACHE_UNSEEDED", default: false)
+        self.falConcurrency = try reader.int("CLAPPER_FAL_CONCURRENCY", default: 0, range: 0...100_000)
+        self.governorInterval = .milliseconds(try reader.int("CLAPPER_GOVERNOR_INTERVAL_MS", default: 1000, range: 10...60_000))
         self.userLimits = UserLimits(
             maxInFlight: try reader.int("CLAPPER_USER_MAX_IN_FLIGHT", default: 0, range: 0...UserLimits.maxCount),
             jobsPerMinute: try reader.int("CLAPPER_USER_JOBS_PER_MINUTE", default: 0, range: 0...UserLimits.maxCount)

@@ -2,6 +2,7 @@ import Fal
 import Foundation
 import Logging
 import Metrics
+import Synchronization
 
 /// The job processor and fal invoker of the product design, as one value: it submits tasks to
 /// fal, applies what fal reports through the store's atomic step, and performs the follow-ups
@@ -28,6 +29,8 @@ struct JobProcessor: Sendable {
     /// `CLAPPER_RESULT_CACHE_UNSEEDED`: tasks without a fixed seed may reuse results too (a
     /// model without a seed gives a new result every run; reusing one is the operator's call).
     var cacheUnseeded = false
+    /// `CLAPPER_FAL_CONCURRENCY`: the slots at fal every submit needs (nil: no limit).
+    var governor: FalGovernor? = nil
 
     /// Whether the task of `kind` may reuse (and feed) the result cache.
     func usesCache(_ job: Job, _ kind: TaskKind) -> Bool {
@@ -62,6 +65,7 @@ struct JobProcessor: Sendable {
     /// One try named `attempt`; calling it again with the same name is how a try whose mark's
     /// reply was lost goes on (the store's retry does this inside `update`).
     func submit(jobID: String, kind: TaskKind, attempt: String) async {
+        if let governor, await !holdsSlot(jobID: jobID, kind: kind, governor: governor) { return }
         let started: JobStore.Update
         do {
             started = try await store.update(jobID, now: now()) { job in (job.apply(kind, .submitStarted(attempt: attempt), at: now()), nil) }
@@ -74,7 +78,11 @@ struct JobProcessor: Sendable {
             await record(jobID: jobID, kind: kind, [.submitAbandoned(attempt: attempt)], what: "taking back a submit mark")
             return
         }
-        guard let task = started.job.task(kind), task.submitAttempt == attempt, task.status == .pending, task.falRequestID == nil else { return }
+        guard let task = started.job.task(kind), task.submitAttempt == attempt, task.status == .pending, task.falRequestID == nil else {
+            // Someone else's submit (it keeps the slot), or a task that ended meanwhile (it frees it).
+            if let task = started.job.task(kind), task.status.isTerminal { await releaseSlots([DueSet.Member(jobID: jobID, kind: kind)]) }
+            return
+        }
         let job = started.job
         let input = catalog.input(for: job, kind)
         if usesCache(job, kind), let cache = resultCache {
@@ -118,6 +126,12 @@ struct JobProcessor: Sendable {
             }
             let accepted = TaskEvent.accepted(requestID: request.requestID, statusURL: request.statusURL, responseURL: request.responseURL, cancelURL: request.cancelURL)
             await record(jobID: jobID, kind: kind, [accepted], what: "fal's answer to a submit (request \(request.requestID))")
+            if let governor {
+                // At fal now: the slot holds until the task ends (released then), at most until
+                // its model's deadline and a margin, should every release be lost.
+                let deadline = now().addingTimeInterval(Double(catalog.model(id: task.model)?.timeoutSeconds ?? catalog.video.timeoutSeconds) + 120)
+                try? await governor.extend(DueSet.Member(jobID: jobID, kind: kind), until: deadline)
+            }
         } catch {
             Self.submitFailures.increment()
             if error.code == .rateLimited || (!error.mayHaveReachedFal && error.httpStatus == nil) {
@@ -128,6 +142,8 @@ struct JobProcessor: Sendable {
                 logger.warning("submit did not reach fal; it will be sent again", metadata: ["job": "\(jobID)", "task": "\(kind.rawValue)", "error": "\(error.code)"])
                 let abandon = Task { await record(jobID: jobID, kind: kind, [.submitAbandoned(attempt: attempt)], what: "an abandoned submit") }
                 await abandon.value
+                // fal has nothing of it: its slot goes to the next in line (it asks again when resent).
+                await releaseSlots([DueSet.Member(jobID: jobID, kind: kind)])
             } else if let status = error.httpStatus, (400..<500).contains(status) {
                 // fal answered and refused: no request exists there.
                 let code = status == 422 ? "validation" : "submit_rejected"
@@ -143,6 +159,58 @@ struct JobProcessor: Sendable {
     }
 
     func now() -> Date { clock.now }
+
+    // MARK: The governor (`CLAPPER_FAL_CONCURRENCY`)
+
+    /// Whether the task holds a slot at fal, asking for one: a task that gets none waits in the
+    /// line (`.waiting`), and is submitted when a release or the governor's service hands it one.
+    private func holdsSlot(jobID: String, kind: TaskKind, governor: FalGovernor) async -> Bool {
+        let job: Job
+        do {
+            guard let loaded = try await store.load(jobID)?.job else { return false }
+            job = loaded
+        } catch {
+            // The mark could not be stored either: the reconciler asks again later.
+            logger.warning("could not read a job to ask for a fal slot", metadata: ["job": "\(jobID)", "error": "\(error)"])
+            return false
+        }
+        guard let task = job.task(kind), task.status == .pending, task.submitStartedAt == nil, !job.canceled else { return false }
+        let member = DueSet.Member(jobID: jobID, kind: kind)
+        let grant: FalGovernor.Grant
+        do {
+            grant = try await governor.acquire(member, userID: job.userID, priority: job.priority ?? .normal, now: now())
+        } catch {
+            logger.warning("could not ask for a fal slot; the reconciler asks again", metadata: ["job": "\(jobID)", "task": "\(kind.rawValue)", "error": "\(error)"])
+            return false
+        }
+        submitGranted(grant.others)
+        guard grant.granted else {
+            Self.governorWaits.increment()
+            await record(jobID: jobID, kind: kind, [.waiting(position: nil)], what: "a wait for a fal slot")
+            return false
+        }
+        return true
+    }
+
+    /// Frees the slots of `members` (or their places in the line) and submits whatever the line
+    /// was given.
+    func releaseSlots(_ members: [DueSet.Member]) async {
+        guard let governor, !members.isEmpty else { return }
+        do {
+            submitGranted(try await governor.release(members, now: now()).others)
+        } catch {
+            // The governor's sweep frees a slot whose task ended; a lease ends by itself.
+            logger.warning("could not release fal slots", metadata: ["tasks": "\(members.map(\.encoded))", "error": "\(error)"])
+        }
+    }
+
+    /// Submits tasks the line just gave slots to, after the answer (follow-ups).
+    func submitGranted(_ members: [DueSet.Member]) {
+        for member in members {
+            let work: FollowUps.Work = { await submit(jobID: member.jobID, kind: member.kind) }
+            if followUps?.enqueue(work) != true { Task { await work() } }
+        }
+    }
 
     /// fal's answer to a start deadline that passed: an ERROR webhook for status 504 whose
     /// payload says `error_type` `request_timeout`.
@@ -260,8 +328,12 @@ struct JobProcessor: Sendable {
         decide: @escaping @Sendable (JobTask, Job) -> (events: [TaskEvent], output: [UInt8]?)
     ) async throws -> JobStore.Update {
         let at = now()
+        // The tasks this change ended (the last try's, when the compare-and-set was retried).
+        let ended = Mutex<[TaskKind]>([])
         let update = try await store.update(jobID, now: at) { job in
             guard let task = job.task(kind) else { return (.ignored("no \(kind.rawValue) task in this job"), nil) }
+            let runningBefore = job.tasks.filter { !$0.status.isTerminal }.map(\.kind)
+            defer { ended.withLock { $0 = runningBefore.filter { job.task($0)?.status.isTerminal == true } } }
             let (events, output) = decide(task, job)
             guard !events.isEmpty else { return (.ignored("event for another request"), nil) }
             var changed = false
@@ -282,6 +354,8 @@ struct JobProcessor: Sendable {
         if update.transition.outcome.isChanged {
             Self.transitions.increment()
             await feedCache(update, kind: kind)
+            // A task that ended leaves fal (or the line): its slot goes to the next in line.
+            await releaseSlots(ended.withLock { $0 }.map { DueSet.Member(jobID: jobID, kind: $0) })
         } else {
             Self.ignored.increment()
         }
@@ -313,6 +387,7 @@ struct JobProcessor: Sendable {
     func cancel(jobID: String) async throws -> JobStore.Update {
         let update = try await store.update(jobID, now: now()) { job in (job.cancel(at: now()), nil) }
         await perform(update.transition.actions, job: update.job)
+        await releaseSlots(update.job.tasks.map { DueSet.Member(jobID: jobID, kind: $0.kind) })
         return update
     }
 
@@ -333,6 +408,7 @@ struct JobProcessor: Sendable {
     }
 
     static let submits = Counter(label: "clapper_fal_submits_total")
+    static let governorWaits = Counter(label: "clapper_governor_waits_total")
     static let submitFailures = Counter(label: "clapper_fal_submit_failures_total")
     static let transitions = Counter(label: "clapper_job_changes_total")
     static let ignored = Counter(label: "clapper_job_events_ignored_total")

@@ -45,6 +45,10 @@ public struct JobTask: Codable, Sendable, Hashable {
     public var startedAt: Date?
     /// Queue position and the last log lines from fal's status (`.progress`); nil when none.
     public var progress: TaskProgress?
+    /// Waiting in Clapper's own line for a slot at fal (`CLAPPER_FAL_CONCURRENCY`), not sent yet.
+    public var waiting: Bool?
+    /// Its place in that line (0: next), when known.
+    public var waitPosition: Int?
 
     public init(
         kind: TaskKind,
@@ -124,6 +128,16 @@ public struct JobTask: Codable, Sendable, Hashable {
             submitAttempt = attempt
             lastTriedAt = now
             attempts += 1
+            waiting = nil
+            waitPosition = nil
+            return .changed
+
+        case .waiting(let position):
+            guard status == .pending, submitStartedAt == nil, falRequestID == nil else { return .ignored(reason: "only a task not yet sent waits for a slot") }
+            // A wait with no position known keeps the position a task already has.
+            guard waiting != true || (position != nil && waitPosition != position) else { return .ignored(reason: "already waiting there") }
+            waiting = true
+            waitPosition = position
             return .changed
 
         case .submitAbandoned(let attempt):
@@ -261,6 +275,8 @@ public struct JobTask: Codable, Sendable, Hashable {
         self.error = error
         completedAt = now
         clearQueuePosition()
+        waiting = nil
+        waitPosition = nil
         return .changed
     }
 

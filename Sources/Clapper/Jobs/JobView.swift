@@ -48,7 +48,7 @@ public enum JobView {
         w.raw(job.metadata.map { Array($0.utf8) })
 
         w.field("videoModel", job.video.model)
-        w.field("videoStatus", job.video.status.rawValue)
+        w.field("videoStatus", statusName(job.video))
         w.field("videoUrl", job.video.mediaURL)
         w.field("videoError", job.video.error?.message)
         w.field("videoErrorCode", job.video.error?.code)
@@ -59,7 +59,7 @@ public enum JobView {
 
         let audio = job.audio
         w.field("audioModel", audio?.model)
-        w.field("audioStatus", audio?.status.rawValue)
+        w.field("audioStatus", audio.map(statusName))
         w.field("audioUrl", audio?.mediaURL)
         w.field("audioError", audio?.error.map { audioErrorPrefix + $0.message })
         w.field("audioErrorCode", audio?.error?.code)
@@ -73,7 +73,7 @@ public enum JobView {
         }
 
         let merge = job.merge
-        w.field("mergeStatus", merge?.status.rawValue)
+        w.field("mergeStatus", merge.map(statusName))
         w.field("mergedUrl", merge?.mediaURL)
         w.field("mergeError", merge?.error?.message)
         w.field("mergeErrorCode", merge?.error?.code)
@@ -91,11 +91,16 @@ public enum JobView {
         return w.bytes
     }
 
+    /// A task's status as the API names it: `waiting` for a pending task in Clapper's line.
+    private static func statusName(_ task: JobTask) -> String {
+        task.status == .pending && task.waiting == true ? "waiting" : task.status.rawValue
+    }
+
     /// `<task>QueuePosition` (fal's place in its queue while queued), `<task>StartedAt` (when it
     /// was first seen running) and `<task>Logs` (fal's newest log lines, at most
     /// `TaskProgress.maxLines`); null when not known.
     private static func progress(_ task: JobTask, prefix: String, into w: inout JSONWriter) {
-        w.field(prefix + "QueuePosition", task.status == .queued ? task.progress?.queuePosition : nil)
+        w.field(prefix + "QueuePosition", task.status == .queued ? task.progress?.queuePosition : task.waiting == true ? task.waitPosition : nil)
         w.field(prefix + "StartedAt", task.startedAt.map(Timestamp.iso8601))
         w.key(prefix + "Logs")
         if let logs = task.progress?.logs, !logs.isEmpty {

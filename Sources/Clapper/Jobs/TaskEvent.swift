@@ -12,6 +12,10 @@ public enum TaskEvent: Sendable, Hashable {
     /// retries, or its mark could not be confirmed): the task is back to "no submit started", so
     /// sending it again later is safe. Ignored unless `attempt` is the task's current mark.
     case submitAbandoned(attempt: String)
+    /// No slot at fal is free (`CLAPPER_FAL_CONCURRENCY`): the task waits in Clapper's line, at
+    /// `position` when known. Only a pending task with no submit started takes it; the submit's
+    /// mark ends the wait.
+    case waiting(position: Int?)
     /// fal's submit response.
     case accepted(requestID: String, statusURL: String?, responseURL: String?, cancelURL: String?)
     case queued
