@@ -7,7 +7,7 @@ import statistics, subprocess, sys, tempfile, threading, time, uuid
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 QUICK = "--quick" in sys.argv
-# CLAPPER_BENCH_ONLY=fanout,idle runs only those sections (ceilings, ingest, latency, fanout, cluster, idle):
+# CLAPPER_BENCH_ONLY=fanout,idle runs only those sections (ceilings, ingest, latency, fanout, cluster, governor, idle):
 # for a quick A/B of one figure; the table says n/a for the rest.
 ONLY = set(filter(None, os.environ.get("CLAPPER_BENCH_ONLY", "").split(",")))
 wanted = lambda section: not ONLY or section in ONLY
@@ -256,9 +256,11 @@ def main():
             job_id, request_id = str(uuid.uuid4()), str(uuid.uuid4())
             d = doc.replace(template_id.encode(), job_id.encode()).replace(template_request.encode(), request_id.encode())
             v = view.replace(template_id.encode(), job_id.encode()).replace(template_request.encode(), request_id.encode())
-            commands.append(["EVALSHA", sha, 6, f"clapper:{{{job_id}}}:job", f"clapper:{{{job_id}}}:events", "clapper:due",
-                             "clapper:requests", f"clapper:user:{{{user.decode()}}}:jobs", f"clapper:{{{job_id}}}:job",
-                             0, version, d, v, channel, json.dumps(job_id), json.dumps(user.decode()), 100, user, "", 0,
+            u = user.decode()
+            commands.append(["EVALSHA", sha, 10, f"clapper:{{{job_id}}}:job", f"clapper:{{{job_id}}}:events", "clapper:due",
+                             "clapper:requests", f"clapper:user:{{{u}}}:jobs", f"clapper:{{{job_id}}}:job",
+                             f"clapper:user:{{{u}}}:active", f"clapper:user:{{{u}}}:rate", f"clapper:spend:{{{u}}}:bench", f"clapper:user:{{{u}}}:limits",
+                             0, version, d, v, channel, json.dumps(job_id), json.dumps(u), 100, user, "", 0, 0,
                              "hset", request_id, f"{job_id}|video"])
             jobs.append((job_id, request_id))
         for reply in redis.pipeline(commands):
@@ -268,9 +270,10 @@ def main():
     # --- 1. ceilings
     if wanted("ceilings"):
         bench_n = 20000 if QUICK else 100000
-        rb_args = ["EVALSHA", sha, "6", "bench:{__rand_int__}:job", "bench:{__rand_int__}:events", "bench:due", "bench:requests",
-                   "bench:user:{dev}:jobs", "bench:{__rand_int__}:job", "0", version.decode(), doc.decode(), view.decode(), "bench:ceiling",
-                   json.dumps(template_id), json.dumps(user.decode()), "100", user.decode(), "", "0", "hset", template_request, "m|video"]
+        rb_args = ["EVALSHA", sha, "10", "bench:{__rand_int__}:job", "bench:{__rand_int__}:events", "bench:due", "bench:requests",
+                   "bench:user:{dev}:jobs", "bench:{__rand_int__}:job", "bench:user:{dev}:active", "bench:user:{dev}:rate",
+                   "bench:spend:{dev}:day", "bench:user:{dev}:limits", "0", version.decode(), doc.decode(), view.decode(), "bench:ceiling",
+                   json.dumps(template_id), json.dumps(user.decode()), "100", user.decode(), "", "0", "0", "hset", template_request, "m|video"]
         message = '{"jobId":%s,"userId":%s,"id":"1-1","job":%s}' % (json.dumps(template_id), json.dumps(user.decode()), view.decode())
         for run in range(RUNS):
             for name, args in (("evalsha", rb_args), ("publish", ["PUBLISH", "bench:ceiling", message])):
@@ -282,7 +285,7 @@ def main():
             out, cpu, wall = run_timed(["wrk", "-t1", "-c64", f"-d{secs}s", "--latency", f"http://127.0.0.1:{http_port}/healthz"], secs + 30)
             record("healthz", {"rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),
                                "p50_ms": wrk_ms(out, "50%"), "p99_ms": wrk_ms(out, "99%"), "tool_cpu_percent": cpu / wall * 100})
-        redis.call("DEL", "bench:due", "bench:requests", "bench:user:{dev}:jobs")
+        redis.call("DEL", "bench:due", "bench:requests", "bench:user:{dev}:jobs", "bench:user:{dev}:active")
         log(f"ceilings: evalsha {fmt(med('evalsha', 'rps'))}/s, publish {fmt(med('publish', 'rps'))}/s, healthz {fmt(med('healthz', 'rps'))}/s")
 
     # --- 2. webhook ingest: distinct, then the same webhooks again (duplicates)
@@ -344,6 +347,10 @@ def main():
     # --- 7. Redis Cluster: the same gateway on 3 masters (no replicas) vs 1 node, both fresh
     if wanted("cluster"):
         cluster_section(env)
+
+    # --- 8. The fal governor: jobs through CLAPPER_FAL_CONCURRENCY vs without it
+    if wanted("governor"):
+        governor_section(env)
 
     global rss_after_fanout
     rss_after_fanout = int(next(l.split()[1] for l in open(f"/proc/{clapper.pid}/status") if l.startswith("VmRSS")))
@@ -483,6 +490,48 @@ def cluster_section(base_env):
 
 
 
+def governor_section(base_env):
+    """Jobs made through POST /v1/jobs and run to their end at a fal-sim that answers every webhook
+    (50 ms a run, no concurrency cap), by a Clapper without the governor and one with
+    CLAPPER_FAL_CONCURRENCY=1000 (more than are ever in flight: what the slot bookkeeping costs) and
+    =16 (a cap that binds), alternating, each on a fresh Redis. Figures: creates/s (c=32) and jobs/s
+    from the first create to the last job finished."""
+    sim = free_port()
+    start("governor-sim", [os.path.join(BIN, "fal-sim"), "--host", "127.0.0.1", "--port", str(sim), "--key", "sim-key:sim-secret",
+                           "--user-id", FAL_USER, "--queue-delay-ms", "0", "--run-delay-ms", "50", "--concurrency", "100000"])
+    wait_port(sim)
+    variants = {"off": "0", "n1000": "1000", "n16": "16"}
+    n = 500 if QUICK else 2000
+    for run in range(RUNS):
+        for name, limit in variants.items():
+            rport, port = free_port(), free_port()
+            d = os.path.join(TMP, f"gov-{name}-{run}"); os.makedirs(d)
+            rproc = start(f"gov-redis-{name}-{run}", ["redis-server", "--port", str(rport), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+                                                      "--dir", d, "--loglevel", "warning"])
+            wait_port(rport)
+            env = dict(base_env, CLAPPER_HTTP_PORT=str(port), CLAPPER_PUBLIC_URL=f"http://127.0.0.1:{port}", CLAPPER_REDIS_URL=f"redis://127.0.0.1:{rport}",
+                       FAL_QUEUE_URL=f"http://127.0.0.1:{sim}", FAL_JWKS_URL=f"http://127.0.0.1:{sim}/.well-known/jwks.json",
+                       CLAPPER_FAL_CONCURRENCY=limit, CLAPPER_RECONCILE_INTERVAL_MS="1000", CLAPPER_GOVERNOR_INTERVAL_MS="200")
+            gproc = start(f"gov-clapper-{name}-{run}", [os.path.join(BIN, "clapper")], env=env); wait_port(port)
+            body = lambda i: json.dumps({"prompt": f"governor bench {name} {run} {i}", "durationSeconds": 2, "feature": {"audio": False}}).encode()
+            recs = [(f"g{i}", (f"POST /v1/jobs HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+                                f"Content-Length: {len(body(i))}\r\n\r\n").encode() + body(i)) for i in range(n)]
+            t0 = time.monotonic()
+            created = tool("post", port=port, requests=write_records(os.path.join(TMP, "gjobs.req"), recs), concurrency=32)
+            r, end, done = Redis(rport), time.monotonic() + 300, 0
+            keys = list(scan_jobs(rport).values())
+            while time.monotonic() < end:
+                views = r.pipeline([["HGET", key, "view"] for key, _ in keys])
+                done = sum(1 for v in views if v and json.loads(v)["status"] in ("completed", "failed", "canceled"))
+                if done >= len(keys): break
+                time.sleep(0.05)
+            elapsed = time.monotonic() - t0
+            record(f"gov_create_{name}", created)
+            record(f"gov_jobs_{name}", {"rps": done / elapsed, "p50_ms": 0, "p99_ms": 0, "tool_cpu_percent": 0, "unfinished": len(keys) - done})
+            for p in (gproc, rproc): p.terminate(); p.wait(timeout=30)
+    log("governor: " + ", ".join(f"{name} {fmt(med(f'gov_jobs_{name}', 'rps'))} jobs/s" for name in variants))
+
+
 def csv_rows(text):
     import csv, io
     for row in csv.reader(io.StringIO(text)):
@@ -553,6 +602,12 @@ def report(idle_sizes, nofile, quiet_start, quiet_end, load_start, load_end):
                 f"{ratio(med(f'cl_fan_cluster{n}', 'events_per_s'), med(f'cl_fan_single{n}', 'events_per_s'))} × 1 node", cpu(f"cl_fan_cluster{n}"))
         keys = results.get("cl_keys", [{}])[-1].get("per_master", {})
         add("7. Redis Cluster: keys per master after section 7", ", ".join(str(v) for v in keys.values()), "", "", "")
+    if results.get("gov_jobs_off"):
+        for name, what in (("off", "no governor"), ("n1000", "CLAPPER_FAL_CONCURRENCY=1000 (never binds)"), ("n16", "CLAPPER_FAL_CONCURRENCY=16 (binds)")):
+            add(f"8. fal governor: POST /v1/jobs (creates/s, c=32), {what}", fmt(med(f"gov_create_{name}", "rps")), p(f"gov_create_{name}"),
+                "baseline" if name == "off" else f"{ratio(med(f'gov_create_{name}', 'rps'), med('gov_create_off', 'rps'))} × no governor", cpu(f"gov_create_{name}"))
+            add(f"8. fal governor: jobs created and finished at fal-sim (jobs/s, 50 ms a run), {what}", fmt(med(f"gov_jobs_{name}", "rps")), "",
+                "baseline" if name == "off" else f"{ratio(med(f'gov_jobs_{name}', 'rps'), med('gov_jobs_off', 'rps'))} × no governor; unfinished {fmt(med(f'gov_jobs_{name}', 'unfinished'))}", "")
     stamp = datetime.datetime.now().strftime("%Y-%m-%d-%H%M")
     notes = [
         f"# ops/bench{' --quick' if QUICK else ''}{' (CLAPPER_BENCH_ONLY=' + ','.join(sorted(ONLY)) + ')' if ONLY else ''} — {stamp}", "",
