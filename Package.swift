@@ -79,6 +79,7 @@ let package = Package(
                 "CurlURLFix",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
                 // ConnectGuardTransport's probe: a TCP connect outside URLSession.
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),

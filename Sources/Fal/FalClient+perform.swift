@@ -1,4 +1,5 @@
 import Foundation
+import Metrics
 import Logging
 
 extension FalClient {
@@ -20,6 +21,12 @@ extension FalClient {
     func perform(_ request: HTTPTransportRequest, operation: Operation, model: String?) async throws(FalError) -> HTTPTransportResponse {
         let clock = ContinuousClock()
         let start = clock.now
+        defer {
+            // `clapper_fal_request_duration_seconds{operation,model}`: the whole call, retries included.
+            let (seconds, attoseconds) = start.duration(to: clock.now).components
+            Timer(label: "clapper_fal_request_duration_seconds", dimensions: [("operation", operation.rawValue), ("model", model ?? "-")])
+                .recordNanoseconds(max(0, seconds &* 1_000_000_000 &+ attoseconds / 1_000_000_000))
+        }
         let deadline = start + callTimeout(operation)
         var logger = self.logger
         logger[metadataKey: "fal_operation"] = "\(operation.rawValue)"

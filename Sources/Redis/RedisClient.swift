@@ -86,9 +86,11 @@ public final class RedisClient: Service, Sendable {
     /// A batch refused by a connection that had just closed (Redis restarted, its close not yet
     /// seen when the caller picked it) was never sent: it goes once more, on a fresh connection.
     public func pipeline(_ commands: [RedisCommand]) async throws(RedisError) -> [RedisValue] {
+        let start = ContinuousClock.now
+        defer { RedisDurations.timer(for: commands.first).record(start.duration(to: .now)) }
         switch backend {
-        case .node(let node): try await node.pipeline(commands)
-        case .cluster(let cluster): try await cluster.pipeline(commands)
+        case .node(let node): return try await node.pipeline(commands)
+        case .cluster(let cluster): return try await cluster.pipeline(commands)
         }
     }
 

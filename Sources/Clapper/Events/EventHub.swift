@@ -1,3 +1,4 @@
+import Foundation
 import Logging
 import Metrics
 import NIOCore
@@ -195,6 +196,7 @@ public final class EventHub: Service, Sendable {
                     logger.warning("unreadable message on the events channel", metadata: ["bytes": "\(payload.count)"])
                     continue
                 }
+                Self.recordLag(of: change)
                 dispatch(change)
             case .subscribed:
                 // Until a change is seen, "now" on Redis's clock is the last-seen point: a catch-up
@@ -252,6 +254,17 @@ public final class EventHub: Service, Sendable {
     }
 
     /// Hands one change to the subscribers of its job and of its owner.
+    /// `clapper_event_delivery_lag_seconds`: from the change's write (its stream id is Redis's clock
+    /// at `XADD`, in ms) to its hand-out to this instance's streams; clocks of different machines
+    /// add their skew.
+    static let deliveryLag = Metrics.Timer(label: "clapper_event_delivery_lag_seconds")
+
+    static func recordLag(of change: JobChange) {
+        let now = UInt64(clamping: Date().milliseconds)
+        let lag = now > change.id.milliseconds ? now - change.id.milliseconds : 0
+        deliveryLag.recordNanoseconds(Int64(clamping: min(lag, 86_400_000) * 1_000_000))
+    }
+
     func dispatch(_ change: JobChange, toUsers: Bool = true) {
         let targets = state.withLock { state -> LoopBuckets in
             if state.lastSeen.map({ $0 < change.id }) ?? true {

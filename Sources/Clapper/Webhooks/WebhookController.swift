@@ -4,6 +4,7 @@ import HTTPTypes
 import Hummingbird
 import Logging
 import Metrics
+import Redis
 
 /// `POST /v1/webhooks/fal/{jobId}/{task}?token=…`: fal's callbacks. The URL token is checked,
 /// then fal's Ed25519 signature over the raw body, before anything is parsed; nothing is stored
@@ -38,6 +39,10 @@ struct WebhookController {
             attempt = value
         }
         let body = try await request.bodyBytes(context: context)
+        // `clapper_webhook_duration_seconds{stage}`: `total` (signature, parse, apply), and `apply`
+        // alone (read, rules, script).
+        let start = ContinuousClock.now
+        defer { Self.totalDuration.record(start.duration(to: .now)) }
         if let verifier {
             do {
                 try await verifier.verify(headers: FalWebhookHeaders { name in HTTPField.Name(name).flatMap { request.headers[$0] } }, body: body)
@@ -54,7 +59,9 @@ struct WebhookController {
             throw APIError.badRequest("malformed webhook body", code: "invalid_webhook")
         }
         // A job that does not exist is a 404 (`ClapperError.notFound`, mapped at the edge).
+        let applyStart = ContinuousClock.now
         let update = try await processor.applyWebhook(jobID: jobID, kind: kind, attempt: attempt, webhook: webhook)
+        Self.applyDuration.record(applyStart.duration(to: .now))
         guard update.job.task(kind) != nil else { throw APIError.notFound("no such task") }
         let applied = update.transition.outcome.isChanged
         guard update.replicated else {
@@ -85,6 +92,9 @@ struct WebhookController {
     private static let applied = Counter(label: "clapper_webhooks_total", dimensions: [("outcome", Outcome.applied.rawValue)])
     private static let ignored = Counter(label: "clapper_webhooks_total", dimensions: [("outcome", Outcome.ignored.rawValue)])
     private static let rejected = Counter(label: "clapper_webhooks_total", dimensions: [("outcome", Outcome.rejected.rawValue)])
+
+    static let totalDuration = Metrics.Timer(label: "clapper_webhook_duration_seconds", dimensions: [("stage", "total")])
+    static let applyDuration = Metrics.Timer(label: "clapper_webhook_duration_seconds", dimensions: [("stage", "apply")])
 
     static func outcomes(_ outcome: Outcome) -> Counter {
         switch outcome {
