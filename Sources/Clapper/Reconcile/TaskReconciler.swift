@@ -123,10 +123,12 @@ struct TaskReconciler: Sendable {
                 return Result(report: report, next: now.addingTimeInterval(schedule.maxSeconds))
             }
             // fal was never reached in time (refused, rate limited): give up the model's timeout
-            // after the task became due, and only once a submit was tried since then.
+            // after the task became due, and only once a submit was tried since then. A task
+            // waiting in the governor's line for a slot is not given up: it waits for Clapper's
+            // own limit, not for fal (its next try, once it has a slot, can still fail it).
             let giveUp = due.addingTimeInterval(Double(catalog.model(id: task.model)?.timeoutSeconds ?? catalog.video.timeoutSeconds))
             let triedSinceDue = task.lastTriedAt.map { $0 >= due } ?? false
-            if now >= giveUp, triedSinceDue {
+            if now >= giveUp, triedSinceDue, task.waiting != true {
                 report.fal = "not asked (fal could not be reached before the model's timeout)"
                 let error = TaskError(code: "submit_failed", message: "fal could not be reached before the model's timeout")
                 return await settle(job: job, kind: task.kind, events: [.failed(error)], output: nil, action: .failSubmitUnreachable, fix: .stuckPending, now: now, report: report)

@@ -1,3 +1,4 @@
+import Fal
 import FalSim
 import Foundation
 import Redis
@@ -153,6 +154,37 @@ struct FalGovernorTests {
                 try await RedisClientForTest.with(stack.server) { try await $0.send(RedisCommand("ZCARD", "clapper:{gov}:slots")) }.integer == 0
             }
         }
+    }
+}
+
+/// The reconciler's rule for a task waiting in the governor's line (no I/O at fal needed).
+@Suite("fal governor: the reconciler and a waiting task")
+struct GovernorReconcileTests {
+    /// A task whose submit once failed to reach fal, now waiting in the line past its model's
+    /// timeout, is not failed `submit_failed`: the wait is Clapper's, not fal's. Without the
+    /// waiting mark the same task is failed.
+    @Test(.timeLimit(.minutes(1)), arguments: [true, false])
+    func aWaitingTaskIsNotGivenUpForWantOfFal(waiting: Bool) async throws {
+        let refusing = try RefusingPort()
+        try await withRedisServer { server in
+            let (worker, redis) = try makeWorker(server: server, simURL: "http://127.0.0.1:\(refusing.port)", publicURL: "http://127.0.0.1:1", transport: URLSessionTransport())
+            let now = Date()
+            let longAgo = now.addingTimeInterval(-7200)
+            var video = JobTask(kind: .video, model: ModelCatalog.ltxVideo.id, lastTriedAt: longAgo.addingTimeInterval(1))
+            video.attempts = 1
+            if waiting { video.waiting = true }
+            let job = Job(id: UUID().uuidString.lowercased(), userID: "u", createdAt: longAgo, prompt: "p", durationSeconds: 2,
+                          feature: JobFeature(audio: false), audioMode: .parallel, video: video)
+            _ = try await worker.processor.store.create(job, idempotency: nil)
+            let result = await worker.reconcile(jobID: job.id, kind: .video, now: now, dryRun: true, force: false)
+            if waiting {
+                #expect(result.report.action == .submit, "\(result.report.action)")
+            } else {
+                #expect(result.report.action == .failSubmitUnreachable, "\(result.report.action)")
+            }
+            await redis.shutdown()
+        }
+        withExtendedLifetime(refusing) {}
     }
 }
 
