@@ -6,8 +6,7 @@ TLS: a job is created; its event stream delivers the snapshot at once while the 
 stream gets the change and `done`; a forged signature is refused; the admin API and /metrics are
 not served from outside (but are on Clapper's own loopback port); a 2 MB webhook is refused by
 nginx. Exit 0 when every check holds."""
-import argparse, base64, hashlib, hmac, http.client, json, os, re, secrets, shutil, signal, socket, ssl
-import subprocess, sys, tempfile, time
+import argparse, hashlib, hmac, http.client, json, os, re, secrets, shutil, socket, ssl, subprocess, sys, tempfile, time
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -18,8 +17,13 @@ ap.add_argument("--keep", action="store_true", help="keep the temp dir (logs, co
 args = ap.parse_args()
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.join(ROOT, "ops", "chaos.d"))
+from harness import Stack, b64url, free_port  # the process helpers ops/chaos and ops/soak share
+
 TMP = tempfile.mkdtemp(prefix="clapper-deploy.")
-procs, failures = [], []
+STACK = Stack(TMP, time.monotonic())
+start = STACK.start
+failures = []
 FAL_USER = "deploy-check-fal-user"
 WEBHOOK_SECRET = secrets.token_hex(32)
 JWT_SECRET = secrets.token_hex(32)
@@ -35,35 +39,13 @@ def check(ok, what):
     if not ok: failures.append(what)
 
 
-def free_port():
-    s = socket.socket(); s.bind(("127.0.0.1", 0)); port = s.getsockname()[1]; s.close(); return port
-
-
 def wait_port(port, limit=30):
     end = time.monotonic() + limit
-    while time.monotonic() < end:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close(); return
-        except OSError:
-            time.sleep(0.05)
-    raise SystemExit(f"nothing listens on {port} after {limit} s; logs in {TMP}")
-
-
-def start(name, argv, env=None):
-    out = open(os.path.join(TMP, f"{name}.log"), "wb")
-    p = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True)
-    procs.append(p)
-    return p
-
-
-def b64url(data): return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
-
-
-def jwt(subject):
-    head = b64url(json.dumps({"alg": "HS256", "typ": "JWT"}).encode())
-    body = b64url(json.dumps({"sub": subject, "exp": int(time.time()) + 3600}).encode())
-    sig = b64url(hmac.new(JWT_SECRET.encode(), f"{head}.{body}".encode(), hashlib.sha256).digest())
-    return f"{head}.{body}.{sig}"
+    while True:
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0: return
+        if time.monotonic() > end: raise SystemExit(f"nothing listens on {port} after {limit} s; logs in {TMP}")
+        time.sleep(0.05)
 
 
 def main():
@@ -126,7 +108,7 @@ http {{
         return response.status, data
 
     user = "deploy-check-user"
-    auth = {"Authorization": f"Bearer {jwt(user)}", "Content-Type": "application/json"}
+    auth = {"Authorization": f"Bearer {Stack.user_token(JWT_SECRET, user)}", "Content-Type": "application/json"}
 
     # --- a job through nginx
     status, data = request("POST", "/v1/jobs", json.dumps({"prompt": "a lighthouse", "durationSeconds": 2}).encode(), auth)
@@ -221,12 +203,7 @@ try:
     main()
     completed = True
 finally:
-    for p in reversed(procs):
-        try:
-            os.killpg(p.pid, signal.SIGTERM)
-            p.wait(timeout=10)
-        except Exception:
-            pass
+    STACK.stop_all()
     if failures or not completed:
         print(f"ops/deploy/check FAILED: {len(failures)} check(s){'' if completed else ', stopped early'}; logs in {TMP}")
         sys.exit(1)
