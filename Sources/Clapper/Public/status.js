@@ -116,14 +116,16 @@ function makeCard(jobId) {
   const videoStatus = el("dd", "video-status", "…");
   const audioStatus = el("dd", "audio-status", "…");
   tasks.append(el("dt", null, "Video"), videoStatus, el("dt", null, "Audio"), audioStatus);
+  const progress = el("p", "progress");
   const videoError = el("p", "error-text video-error");
   const audioError = el("p", "error-text audio-failed");
+  progress.hidden = true;
   videoError.hidden = true;
   audioError.hidden = true;
   const media = el("div", "media");
-  card.append(title, prompt, tasks, videoError, audioError, media);
+  card.append(title, prompt, tasks, progress, videoError, audioError, media);
   jobsSection.prepend(card);
-  return { card, badge, connection, prompt, videoStatus, audioStatus, videoError, audioError, media, video: null, audio: null, source: null, version: 0 };
+  return { card, badge, connection, prompt, videoStatus, audioStatus, progress, videoError, audioError, media, video: null, audio: null, source: null, version: 0 };
 }
 
 function render(entry, job) {
@@ -136,6 +138,22 @@ function render(entry, job) {
   entry.prompt.textContent = job.prompt || "";
   entry.videoStatus.textContent = job.videoStatus || "—";
   entry.audioStatus.textContent = job.feature && job.feature.audio ? (job.audioStatus || "—") + (job.audioModel ? ` (${job.audioModel})` : "") : "off";
+
+  // Where each task stands while it is not done: its place in line (Clapper's or fal's), or the
+  // last line fal logged while it runs. Text only (textContent): fal's lines are not markup.
+  const progress = [];
+  for (const [name, prefix] of [["Video", "video"], ["Audio", "audio"]]) {
+    const status = job[prefix + "Status"];
+    const position = job[prefix + "QueuePosition"];
+    const logs = job[prefix + "Logs"];
+    if ((status === "waiting" || status === "queued") && typeof position === "number") {
+      progress.push(`${name}: ${status}, ${position === 0 ? "next in line" : position + " ahead"}`);
+    } else if (status === "running" && Array.isArray(logs) && logs.length > 0) {
+      progress.push(`${name}: ${logs[logs.length - 1].message}`);
+    }
+  }
+  entry.progress.textContent = progress.join(" · ");
+  entry.progress.hidden = progress.length === 0;
 
   entry.videoError.hidden = !job.videoError;
   entry.videoError.textContent = job.videoError ? "Video generation failed: " + job.videoError : "";

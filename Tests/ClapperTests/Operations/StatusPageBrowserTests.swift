@@ -1,3 +1,4 @@
+import Clapper
 import FalSim
 import Foundation
 import Testing
@@ -101,6 +102,83 @@ struct StatusPageBrowserTests {
                 try png.write(to: file)
                 #expect(png.count > 1000)
                 print("status page screenshot: \(file.path)")
+                await browser.close()
+            } catch {
+                await browser.close()
+                throw error
+            }
+        }
+    }
+}
+
+extension StatusPageBrowserTests {
+    /// A job held running at fal (fal-sim `hold-run`, progress polled every 100 ms): its card shows
+    /// the last line fal logged, as text, and the line goes once the job is done.
+    @Test(.timeLimit(.minutes(1)), .enabled(if: chromiumExecutable() != nil, "chromium is not installed: apt-get install -y chromium"))
+    func aRunningJobShowsWhatFalLogs() async throws {
+        let chromium = try #require(chromiumExecutable())
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("clapper-status-progress-\(UUID().uuidString.prefix(8))")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        try await withGateway(GatewayOptions(configure: {
+            $0.devMode = true
+            ReconcileSetup.on(&$0)
+            $0.progress = ProgressPolicy(interval: .milliseconds(100), maxInterval: .milliseconds(400))
+        })) { stack in
+            let marker = "held boat \(UUID().uuidString.prefix(6))"
+            try await stack.sim.addFaultRule(FalSimFaultRule(promptContains: marker, faults: ["hold-run"]))
+            let browser = try Browser(executable: chromium, profile: directory.appendingPathComponent("profile"))
+            do {
+                let target = try await browser.call("Target.createTarget", ["url": stack.gateway.baseURL + "/"])
+                let targetID = try #require(target["targetId"] as? String)
+                let attached = try await browser.call("Target.attachToTarget", ["targetId": targetID, "flatten": true])
+                let session = try #require(attached["sessionId"] as? String)
+                _ = try await browser.evaluate(session, retries: 50, """
+                    new Promise((resolve, reject) => {
+                      const start = Date.now();
+                      (function check() {
+                        if (document.readyState === "complete" && document.getElementById("create-job")) resolve(true);
+                        else if (Date.now() - start > 10000) reject(new Error("no form"));
+                        else setTimeout(check, 20);
+                      })();
+                    })
+                    """)
+                _ = try await browser.evaluate(session, """
+                    (() => {
+                      document.getElementById("prompt").value = "\(marker)";
+                      document.getElementById("duration").value = "2";
+                      document.getElementById("audio").checked = false;
+                      document.getElementById("submit").click();
+                      return true;
+                    })()
+                    """)
+                // Waits on DOM changes for the card's progress line to satisfy `condition`.
+                func progress(until condition: String) async throws -> [String: Any] {
+                    let result = try await browser.evaluate(session, """
+                        new Promise((resolve, reject) => {
+                          const state = () => {
+                            const card = document.querySelector(".job-card");
+                            const line = card && card.querySelector(".progress");
+                            return { text: line ? line.textContent : null, hidden: line ? line.hidden : null,
+                                     status: card ? card.querySelector(".badge.status").textContent : null,
+                                     tags: line ? line.children.length : -1 };
+                          };
+                          const done = () => { const s = state(); return \(condition); };
+                          if (done()) return resolve(state());
+                          const observer = new MutationObserver(() => { if (done()) { observer.disconnect(); resolve(state()); } });
+                          observer.observe(document.body, { subtree: true, childList: true, characterData: true, attributes: true });
+                          setTimeout(() => { observer.disconnect(); reject(new Error("progress: " + JSON.stringify(state()))); }, 30000);
+                        })
+                        """)
+                    return try #require(result as? [String: Any])
+                }
+                // fal-sim logs a line at the start and one per quarter of its run: the last one shows.
+                let running = try await progress(until: "s.text && s.text.startsWith('Video: fal-sim: ')")
+                #expect(running["status"] as? String == "running", "\(running)")
+                #expect(running["hidden"] as? Bool == false)
+                #expect(running["tags"] as? Int == 0, "fal's line is text, not markup")
+                #expect(await stack.sim.releaseHeldRuns().count == 1)
+                let finished = try await progress(until: "s.status === 'completed'")
+                #expect(finished["hidden"] as? Bool == true, "no progress line once done: \(finished)")
                 await browser.close()
             } catch {
                 await browser.close()
