@@ -23,9 +23,8 @@ extension FalClient {
         let start = clock.now
         defer {
             // `clapper_fal_request_duration_seconds{operation,model}`: the whole call, retries included.
-            let (seconds, attoseconds) = start.duration(to: clock.now).components
             Timer(label: "clapper_fal_request_duration_seconds", dimensions: [("operation", operation.rawValue), ("model", model ?? "-")])
-                .recordNanoseconds(max(0, seconds &* 1_000_000_000 &+ attoseconds / 1_000_000_000))
+                .record(duration: start.duration(to: clock.now))
         }
         let deadline = start + callTimeout(operation)
         var logger = self.logger

@@ -299,11 +299,9 @@ actor FalSimEngine {
         // reads `data["logs"]` unconditionally).
         body["logs"] = .null
         if logs {
+            let timestamp = FalSimJSON.string(ISO8601DateFormatter().string(from: job.record.startedAt ?? job.record.receivedAt))
             body["logs"] = .array(logLines(of: job).map { message in
-                .object([
-                    "message": .string(message), "level": .string("INFO"), "source": .string("user"),
-                    "timestamp": .string(ISO8601DateFormatter().string(from: job.record.startedAt ?? job.record.receivedAt)),
-                ])
+                .object(["message": .string(message), "level": .string("INFO"), "source": .string("user"), "timestamp": timestamp])
             })
         }
         if job.record.state == .completed {

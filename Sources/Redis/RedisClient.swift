@@ -1,4 +1,5 @@
 import Logging
+import Metrics
 import NIOCore
 import NIOPosix
 import ServiceLifecycle
@@ -87,7 +88,7 @@ public final class RedisClient: Service, Sendable {
     /// seen when the caller picked it) was never sent: it goes once more, on a fresh connection.
     public func pipeline(_ commands: [RedisCommand]) async throws(RedisError) -> [RedisValue] {
         let start = ContinuousClock.now
-        defer { RedisDurations.timer(for: commands.first).record(start.duration(to: .now)) }
+        defer { RedisDurations.timer(for: commands.first).record(duration: start.duration(to: .now)) }
         switch backend {
         case .node(let node): return try await node.pipeline(commands)
         case .cluster(let cluster): return try await cluster.pipeline(commands)

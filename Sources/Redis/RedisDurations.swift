@@ -24,12 +24,3 @@ enum RedisDurations {
         return String(decoding: bytes.map { (0x61...0x7A).contains($0) ? $0 - 0x20 : $0 }, as: UTF8.self)
     }
 }
-
-extension Timer {
-    /// Records `duration` (whole nanoseconds; negative or huge values clamped).
-    public func record(_ duration: Duration) {
-        let (seconds, attoseconds) = duration.components
-        let (whole, overflow) = seconds.multipliedReportingOverflow(by: 1_000_000_000)
-        recordNanoseconds(overflow ? .max : max(0, whole &+ attoseconds / 1_000_000_000))
-    }
-}

@@ -253,7 +253,6 @@ public final class EventHub: Service, Sendable {
         subscribersGauge.record(0)
     }
 
-    /// Hands one change to the subscribers of its job and of its owner.
     /// `clapper_event_delivery_lag_seconds`: from the change's write (its stream id is Redis's clock
     /// at `XADD`, in ms) to its hand-out to this instance's streams; clocks of different machines
     /// add their skew.
@@ -265,6 +264,7 @@ public final class EventHub: Service, Sendable {
         deliveryLag.recordNanoseconds(Int64(clamping: min(lag, 86_400_000) * 1_000_000))
     }
 
+    /// Hands one change to the subscribers of its job and of its owner.
     func dispatch(_ change: JobChange, toUsers: Bool = true) {
         let targets = state.withLock { state -> LoopBuckets in
             if state.lastSeen.map({ $0 < change.id }) ?? true {

@@ -147,8 +147,7 @@ struct FalGovernor: Sendable {
     """#)
 
     private func arguments(now: Date, lease: Duration) -> [any RedisArgumentConvertible] {
-        let (seconds, attoseconds) = lease.components
-        return [base, now.milliseconds, seconds * 1000 + attoseconds / 1_000_000_000_000_000, limit]
+        [base, now.milliseconds, lease.milliseconds, limit]
     }
 
     /// Asks a slot for `member`: granted at once when it already holds one, or when the line

@@ -57,10 +57,7 @@ public struct CreateJobRequest: Sendable, Hashable {
     /// Lowercase hex SHA-256 of the body bytes as received, for the `Idempotency-Key` check
     /// (same key, same bytes: same job).
     public static func canonicalBodyHash(_ body: [UInt8]) -> String {
-        SHA256.hash(data: body).map { byte in
-            let hex = String(byte, radix: 16)
-            return byte < 16 ? "0" + hex : hex
-        }.joined()
+        SHA256.hash(data: body).hex
     }
 
     /// The job this request creates, every task pending.

@@ -1,7 +1,6 @@
 import Foundation
 import Logging
 import Metrics
-import Redis
 import ServiceLifecycle
 
 /// The background reconciler: a `Service` on every instance. Each round it claims the tasks
@@ -75,7 +74,7 @@ struct Reconciler: Service {
     private func handle(_ entry: DueSet.Entry) async {
         let start = ContinuousClock.now
         let result = await worker.reconcile(jobID: entry.jobID, kind: entry.kind, now: now(), dryRun: false, force: false)
-        Metrics.Timer(label: "clapper_reconcile_check_duration_seconds", dimensions: [("action", result.report.action.rawValue)]).record(start.duration(to: .now))
+        Metrics.Timer(label: "clapper_reconcile_check_duration_seconds", dimensions: [("action", result.report.action.rawValue)]).record(duration: start.duration(to: .now))
         do {
             if result.removeEntry {
                 try await queue.release(entry, next: nil)

@@ -141,14 +141,18 @@ struct JobRepository: Sendable {
         }
         if keys.isSharded { arguments += ["spublish", "-", "-"] }
         let idempotencyKey = change.idempotency.map { keys.idempotency(userID: change.userID, keyHash: $0.keyHash) } ?? keys.job(change.jobID)
+        // The rate, spend and override keys are read only when a create is admitted; other writes
+        // (every webhook) pass the job key in their place, so no day is formatted for them.
+        let admissionKeys = change.admission.map {
+            [keys.userRate(change.userID), keys.spend(userID: change.userID, day: SpendLedger.day($0.now)), keys.userLimits(change.userID)]
+        } ?? Array(repeating: keys.job(change.jobID), count: 3)
         let shard = keys.shard(ofJob: change.jobID)
         let (reply, waited) = try await redis.eval(
             JobScripts.apply,
             keys: [
                 keys.job(change.jobID), keys.events(change.jobID), keys.due(shard: shard), keys.requests(shard: shard), keys.userJobs(change.userID), idempotencyKey,
-                keys.userActive(change.userID), keys.userRate(change.userID),
-                keys.spend(userID: change.userID, day: SpendLedger.day(change.admission?.now ?? Date())), keys.userLimits(change.userID),
-            ],
+                keys.userActive(change.userID),
+            ] + admissionKeys,
             arguments: arguments,
             then: replicas > 0 ? [RedisCommand("WAIT", replicas, redis.configuration.writeReplicaTimeoutMilliseconds)] : []
         )
@@ -163,7 +167,8 @@ struct JobRepository: Sendable {
             let now = change.admission?.now ?? Date()
             let retry: Int64 = switch limit {
             case .inFlight: 5
-            case .jobsPerMinute: max(1, (retryMs + 999) / 1000)
+            // A reply out of range (a damaged bucket) is clamped before any arithmetic.
+            case .jobsPerMinute: max(1, (min(max(retryMs, 0), 86_400_000) + 999) / 1000)
             case .spendPerDay: max(1, Int64(SpendLedger.secondsUntilNextDay(after: now)))
             }
             return .refused(UserLimitRefusal(limit: limit, value: value, retryAfterSeconds: Int(clamping: retry)))

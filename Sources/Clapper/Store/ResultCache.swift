@@ -20,7 +20,7 @@ struct ResultCache: Sendable {
         var hash = SHA256()
         hash.update(data: Array(model.utf8) + [0x0A])
         hash.update(data: input)
-        return hash.finalize().map { byte in byte < 16 ? "0" + String(byte, radix: 16) : String(byte, radix: 16) }.joined()
+        return hash.finalize().hex
     }
 
     func key(_ fingerprint: String) -> String { "\(keys.prefix):cache:{\(fingerprint)}" }

@@ -4,7 +4,6 @@ import HTTPTypes
 import Hummingbird
 import Logging
 import Metrics
-import Redis
 
 /// `POST /v1/webhooks/fal/{jobId}/{task}?token=…`: fal's callbacks. The URL token is checked,
 /// then fal's Ed25519 signature over the raw body, before anything is parsed; nothing is stored
@@ -42,7 +41,7 @@ struct WebhookController {
         // `clapper_webhook_duration_seconds{stage}`: `total` (signature, parse, apply), and `apply`
         // alone (read, rules, script).
         let start = ContinuousClock.now
-        defer { Self.totalDuration.record(start.duration(to: .now)) }
+        defer { Self.totalDuration.record(duration: start.duration(to: .now)) }
         if let verifier {
             do {
                 try await verifier.verify(headers: FalWebhookHeaders { name in HTTPField.Name(name).flatMap { request.headers[$0] } }, body: body)
@@ -61,7 +60,7 @@ struct WebhookController {
         // A job that does not exist is a 404 (`ClapperError.notFound`, mapped at the edge).
         let applyStart = ContinuousClock.now
         let update = try await processor.applyWebhook(jobID: jobID, kind: kind, attempt: attempt, webhook: webhook)
-        Self.applyDuration.record(applyStart.duration(to: .now))
+        Self.applyDuration.record(duration: applyStart.duration(to: .now))
         guard update.job.task(kind) != nil else { throw APIError.notFound("no such task") }
         let applied = update.transition.outcome.isChanged
         guard update.replicated else {

@@ -340,12 +340,14 @@ struct ReadinessUnderLoadTests {
                 #expect(try await gateway.send(.GET, "/readyz").status == 200)
             }
             #expect(probe.pingsSent - sentBefore == 5)
-            context.server.stop()
+            // Redis paused, not killed: a killed server frees its port for a parallel test's new
+            // redis-server, which this gateway would then reach. Once under the full suite a
+            // killed Redis here still answered ready; that is the explanation we suspect.
+            kill(context.server.pid, SIGSTOP)
             let down = try await gateway.send(.GET, "/readyz")
+            kill(context.server.pid, SIGCONT)
             #expect(down.status == 503)
             #expect(down.errorCode == "not_ready")
-            try await context.server.restart()
-            // The first command after a restart may meet the broken connection; then it is back.
             try await eventually("ready again") { try await gateway.send(.GET, "/readyz").status == 200 }
         }
     }

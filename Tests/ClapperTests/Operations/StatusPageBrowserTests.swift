@@ -25,22 +25,7 @@ struct StatusPageBrowserTests {
             }
             let browser = try Browser(executable: chromium, profile: directory.appendingPathComponent("profile"))
             do {
-                let target = try await browser.call("Target.createTarget", ["url": gateway.baseURL + "/"])
-                let targetID = try #require(target["targetId"] as? String)
-                let attached = try await browser.call("Target.attachToTarget", ["targetId": targetID, "flatten": true])
-                let session = try #require(attached["sessionId"] as? String)
-
-                // The page is there (retried while the first document is replaced).
-                _ = try await browser.evaluate(session, retries: 50, """
-                    new Promise((resolve, reject) => {
-                      const start = Date.now();
-                      (function check() {
-                        if (document.readyState === "complete" && document.getElementById("create-job")) resolve(true);
-                        else if (Date.now() - start > 10000) reject(new Error("no form"));
-                        else setTimeout(check, 20);
-                      })();
-                    })
-                    """)
+                let session = try await browser.openStatusPage(gateway.baseURL + "/")
 
                 // Fill the form as a person would and submit it.
                 _ = try await browser.evaluate(session, """
@@ -128,20 +113,7 @@ extension StatusPageBrowserTests {
             try await stack.sim.addFaultRule(FalSimFaultRule(promptContains: marker, faults: ["hold-run"]))
             let browser = try Browser(executable: chromium, profile: directory.appendingPathComponent("profile"))
             do {
-                let target = try await browser.call("Target.createTarget", ["url": stack.gateway.baseURL + "/"])
-                let targetID = try #require(target["targetId"] as? String)
-                let attached = try await browser.call("Target.attachToTarget", ["targetId": targetID, "flatten": true])
-                let session = try #require(attached["sessionId"] as? String)
-                _ = try await browser.evaluate(session, retries: 50, """
-                    new Promise((resolve, reject) => {
-                      const start = Date.now();
-                      (function check() {
-                        if (document.readyState === "complete" && document.getElementById("create-job")) resolve(true);
-                        else if (Date.now() - start > 10000) reject(new Error("no form"));
-                        else setTimeout(check, 20);
-                      })();
-                    })
-                    """)
+                let session = try await browser.openStatusPage(stack.gateway.baseURL + "/")
                 _ = try await browser.evaluate(session, """
                     (() => {
                       document.getElementById("prompt").value = "\(marker)";
@@ -185,6 +157,28 @@ extension StatusPageBrowserTests {
                 throw error
             }
         }
+    }
+}
+
+extension Browser {
+    /// Opens `url` in a new tab and waits until the status page's form is there (retried while
+    /// the first document is replaced); returns the tab's session.
+    func openStatusPage(_ url: String) async throws -> String {
+        let target = try await call("Target.createTarget", ["url": url])
+        let targetID = try #require(target["targetId"] as? String)
+        let attached = try await call("Target.attachToTarget", ["targetId": targetID, "flatten": true])
+        let session = try #require(attached["sessionId"] as? String)
+        _ = try await evaluate(session, retries: 50, """
+            new Promise((resolve, reject) => {
+              const start = Date.now();
+              (function check() {
+                if (document.readyState === "complete" && document.getElementById("create-job")) resolve(true);
+                else if (Date.now() - start > 10000) reject(new Error("no form"));
+                else setTimeout(check, 20);
+              })();
+            })
+            """)
+        return session
     }
 }
 
