@@ -47,6 +47,10 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
         // Only the tests use it directly (streaming SSE reads); HummingbirdTesting already pulls it in.
         .package(url: "https://github.com/swift-server/async-http-client.git", from: "1.37.0"),
+        // Spans of a job's path (Hummingbird already builds it).
+        .package(url: "https://github.com/apple/swift-distributed-tracing.git", from: "1.7.3"),
+        // Spans out over OTLP/HTTP when OTEL_EXPORTER_OTLP_ENDPOINT is set. Only that trait: no gRPC.
+        .package(url: "https://github.com/swift-otel/swift-otel.git", from: "1.6.0", traits: ["OTLPHTTP"]),
     ],
     targets: [
         .systemLibrary(
@@ -124,6 +128,8 @@ let package = Package(
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "Tracing", package: "swift-distributed-tracing"),
+                .product(name: "OTel", package: "swift-otel"),
             ],
             resources: [.copy("Public")],
             swiftSettings: swiftSettings

@@ -4,6 +4,7 @@ import Hummingbird
 import HummingbirdCore
 import Logging
 import NIOCore
+import OTel
 import Redis
 import ServiceLifecycle
 import Synchronization
@@ -50,10 +51,22 @@ func buildApplication(
     var logger = logger ?? Logger(label: "clapper")
     logger.logLevel = configuration.logLevel
 
+    // Traces (OTLP) when configured; otherwise no tracer at all.
+    var tracer = ClapperTracer.off
+    var tracingService: (any Service)?
+    if var otel = configuration.tracing {
+        otel.diagnosticLogger = .custom(logger)
+        let backend = try OTel.makeTracingBackend(configuration: otel)
+        tracer = ClapperTracer(tracer: backend.factory)
+        tracingService = backend.service
+        logger.info("traces are exported over OTLP", metadata: ["service": "\(otel.serviceName)"])
+    }
+
     let redis = RedisClient(configuration: configuration.redis, logger: logger)
     let catalog = try ModelCatalog.load(json: configuration.modelCatalogJSON, audioPromptSuffix: configuration.audioPromptSuffix)
     let keys = configuration.redis.url.isCluster ? JobKeys.cluster() : JobKeys()
-    let repository = JobRepository(redis: redis, keys: keys, eventsMaxLength: configuration.eventsMaxLength)
+    var repository = JobRepository(redis: redis, keys: keys, eventsMaxLength: configuration.eventsMaxLength)
+    repository.tracer = tracer
     let fal = FalClient(
         configuration: FalClientConfiguration(
             queueURL: configuration.falQueueURL,
@@ -80,6 +93,7 @@ func buildApplication(
         cacheUnseeded: configuration.resultCacheUnseeded
     )
     processor.governor = governor
+    processor.tracer = tracer
     let verifier = configuration.verifyWebhookSignatures
         ? FalWebhookVerifier(
             configuration: FalWebhookVerifierConfiguration(jwksURL: configuration.falJWKSURL, pinnedUserID: configuration.falWebhookUserID),
@@ -101,6 +115,7 @@ func buildApplication(
 
     let router = Router(context: ClapperRequestContext.self)
     router.add(middleware: RequestIDMiddleware())
+    if tracer.isOn { router.add(middleware: RequestSpanMiddleware(tracer: tracer)) }
     router.add(middleware: CORSPolicyMiddleware(origins: configuration.corsOrigins))
     router.add(middleware: MetricsMiddleware())
     router.add(middleware: RequestLogMiddleware())
@@ -127,7 +142,7 @@ func buildApplication(
         .addRoutes(to: router.group())
     // Users: bearer tokens (event streams may carry a signed ?token= instead).
     let users = router.group("v1").add(middleware: UserAuthMiddleware(authenticator: authenticator))
-    let events = EventHub(redis: redis, subscriberConfiguration: configuration.redis, keys: keys, logger: logger)
+    let events = EventHub(redis: redis, subscriberConfiguration: configuration.redis, keys: keys, tracer: tracer, logger: logger)
     hooks.set(events)
     let streams = StreamLimiter(maxPerUser: configuration.sseMaxStreamsPerUser)
     hooks.set(streams)
@@ -150,7 +165,9 @@ func buildApplication(
     // The reconciler after the event hub: it stops before it on shutdown (reverse order).
     // Follow-ups after Redis (they use it) and before the server (which feeds them): on shutdown
     // the server stops first, then the queued follow-ups finish, then Redis closes.
-    var services: [any Service] = [redis, events, followUps]
+    // The trace exporter first: it stops last, after the spans of the others' shutdown.
+    var services: [any Service] = tracingService.map { [$0] } ?? []
+    services += [redis, events, followUps] as [any Service]
     if configuration.reconcileInterval > .zero {
         services.append(Reconciler(worker: reconcileWorker, interval: configuration.reconcileInterval, logger: logger, clock: clock))
     }

@@ -2,6 +2,7 @@ import ArgumentParser
 import Configuration
 import Foundation
 import Logging
+import OTel
 import Redis
 
 /// Everything Clapper reads at start, through a swift-configuration `ConfigReader`: environment
@@ -109,6 +110,11 @@ public struct ClapperConfiguration: Sendable {
     /// `CLAPPER_AUTH_ISSUER`, `CLAPPER_AUTH_AUDIENCE`: when set, tokens must carry this `iss` / `aud`.
     public var authIssuer: String?
     public var authAudience: String?
+    /// Traces over OTLP/HTTP (swift-otel); nil (the default) is off, at no cost. From the
+    /// environment: on when `OTEL_EXPORTER_OTLP_ENDPOINT` or `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`
+    /// is set (and neither `OTEL_SDK_DISABLED=true` nor `OTEL_TRACES_EXPORTER=none`); every other
+    /// standard `OTEL_*` variable (service name, sampler, headers, batch delays) is swift-otel's.
+    public var tracing: OTel.Configuration?
 
     public struct Error: Swift.Error, CustomStringConvertible, Sendable {
         public let key: String
@@ -330,7 +336,27 @@ public struct ClapperConfiguration: Sendable {
         self.httpIdleTimeout = .milliseconds(try reader.int("CLAPPER_HTTP_IDLE_TIMEOUT_MS", default: 60_000, range: 100...3_600_000))
         self.sseMaxStreamsPerUser = try reader.int("CLAPPER_SSE_MAX_STREAMS_PER_USER", default: 32, range: 0...1_000_000)
         self.authIssuer = reader.string("CLAPPER_AUTH_ISSUER")
+        let otlpEndpoint = reader.string("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") ?? reader.string("OTEL_EXPORTER_OTLP_ENDPOINT")
+        let tracingOff = reader.string("OTEL_SDK_DISABLED")?.lowercased() == "true" || reader.string("OTEL_TRACES_EXPORTER")?.lowercased() == "none"
+        if otlpEndpoint != nil, !tracingOff {
+            // The endpoint itself is read by swift-otel from the same variables (the base one gets
+            // `/v1/traces` appended, the traces one is used as is).
+            self.tracing = Self.tracesOnly()
+        }
         self.authAudience = reader.string("CLAPPER_AUTH_AUDIENCE")
+    }
+
+    /// swift-otel's configuration with traces on (OTLP, HTTP/protobuf) and its metrics and logs
+    /// off: Clapper's metrics are Prometheus's, its logs swift-log's.
+    public static func tracesOnly(endpoint: String? = nil) -> OTel.Configuration {
+        var otel = OTel.Configuration.default
+        otel.serviceName = "clapper"
+        otel.metrics.enabled = false
+        otel.logs.enabled = false
+        otel.traces.enabled = true
+        otel.diagnosticLogLevel = .warning
+        if let endpoint { otel.traces.otlpExporter.endpoint = endpoint }
+        return otel
     }
 
     /// Whether `host` is a loopback address: `localhost`, 127.0.0.0/8, `::1` (brackets allowed),

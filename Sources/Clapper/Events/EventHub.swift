@@ -5,6 +5,7 @@ import NIOCore
 import Redis
 import ServiceLifecycle
 import Synchronization
+import Tracing
 
 /// Fans job changes out to this instance's event streams.
 ///
@@ -27,6 +28,8 @@ public final class EventHub: Service, Sendable {
     /// Changes one subscriber may have pending before it is dropped.
     let bufferSize: Int
     private let logger: Logger
+    /// A span per change handed to this instance's streams, in the writer's trace (off: none).
+    let tracer: ClapperTracer
     private let state = Mutex(State())
     private let subscribersGauge = Gauge(label: "clapper_sse_subscribers")
     /// Streams ended because they fell behind (both kinds of target).
@@ -63,8 +66,9 @@ public final class EventHub: Service, Sendable {
         self.init(redis: redis, subscriberConfiguration: subscriberConfiguration, keys: redis.isCluster ? .cluster(prefix: keyPrefix) : JobKeys(prefix: keyPrefix), bufferSize: bufferSize, logger: logger)
     }
 
-    init(redis: RedisClient, subscriberConfiguration: RedisConfiguration, keys: JobKeys, bufferSize: Int = 256, logger: Logger) {
+    init(redis: RedisClient, subscriberConfiguration: RedisConfiguration, keys: JobKeys, bufferSize: Int = 256, tracer: ClapperTracer = .off, logger: Logger) {
         self.redis = redis
+        self.tracer = tracer
         self.keys = keys
         self.subscribers = keys.allShards.map { shard in
             let channel = keys.channel(shard: shard)
@@ -197,7 +201,14 @@ public final class EventHub: Service, Sendable {
                     continue
                 }
                 Self.recordLag(of: change)
-                dispatch(change)
+                if tracer.isOn, let parent = change.traceparent, hasSubscribers(change) {
+                    await tracer.span("sse.deliver", kind: .consumer, parent: parent) { span in
+                        span?.attributes["clapper.job_id"] = change.jobID
+                        span?.attributes["clapper.streams"] = dispatch(change)
+                    }
+                } else {
+                    dispatch(change)
+                }
             case .subscribed:
                 // Until a change is seen, "now" on Redis's clock is the last-seen point: a catch-up
                 // then reads back only the slack before it, not every stream's whole history.
@@ -264,8 +275,16 @@ public final class EventHub: Service, Sendable {
         deliveryLag.recordNanoseconds(Int64(clamping: min(lag, 86_400_000) * 1_000_000))
     }
 
-    /// Hands one change to the subscribers of its job and of its owner.
-    func dispatch(_ change: JobChange, toUsers: Bool = true) {
+    /// Whether this instance has a stream for the change's job or owner.
+    private func hasSubscribers(_ change: JobChange) -> Bool {
+        state.withLock { state in
+            state.byJob[change.jobID] != nil || change.userID.map { state.byUser[$0] != nil } ?? false
+        }
+    }
+
+    /// Hands one change to the subscribers of its job and of its owner; returns how many.
+    @discardableResult
+    func dispatch(_ change: JobChange, toUsers: Bool = true) -> Int {
         let targets = state.withLock { state -> LoopBuckets in
             if state.lastSeen.map({ $0 < change.id }) ?? true {
                 state.lastSeen = change.id
@@ -284,6 +303,7 @@ public final class EventHub: Service, Sendable {
             Self.droppedCounter.increment()
             self.logger.info("event stream fell behind and was dropped", metadata: ["job": "\(target.jobID ?? "-")"])
         }
+        return targets.count
     }
 
     /// Targets sorted by the event loop they must be called on (most of the time the server's
@@ -291,6 +311,8 @@ public final class EventHub: Service, Sendable {
     struct LoopBuckets {
         var anywhere: [any EventTarget] = []
         var loops: [(loop: any EventLoop, targets: [any EventTarget])] = []
+
+        var count: Int { loops.reduce(anywhere.count) { $0 + $1.targets.count } }
 
         mutating func add(_ targets: some Collection<any EventTarget>) {
             for target in targets {

@@ -18,11 +18,14 @@ final class JobChange: Sendable {
     let isFinished: Bool
     let chunk: ByteBuffer
     let frame: ByteBuffer
+    /// The W3C `traceparent` of the span that published it (tracing on at the writer).
+    let traceparent: String?
 
-    init(jobID: String, userID: String?, id: StreamID, view: [UInt8]) {
+    init(jobID: String, userID: String?, id: StreamID, view: [UInt8], traceparent: String? = nil) {
         self.jobID = jobID
         self.userID = userID
         self.id = id
+        self.traceparent = traceparent
         let head = Head(view: view)
         self.status = head?.status ?? ""
         self.isFinished = head?.isFinished ?? false
@@ -38,6 +41,7 @@ final class JobChange: Sendable {
         self.id = other.id
         self.status = other.status
         self.isFinished = other.isFinished
+        self.traceparent = other.traceparent
         var chunk = ByteBuffer()
         chunk.reserveCapacity(other.chunk.readableBytes)
         chunk.writeImmutableBuffer(other.chunk)
@@ -45,8 +49,8 @@ final class JobChange: Sendable {
         self.frame = HTTPChunk.payload(of: chunk)
     }
 
-    /// A message of the `clapper:events` channel: `{"jobId":…,"userId":…,"id":"…","job":<view>}`,
-    /// as `JobScripts.apply` publishes it. One scan of the bytes (no decoding of the view); the
+    /// A message of the `clapper:events` channel: `{"jobId":…,"userId":…,"id":"…","job":<view>}`
+    /// (then `"traceparent":"…"` when the writer traces), as `JobScripts.apply` publishes it. One scan of the bytes (no decoding of the view); the
     /// view is sliced out byte for byte.
     convenience init?(message payload: [UInt8]) {
         guard let members = try? RawJSON.members(of: payload) else { return nil }
@@ -54,17 +58,19 @@ final class JobChange: Sendable {
         var userID: String?
         var id: StreamID?
         var view: ArraySlice<UInt8>?
+        var traceparent: String?
         for member in members {
             switch member.key {
             case "jobId": jobID = RawJSON.string(member.value)
             case "userId": userID = RawJSON.string(member.value)
             case "id": id = RawJSON.string(member.value).flatMap(StreamID.init)
             case "job": view = member.value
+            case "traceparent": traceparent = RawJSON.string(member.value)
             default: continue
             }
         }
         guard let jobID, let userID, let id, let view else { return nil }
-        self.init(jobID: jobID, userID: userID, id: id, view: Array(view))
+        self.init(jobID: jobID, userID: userID, id: id, view: Array(view), traceparent: traceparent)
     }
 
     /// What the streams read from a view: its status and its tasks' statuses.

@@ -93,6 +93,9 @@ public struct Job: Codable, Sendable, Hashable {
     public var priority: JobPriority?
     /// fal's start deadline for every task (`X-Fal-Request-Timeout`), in seconds.
     public var startTimeoutSeconds: Int?
+    /// The W3C `traceparent` of the request that created it, when tracing is on: its tasks'
+    /// spans join that trace on whichever instance sends them.
+    public var traceContext: String?
 
     /// The tasks' estimates added up; nil when no task has one (jobs made before estimates).
     public var estimatedCost: MicroUSD? {

@@ -3,6 +3,7 @@ import Foundation
 import Logging
 import Metrics
 import Synchronization
+import Tracing
 
 /// The job processor and fal invoker of the product design, as one value: it submits tasks to
 /// fal, applies what fal reports through the store's atomic step, and performs the follow-ups
@@ -31,6 +32,8 @@ struct JobProcessor: Sendable {
     var cacheUnseeded = false
     /// `CLAPPER_FAL_CONCURRENCY`: the slots at fal every submit needs (nil: no limit).
     var governor: FalGovernor? = nil
+    /// Spans of submits and changes (off: none).
+    var tracer = ClapperTracer.off
 
     /// Whether the task of `kind` may reuse (and feed) the result cache.
     func usesCache(_ job: Job, _ kind: TaskKind) -> Bool {
@@ -84,6 +87,18 @@ struct JobProcessor: Sendable {
             return
         }
         let job = started.job
+        await tracer.span("fal.submit", kind: .client, parent: job.traceContext) { span in
+            span?.attributes["clapper.job_id"] = jobID
+            span?.attributes["clapper.task"] = kind.rawValue
+            span?.attributes["fal.model"] = task.model
+            await send(job, task, kind: kind, attempt: attempt, span: span)
+        }
+    }
+
+    /// The submit itself, once its mark is this try's: the result cache, then fal, then what fal
+    /// answered stored (with the submit span's trace context, when tracing is on).
+    private func send(_ job: Job, _ task: JobTask, kind: TaskKind, attempt: String, span: (any Span)?) async {
+        let jobID = job.id
         let input = catalog.input(for: job, kind)
         if usesCache(job, kind), let cache = resultCache {
             var hit: ResultCache.Hit?
@@ -124,7 +139,9 @@ struct JobProcessor: Sendable {
                     logger.warning("could not add a submit's estimated cost to the spend ledger", metadata: ["job": "\(jobID)", "error": "\(error)"])
                 }
             }
-            let accepted = TaskEvent.accepted(requestID: request.requestID, statusURL: request.statusURL, responseURL: request.responseURL, cancelURL: request.cancelURL)
+            span?.attributes["fal.request_id"] = request.requestID
+            let trace = span.flatMap { tracer.traceparent(of: $0.context) }
+            let accepted = TaskEvent.accepted(requestID: request.requestID, statusURL: request.statusURL, responseURL: request.responseURL, cancelURL: request.cancelURL, traceContext: trace)
             await record(jobID: jobID, kind: kind, [accepted], what: "fal's answer to a submit (request \(request.requestID))")
             if let governor {
                 // At fal now: the slot holds until the task ends (released then), at most until
@@ -133,6 +150,7 @@ struct JobProcessor: Sendable {
                 try? await governor.extend(DueSet.Member(jobID: jobID, kind: kind), until: deadline)
             }
         } catch {
+            span?.attributes["clapper.submit_error"] = error.code.description
             Self.submitFailures.increment()
             if error.code == .rateLimited || (!error.mayHaveReachedFal && error.httpStatus == nil) {
                 // fal surely has no request (rate limited, refused, cancelled before it was sent):
@@ -323,6 +341,21 @@ struct JobProcessor: Sendable {
     /// events (and fal's raw output, kept when the task completes); they are applied in order as
     /// one change, and the follow-ups of that change are performed.
     private func apply(
+        jobID: String,
+        kind: TaskKind,
+        decide: @escaping @Sendable (JobTask, Job) -> (events: [TaskEvent], output: [UInt8]?)
+    ) async throws -> JobStore.Update {
+        try await tracer.span("job.apply") { span in
+            let update = try await applyUntraced(jobID: jobID, kind: kind, decide: decide)
+            span?.attributes["clapper.job_id"] = jobID
+            span?.attributes["clapper.task"] = kind.rawValue
+            span?.attributes["clapper.changed"] = update.transition.outcome.isChanged
+            span?.attributes["clapper.version"] = update.job.version
+            return update
+        }
+    }
+
+    private func applyUntraced(
         jobID: String,
         kind: TaskKind,
         decide: @escaping @Sendable (JobTask, Job) -> (events: [TaskEvent], output: [UInt8]?)

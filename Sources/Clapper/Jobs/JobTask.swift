@@ -49,6 +49,9 @@ public struct JobTask: Codable, Sendable, Hashable {
     public var waiting: Bool?
     /// Its place in that line (0: next), when known.
     public var waitPosition: Int?
+    /// The W3C `traceparent` of the span that submitted it to fal, when tracing is on: the span
+    /// of its webhook (on any instance) links to it.
+    public var traceContext: String?
 
     public init(
         kind: TaskKind,
@@ -148,8 +151,12 @@ public struct JobTask: Codable, Sendable, Hashable {
             submitAttempt = nil
             return .changed
 
-        case .accepted(let requestID, let statusURL, let responseURL, let cancelURL):
-            return accept(requestID: requestID, statusURL: statusURL, responseURL: responseURL, cancelURL: cancelURL, at: now)
+        case .accepted(let requestID, let statusURL, let responseURL, let cancelURL, let traceContext):
+            let outcome = accept(requestID: requestID, statusURL: statusURL, responseURL: responseURL, cancelURL: cancelURL, at: now)
+            // The submit span is kept with the request it sent (not when the answer changes
+            // nothing: a repeat, or a webhook that already finished the task).
+            if outcome == .changed, let traceContext { self.traceContext = traceContext }
+            return outcome
 
         case .queued:
             return advance(to: .queued, at: now)

@@ -3,6 +3,7 @@ import Foundation
 import HTTPTypes
 import Hummingbird
 import Metrics
+import Tracing
 
 /// `/v1/jobs`: create, read, list and cancel the caller's jobs.
 struct JobsController {
@@ -34,6 +35,8 @@ struct JobsController {
         }
         var job = parsed.makeJob(id: processor.store.repository.keys.newJobID(for: userID), userID: userID, catalog: catalog, at: processor.now())
         job.mediaLifetimeSeconds = processor.mediaLifetime.map { Int($0.components.seconds) }
+        // This request's span (the client's trace when it sent `traceparent`): the job's tasks join it.
+        job.traceContext = ServiceContext.current.flatMap(processor.tracer.traceparent(of:))
         switch try await processor.store.create(job, idempotency: idempotency, limits: limits) {
         case .refused(let refusal):
             Self.refusals(refusal.limit).increment()

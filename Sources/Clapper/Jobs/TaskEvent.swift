@@ -16,8 +16,8 @@ public enum TaskEvent: Sendable, Hashable {
     /// `position` when known. Only a pending task with no submit started takes it; the submit's
     /// mark ends the wait.
     case waiting(position: Int?)
-    /// fal's submit response.
-    case accepted(requestID: String, statusURL: String?, responseURL: String?, cancelURL: String?)
+    /// fal's submit response; `traceContext`: the submit span's `traceparent` (tracing on).
+    case accepted(requestID: String, statusURL: String?, responseURL: String?, cancelURL: String?, traceContext: String? = nil)
     case queued
     case running
     /// fal's status with logs while the task is queued or running: its queue position and the

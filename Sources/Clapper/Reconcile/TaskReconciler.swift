@@ -3,6 +3,7 @@ import Foundation
 import Logging
 import Metrics
 import Redis
+import Tracing
 
 /// What reconciling one task did (or, in a dry run, would do). The body of the admin report.
 struct ReconcileReport: Sendable, Encodable {
@@ -104,10 +105,16 @@ struct TaskReconciler: Sendable {
         if task.status.isTerminal {
             return Result(report: report, next: nil, removeEntry: true)
         }
-        if task.status == .pending {
-            return await reconcilePending(job: job, task: task, now: now, report: report)
+        // In the job's trace: under the task's submit span (or the job's create, before any).
+        return await processor.tracer.span("reconcile.check", parent: task.traceContext ?? job.traceContext) { span in
+            span?.attributes["clapper.job_id"] = jobID
+            span?.attributes["clapper.task"] = kind.rawValue
+            let result = task.status == .pending
+                ? await reconcilePending(job: job, task: task, now: now, report: report)
+                : await reconcileAccepted(job: job, task: task, now: now, force: force, report: report)
+            span?.attributes["clapper.action"] = result.report.action.rawValue
+            return result
         }
-        return await reconcileAccepted(job: job, task: task, now: now, force: force, report: report)
     }
 
     // MARK: Pending: accepted by Clapper, not (known to be) accepted by fal

@@ -1,5 +1,6 @@
 import Foundation
 import Redis
+import Tracing
 
 /// A job as stored: the internal document and fal's raw outputs, at a version.
 struct StoredJob: Sendable {
@@ -82,6 +83,9 @@ struct JobRepository: Sendable {
     /// a write loses it (asynchronous replication): a write not yet replicated is reported so the
     /// caller can have it sent again (fal's webhook answered 503 is retried).
     var replicas: Int { redis.configuration.writeReplicas }
+    /// A span around each write (it stores and publishes the change); its trace context rides in
+    /// the published message so every instance's stream delivery joins the trace (off: none).
+    var tracer = ClapperTracer.off
 
     func load(_ jobID: String) async throws -> StoredJob? {
         let reply = try await redis.send(RedisCommand("HMGET", keys.job(jobID), "version", "user", "doc", "output:video", "output:audio"))
@@ -102,6 +106,18 @@ struct JobRepository: Sendable {
     }
 
     func write(_ change: JobWrite) async throws -> JobWriteResult {
+        guard tracer.isOn else { return try await write(change, trace: nil) }
+        return try await tracer.span("job.publish", kind: .producer) { span in
+            span?.attributes["clapper.job_id"] = change.jobID
+            span?.attributes["clapper.version"] = change.newVersion
+            let result = try await write(change, trace: span.flatMap { tracer.traceparent(of: $0.context) })
+            // Only a written change was published; a lost compare-and-set is tried again.
+            if case .written = result { span?.attributes["clapper.written"] = true } else { span?.attributes["clapper.written"] = false }
+            return result
+        }
+    }
+
+    private func write(_ change: JobWrite, trace: String?) async throws -> JobWriteResult {
         var arguments: [any RedisArgumentConvertible] = [
             change.expectedVersion,
             change.newVersion,
@@ -140,6 +156,7 @@ struct JobRepository: Sendable {
             }
         }
         if keys.isSharded { arguments += ["spublish", "-", "-"] }
+        if let trace { arguments += ["trace", "-", trace] }
         let idempotencyKey = change.idempotency.map { keys.idempotency(userID: change.userID, keyHash: $0.keyHash) } ?? keys.job(change.jobID)
         // The rate, spend and override keys are read only when a create is admitted; other writes
         // (every webhook) pass the job key in their place, so no day is formatted for them.

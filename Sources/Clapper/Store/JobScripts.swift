@@ -23,7 +23,8 @@ enum JobScripts {
     ///       `user score jobId` on the user's jobs, `usertrim minScore -` (drop older entries),
     ///       `hdel requestId -` on requests, `expire seconds -` / `persist - -` on the job's keys,
     ///       `spublish - -`: publish on a shard channel (Redis Cluster) instead of a channel,
-    ///       `active - jobId` / `inactive - jobId`: the job joins / leaves the user's active set.
+    ///       `active - jobId` / `inactive - jobId`: the job joins / leaves the user's active set,
+    ///       `trace - traceparent`: the published message carries it (tracing on).
     /// Returns {1, streamId} when written, {0, currentVersion} on a version conflict,
     ///         {2, idempotencyValue} when the idempotency key already names a job,
     ///         {3, limitName, limit, retryAfterMs} when a limit refused the create.
@@ -79,6 +80,7 @@ enum JobScripts {
       i = i + 2
     end
     local publish = 'PUBLISH'
+    local trace = ''
     while i + 2 <= #ARGV do
       local op, a, b = ARGV[i], ARGV[i + 1], ARGV[i + 2]
       if op == 'zadd' then redis.call('ZADD', KEYS[3], a, b)
@@ -92,6 +94,7 @@ enum JobScripts {
       elseif op == 'spublish' then publish = 'SPUBLISH'
       elseif op == 'active' then redis.call('SADD', KEYS[7], b)
       elseif op == 'inactive' then redis.call('SREM', KEYS[7], b)
+      elseif op == 'trace' then trace = ',"traceparent":"' .. b .. '"'
       end
       i = i + 3
     end
@@ -99,7 +102,7 @@ enum JobScripts {
       redis.call('SET', KEYS[6], ARGV[10], 'EX', 86400)
     end
     local id = redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[8], '*', 'job', ARGV[4])
-    redis.call(publish, ARGV[5], '{"jobId":' .. ARGV[6] .. ',"userId":' .. ARGV[7] .. ',"id":"' .. id .. '","job":' .. ARGV[4] .. '}')
+    redis.call(publish, ARGV[5], '{"jobId":' .. ARGV[6] .. ',"userId":' .. ARGV[7] .. ',"id":"' .. id .. '","job":' .. ARGV[4] .. trace .. '}')
     return {1, id}
     """#)
 }

@@ -4,6 +4,7 @@ import HTTPTypes
 import Hummingbird
 import Logging
 import Metrics
+import Tracing
 
 /// `POST /v1/webhooks/fal/{jobId}/{task}?token=…`: fal's callbacks. The URL token is checked,
 /// then fal's Ed25519 signature over the raw body, before anything is parsed; nothing is stored
@@ -59,7 +60,16 @@ struct WebhookController {
         }
         // A job that does not exist is a 404 (`ClapperError.notFound`, mapped at the edge).
         let applyStart = ContinuousClock.now
-        let update = try await processor.applyWebhook(jobID: jobID, kind: kind, attempt: attempt, webhook: webhook)
+        let tracer = processor.tracer
+        let update = try await tracer.span("fal.webhook") { span in
+            span?.attributes["clapper.job_id"] = jobID
+            span?.attributes["clapper.task"] = kind.rawValue
+            span?.attributes["fal.request_id"] = webhook.requestID
+            let update = try await processor.applyWebhook(jobID: jobID, kind: kind, attempt: attempt, webhook: webhook)
+            // fal sends no trace context: the span that submitted the task (on any instance) is linked.
+            tracer.link(span, to: update.job.task(kind)?.traceContext)
+            return update
+        }
         Self.applyDuration.record(duration: applyStart.duration(to: .now))
         guard update.job.task(kind) != nil else { throw APIError.notFound("no such task") }
         let applied = update.transition.outcome.isChanged
