@@ -25,6 +25,7 @@ let package = Package(
         .executable(name: "fal-sim", targets: ["fal-sim"]),
         .library(name: "Redis", targets: ["Redis"]),
         .library(name: "Fal", targets: ["Fal"]),
+        .library(name: "S3", targets: ["S3"]),
     ],
     dependencies: [
         .package(url: "https://github.com/hummingbird-project/hummingbird.git", from: "2.28.1"),
@@ -90,6 +91,12 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
+        // S3 requests (AWS Signature Version 4, multipart upload) as values: no I/O in it.
+        .target(
+            name: "S3",
+            dependencies: [.product(name: "Crypto", package: "swift-crypto")],
+            swiftSettings: swiftSettings
+        ),
         .target(
             name: "FalSim",
             dependencies: [
@@ -113,6 +120,7 @@ let package = Package(
             dependencies: [
                 "Redis",
                 "Fal",
+                "S3",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HTTPTypes", package: "swift-http-types"),
                 .product(name: "NIOHTTPTypes", package: "swift-nio-extras"),
@@ -156,6 +164,11 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
         .testTarget(
+            name: "S3Tests",
+            dependencies: ["S3"],
+            swiftSettings: testSwiftSettings
+        ),
+        .testTarget(
             name: "RedisTests",
             dependencies: ["Redis", "TestSupport"],
             swiftSettings: testSwiftSettings
@@ -177,6 +190,7 @@ let package = Package(
             dependencies: [
                 "Clapper",
                 "FalSim",
+                "S3",
                 "TestSupport",
                 .product(name: "_CryptoExtras", package: "swift-crypto"),
                 .product(name: "HTTPTypes", package: "swift-http-types"),

@@ -43,6 +43,19 @@ IwEYIAcAAAAHQZoqAQ8IwAEYIAcAAAAHQZo7AQ8IwAEYIAcAAAAHQZpJAEPCMAEYIAcAAAAHQZpZQP8I
 wAEYIAcAAAAHQZp5wO8IwAEYIAc=
 """
 
+    /// `bytes=a-b` or `bytes=a-` against a file of `size` bytes: nil when the header is not one
+    /// such range (served whole), `.some(nil)` when it starts past the end (416), else the
+    /// inclusive bounds, `b` clamped to the end.
+    static func range(_ header: String, size: Int) -> (Int, Int)?? {
+        guard header.hasPrefix("bytes="), !header.contains(",") else { return nil }
+        let parts = header.dropFirst(6).split(separator: "-", maxSplits: 1, omittingEmptySubsequences: false)
+        guard parts.count == 2, let first = Int(parts[0]), first >= 0 else { return nil }
+        let last = parts[1].isEmpty ? size - 1 : Int(parts[1])
+        guard let last, last >= first else { return nil }
+        guard first < size else { return .some(nil) }
+        return .some((first, min(last, size - 1)))
+    }
+
     static let wavSampleRate = 8000
     /// Longest WAV served, so a silly duration cannot make a huge response.
     static let maximumWAVSeconds = 600.0

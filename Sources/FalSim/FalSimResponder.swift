@@ -143,16 +143,32 @@ struct FalSimResponder: HTTPResponder {
             return Self.json(200, FalSimJSON.object(["released": .array(ids.map(FalSimJSON.string))]).pythonSerialized())
         }
         if method == .get, path.count == 3, path[0] == "media", path[1] == "video" {
-            return Response(status: .ok, headers: [.contentType: "video/mp4"], body: .init(byteBuffer: ByteBuffer(bytes: FalSimMedia.mp4)))
+            return Self.media(FalSimMedia.mp4, contentType: "video/mp4", range: request.headers[.range])
         }
         if method == .get, path.count == 4, path[0] == "media", path[1] == "audio", let millis = Int(path[2]), millis >= 0 {
             let wav = FalSimMedia.wav(seconds: Double(millis) / 1000)
-            return Response(status: .ok, headers: [.contentType: "audio/wav"], body: .init(byteBuffer: ByteBuffer(bytes: wav)))
+            return Self.media(wav, contentType: "audio/wav", range: request.headers[.range])
         }
         return Self.answer(.detail(404, "Not found"))
     }
 
     // MARK: Helpers
+
+    /// A media file, or the one range `Range: bytes=a-b` asks for (206 with `Content-Range`), as
+    /// fal's storage answers; a range past the end is 416.
+    static func media(_ bytes: [UInt8], contentType: String, range: String?) -> Response {
+        guard let range, let spec = FalSimMedia.range(range, size: bytes.count) else {
+            return Response(status: .ok, headers: [.contentType: contentType, .acceptRanges: "bytes"], body: .init(byteBuffer: ByteBuffer(bytes: bytes)))
+        }
+        guard let (first, last) = spec else {
+            return Response(status: .rangeNotSatisfiable, headers: [.contentRange: "bytes */\(bytes.count)"])
+        }
+        return Response(
+            status: .partialContent,
+            headers: [.contentType: contentType, .acceptRanges: "bytes", .contentRange: "bytes \(first)-\(last)/\(bytes.count)"],
+            body: .init(byteBuffer: ByteBuffer(bytes: bytes[first...last]))
+        )
+    }
 
     private static func json(_ status: Int, _ bytes: [UInt8]) -> Response {
         Response(

@@ -76,6 +76,8 @@ func buildApplication(
         logger: logger
     )
     let followUps = FollowUps()
+    var links = MediaLinks(configuration: configuration.media)
+    links.clock = clock
     let governor = configuration.falConcurrency > 0 ? FalGovernor(redis: redis, prefix: keys.prefix, limit: configuration.falConcurrency) : nil
     var processor = JobProcessor(
         store: JobStore(repository: repository, catalog: catalog, policy: configuration.reconcilePolicy, progress: configuration.progress, retention: configuration.jobRetention),
@@ -142,17 +144,18 @@ func buildApplication(
         .addRoutes(to: router.group())
     // Users: bearer tokens (event streams may carry a signed ?token= instead).
     let users = router.group("v1").add(middleware: UserAuthMiddleware(authenticator: authenticator))
-    let events = EventHub(redis: redis, subscriberConfiguration: configuration.redis, keys: keys, tracer: tracer, logger: logger)
+    let events = EventHub(redis: redis, subscriberConfiguration: configuration.redis, keys: keys, tracer: tracer, links: links, logger: logger)
     hooks.set(events)
     let streams = StreamLimiter(maxPerUser: configuration.sseMaxStreamsPerUser)
     hooks.set(streams)
-    EventsController(configuration: configuration, redis: redis, keys: keys, hub: events, streams: streams).addRoutes(to: users)
+    EventsController(configuration: configuration, redis: redis, keys: keys, hub: events, streams: streams, links: links).addRoutes(to: users)
     JobsController(
         processor: processor,
         catalog: catalog,
         eventTokens: EventTokenSigner(secret: configuration.webhookSecret),
         publicURL: configuration.publicURL,
-        limits: configuration.userLimits
+        limits: configuration.userLimits,
+        links: links
     ).addRoutes(to: users)
     // Operators: the admin token.
     let reconcileWorker = TaskReconciler(processor: processor, queue: DueSet(redis: redis, keys: keys), policy: configuration.reconcilePolicy, progress: configuration.progress)
@@ -170,6 +173,13 @@ func buildApplication(
     services += [redis, events, followUps] as [any Service]
     if configuration.reconcileInterval > .zero {
         services.append(Reconciler(worker: reconcileWorker, interval: configuration.reconcileInterval, logger: logger, clock: clock))
+    }
+    if let media = configuration.media {
+        services.append(MediaCustodyService(
+            processor: processor, queue: DueSet(redis: redis, keys: keys, set: .store),
+            copier: MediaCopier(configuration: media, transport: ConnectGuardTransport(URLSessionTransport())),
+            links: links, configuration: media, logger: logger, clock: clock
+        ))
     }
     if let governor {
         services.append(FalGovernorService(processor: processor, governor: governor, interval: configuration.governorInterval, logger: logger))

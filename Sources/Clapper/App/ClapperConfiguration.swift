@@ -4,6 +4,7 @@ import Foundation
 import Logging
 import OTel
 import Redis
+import S3
 
 /// Everything Clapper reads at start, through a swift-configuration `ConfigReader`: environment
 /// variables with command-line overrides (`ClapperOptions`: `--http-port 9000` or
@@ -115,6 +116,9 @@ public struct ClapperConfiguration: Sendable {
     /// is set (and neither `OTEL_SDK_DISABLED=true` nor `OTEL_TRACES_EXPORTER=none`); every other
     /// standard `OTEL_*` variable (service name, sampler, headers, batch delays) is swift-otel's.
     public var tracing: OTel.Configuration?
+    /// Media custody: finished media copied into the operator's S3-compatible bucket; nil (the
+    /// default) is off. From `CLAPPER_MEDIA_BUCKET_URL` and the other `CLAPPER_MEDIA_*` variables.
+    public var media: MediaCustodyConfiguration?
 
     public struct Error: Swift.Error, CustomStringConvertible, Sendable {
         public let key: String
@@ -173,7 +177,7 @@ public struct ClapperConfiguration: Sendable {
     }
 
     /// The keys whose values are secrets: marked so in the providers and read as secrets.
-    public static let secretKeys: Set<String> = ["FAL_KEY", "CLAPPER_WEBHOOK_SECRET", "CLAPPER_AUTH_JWT_SECRET", "CLAPPER_ADMIN_TOKEN"]
+    public static let secretKeys: Set<String> = ["FAL_KEY", "CLAPPER_WEBHOOK_SECRET", "CLAPPER_AUTH_JWT_SECRET", "CLAPPER_ADMIN_TOKEN", "CLAPPER_MEDIA_SECRET_ACCESS_KEY", "CLAPPER_MEDIA_SESSION_TOKEN", "OTEL_EXPORTER_OTLP_HEADERS", "OTEL_EXPORTER_OTLP_TRACES_HEADERS"]
 
     /// Reads the environment, then the command-line flags in `arguments` (`ClapperOptions`).
     /// A malformed value, or a missing required one, throws an error naming the key; an unknown
@@ -336,6 +340,9 @@ public struct ClapperConfiguration: Sendable {
         self.httpIdleTimeout = .milliseconds(try reader.int("CLAPPER_HTTP_IDLE_TIMEOUT_MS", default: 60_000, range: 100...3_600_000))
         self.sseMaxStreamsPerUser = try reader.int("CLAPPER_SSE_MAX_STREAMS_PER_USER", default: 32, range: 0...1_000_000)
         self.authIssuer = reader.string("CLAPPER_AUTH_ISSUER")
+        if let bucket = reader.string("CLAPPER_MEDIA_BUCKET_URL") {
+            self.media = try Self.media(bucket: bucket, reader: reader)
+        }
         let otlpEndpoint = reader.string("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") ?? reader.string("OTEL_EXPORTER_OTLP_ENDPOINT")
         let tracingOff = reader.string("OTEL_SDK_DISABLED")?.lowercased() == "true" || reader.string("OTEL_TRACES_EXPORTER")?.lowercased() == "none"
         if otlpEndpoint != nil, !tracingOff {
@@ -344,6 +351,46 @@ public struct ClapperConfiguration: Sendable {
             self.tracing = Self.tracesOnly()
         }
         self.authAudience = reader.string("CLAPPER_AUTH_AUDIENCE")
+    }
+
+    /// `CLAPPER_MEDIA_*`: the bucket, its keys, how URLs are handed out.
+    private static func media(bucket: String, reader: Reader) throws(Error) -> MediaCustodyConfiguration {
+        var addressing: S3Location.Addressing?
+        switch reader.string("CLAPPER_MEDIA_BUCKET_ADDRESSING") {
+        case nil: addressing = nil
+        case "path": addressing = .path
+        case "virtual-host": addressing = .virtualHost
+        default: throw Error(key: "CLAPPER_MEDIA_BUCKET_ADDRESSING", message: "must be path or virtual-host")
+        }
+        let location: S3Location
+        do {
+            location = try S3Location(bucketURL: bucket, addressing: addressing)
+        } catch {
+            throw Error(key: "CLAPPER_MEDIA_BUCKET_URL", message: "\(error.message)")
+        }
+        guard let keyID = reader.string("CLAPPER_MEDIA_ACCESS_KEY_ID"), let secret = reader.string("CLAPPER_MEDIA_SECRET_ACCESS_KEY") else {
+            throw Error(key: "CLAPPER_MEDIA_ACCESS_KEY_ID", message: "CLAPPER_MEDIA_ACCESS_KEY_ID and CLAPPER_MEDIA_SECRET_ACCESS_KEY are required with CLAPPER_MEDIA_BUCKET_URL")
+        }
+        let publicBase = reader.string("CLAPPER_MEDIA_PUBLIC_BASE_URL")
+        if let publicBase {
+            guard let url = URL(string: publicBase), url.scheme == "https" || url.scheme == "http", url.host != nil, url.query == nil else {
+                throw Error(key: "CLAPPER_MEDIA_PUBLIC_BASE_URL", message: "must be an http(s) URL without a query")
+            }
+        }
+        let prefix = reader.string("CLAPPER_MEDIA_KEY_PREFIX") ?? "clapper"
+        guard prefix.utf8.count <= 200, !prefix.hasPrefix("/"), !prefix.hasSuffix("/"), (try? S3Location.encodedKey(prefix + "/x")) != nil else {
+            throw Error(key: "CLAPPER_MEDIA_KEY_PREFIX", message: "must be a key prefix without a leading or trailing slash, at most 200 bytes")
+        }
+        return MediaCustodyConfiguration(
+            location: location,
+            region: reader.string("CLAPPER_MEDIA_REGION") ?? "us-east-1",
+            credentials: S3Credentials(accessKeyID: keyID, secretAccessKey: secret, sessionToken: reader.string("CLAPPER_MEDIA_SESSION_TOKEN")),
+            keyPrefix: prefix,
+            publicBaseURL: publicBase,
+            presignSeconds: try reader.int("CLAPPER_MEDIA_PRESIGN_SECONDS", default: 3600, range: 60...604_800),
+            deadline: .milliseconds(try reader.int("CLAPPER_MEDIA_STORE_DEADLINE_MS", default: 3_600_000, range: 1000...604_800_000)),
+            partSize: try reader.int("CLAPPER_MEDIA_PART_BYTES", default: 8 * 1024 * 1024, range: S3RequestBuilder.minimumPartSize...(512 * 1024 * 1024))
+        )
     }
 
     /// swift-otel's configuration with traces on (OTLP, HTTP/protobuf) and its metrics and logs

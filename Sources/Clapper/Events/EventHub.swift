@@ -30,6 +30,8 @@ public final class EventHub: Service, Sendable {
     private let logger: Logger
     /// A span per change handed to this instance's streams, in the writer's trace (off: none).
     let tracer: ClapperTracer
+    /// Media custody: each change's view gets fresh presigned URLs here, once per instance.
+    let links: MediaLinks
     private let state = Mutex(State())
     private let subscribersGauge = Gauge(label: "clapper_sse_subscribers")
     /// Streams ended because they fell behind (both kinds of target).
@@ -66,9 +68,10 @@ public final class EventHub: Service, Sendable {
         self.init(redis: redis, subscriberConfiguration: subscriberConfiguration, keys: redis.isCluster ? .cluster(prefix: keyPrefix) : JobKeys(prefix: keyPrefix), bufferSize: bufferSize, logger: logger)
     }
 
-    init(redis: RedisClient, subscriberConfiguration: RedisConfiguration, keys: JobKeys, bufferSize: Int = 256, tracer: ClapperTracer = .off, logger: Logger) {
+    init(redis: RedisClient, subscriberConfiguration: RedisConfiguration, keys: JobKeys, bufferSize: Int = 256, tracer: ClapperTracer = .off, links: MediaLinks = .off, logger: Logger) {
         self.redis = redis
         self.tracer = tracer
+        self.links = links
         self.keys = keys
         self.subscribers = keys.allShards.map { shard in
             let channel = keys.channel(shard: shard)
@@ -196,7 +199,7 @@ public final class EventHub: Service, Sendable {
         for await event in subscriber.events {
             switch event {
             case .message(_, let payload):
-                guard let change = JobChange(message: payload) else {
+                guard let change = JobChange(message: payload, presign: links) else {
                     logger.warning("unreadable message on the events channel", metadata: ["bytes": "\(payload.count)"])
                     continue
                 }
@@ -376,7 +379,7 @@ public final class EventHub: Service, Sendable {
             for batch in Array(all).chunked(Self.catchUpBatch) {
                 for (jobID, entries) in try await EventHistory.changes(redis: redis, keys: keys, of: batch, from: start) {
                     for entry in entries {
-                        dispatch(JobChange(jobID: jobID, userID: owners[jobID], id: entry.id, view: entry.view), toUsers: owners[jobID] != nil)
+                        dispatch(JobChange(jobID: jobID, userID: owners[jobID], id: entry.id, view: links.presigned(entry.view)), toUsers: owners[jobID] != nil)
                     }
                 }
             }

@@ -25,6 +25,8 @@ struct EventsController: Sendable {
     let signer: EventTokenSigner
     let heartbeat: Duration
     let streams: StreamLimiter
+    /// Media custody: snapshots and replays get fresh presigned URLs.
+    var links = MediaLinks.off
 
     /// `Retry-After` of a 429 `too_many_streams`, in seconds.
     static let tooManyStreamsRetrySeconds = 5
@@ -64,8 +66,8 @@ struct EventsController: Sendable {
         let subscription = subscribe(context, jobID: jobID, userID: nil, slot: slot)
         let history: EventHistory?
         do {
-            history = try await Self.inShortTask { [redis, keys, resume = lastEventID(request)] in
-                try await EventHistory.read(redis: redis, keys: keys, jobID: jobID, after: resume)
+            history = try await Self.inShortTask { [redis, keys, links, resume = lastEventID(request)] in
+                try await EventHistory.read(redis: redis, keys: keys, jobID: jobID, after: resume, links: links)
             }
         } catch {
             subscription.cancel()
@@ -90,8 +92,8 @@ struct EventsController: Sendable {
         var replay: [JobChange] = []
         if let resume = lastEventID(request) {
             do {
-                replay = try await Self.inShortTask { [redis, keys] in
-                    try await EventHistory.userReplay(redis: redis, keys: keys, userID: userID, after: resume, recentJobs: EventHub.recentJobsPerUser)
+                replay = try await Self.inShortTask { [redis, keys, links] in
+                    try await EventHistory.userReplay(redis: redis, keys: keys, userID: userID, after: resume, recentJobs: EventHub.recentJobsPerUser, links: links)
                 }
             } catch {
                 subscription.cancel()
@@ -339,7 +341,7 @@ final class WriterBox: @unchecked Sendable {
 }
 
 extension EventsController {
-    init(configuration: ClapperConfiguration, redis: RedisClient, keys: JobKeys, hub: EventHub, streams: StreamLimiter) {
-        self.init(hub: hub, redis: redis, keys: keys, signer: EventTokenSigner(secret: configuration.webhookSecret), heartbeat: configuration.sseHeartbeat, streams: streams)
+    init(configuration: ClapperConfiguration, redis: RedisClient, keys: JobKeys, hub: EventHub, streams: StreamLimiter, links: MediaLinks = .off) {
+        self.init(hub: hub, redis: redis, keys: keys, signer: EventTokenSigner(secret: configuration.webhookSecret), heartbeat: configuration.sseHeartbeat, streams: streams, links: links)
     }
 }

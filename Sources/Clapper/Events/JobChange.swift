@@ -52,7 +52,7 @@ final class JobChange: Sendable {
     /// A message of the `clapper:events` channel: `{"jobId":…,"userId":…,"id":"…","job":<view>}`
     /// (then `"traceparent":"…"` when the writer traces), as `JobScripts.apply` publishes it. One scan of the bytes (no decoding of the view); the
     /// view is sliced out byte for byte.
-    convenience init?(message payload: [UInt8]) {
+    convenience init?(message payload: [UInt8], presign links: MediaLinks = .off) {
         guard let members = try? RawJSON.members(of: payload) else { return nil }
         var jobID: String?
         var userID: String?
@@ -70,7 +70,7 @@ final class JobChange: Sendable {
             }
         }
         guard let jobID, let userID, let id, let view else { return nil }
-        self.init(jobID: jobID, userID: userID, id: id, view: Array(view), traceparent: traceparent)
+        self.init(jobID: jobID, userID: userID, id: id, view: links.presigned(Array(view)), traceparent: traceparent)
     }
 
     /// What the streams read from a view: its status and its tasks' statuses.
@@ -78,6 +78,8 @@ final class JobChange: Sendable {
         let status: String
         let videoStatus: String?
         let audioStatus: String?
+        /// A copy into the operator's bucket is still owed (media custody): `…Stored` false, no error.
+        let storeOwed: Bool
 
         static let finishedStatuses: Set<String> = ["completed", "failed", "canceled"]
         static let terminalTaskStatuses: Set<String> = ["completed", "failed", "canceled", "timed_out"]
@@ -87,11 +89,17 @@ final class JobChange: Sendable {
             var status: String?
             var videoStatus: String?
             var audioStatus: String?
+            var unstored: Set<String> = []
+            var storeErrors: Set<String> = []
             for member in members {
                 switch member.key {
                 case "status": status = RawJSON.string(member.value)
                 case "videoStatus": videoStatus = RawJSON.string(member.value)
                 case "audioStatus": audioStatus = RawJSON.string(member.value)
+                case "videoStored", "audioStored", "mergeStored":
+                    if member.value.elementsEqual("false".utf8) { unstored.insert(String(member.key.dropLast(6))) }
+                case "videoStoreError", "audioStoreError", "mergeStoreError":
+                    if !member.value.elementsEqual("null".utf8) { storeErrors.insert(String(member.key.dropLast(10))) }
                 default: continue
                 }
             }
@@ -99,13 +107,15 @@ final class JobChange: Sendable {
             self.status = status
             self.videoStatus = videoStatus
             self.audioStatus = audioStatus
+            // `…Stored` is false only for completed media; with no error, the copy is still owed.
+            self.storeOwed = !unstored.subtracting(storeErrors).isEmpty
         }
 
         /// `status` is finished (completed, failed, canceled) and no task is still pending, queued
         /// or running: a parallel audio task can still settle after the video failed, and its
         /// result must reach the stream before `done`.
         var isFinished: Bool {
-            Self.finishedStatuses.contains(status)
+            !storeOwed && Self.finishedStatuses.contains(status)
                 && [videoStatus, audioStatus].allSatisfy { $0.map(Self.terminalTaskStatuses.contains) ?? true }
         }
     }

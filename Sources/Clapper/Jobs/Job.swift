@@ -96,6 +96,9 @@ public struct Job: Codable, Sendable, Hashable {
     /// The W3C `traceparent` of the request that created it, when tracing is on: its tasks'
     /// spans join that trace on whichever instance sends them.
     public var traceContext: String?
+    /// Media custody was on when it was made: its completed media is copied into the operator's
+    /// bucket and the view hands out the copy (`ClapperConfiguration.media`).
+    public var custody: Bool?
 
     /// The tasks' estimates added up; nil when no task has one (jobs made before estimates).
     public var estimatedCost: MicroUSD? {

@@ -52,6 +52,15 @@ public struct JobTask: Codable, Sendable, Hashable {
     /// The W3C `traceparent` of the span that submitted it to fal, when tracing is on: the span
     /// of its webhook (on any instance) links to it.
     public var traceContext: String?
+    /// Media custody: the copy of `mediaURL` in the operator's bucket, once made.
+    public var storedURL: String?
+    /// Media custody: why the copy into the bucket failed for good.
+    public var storeError: TaskError?
+
+    /// Media custody is owed for this task: completed with media, neither copied nor given up.
+    public var awaitsStore: Bool {
+        status == .completed && mediaURL != nil && storedURL == nil && storeError == nil
+    }
 
     public init(
         kind: TaskKind,
@@ -185,6 +194,7 @@ public struct JobTask: Codable, Sendable, Hashable {
         case .completed(let mediaURL):
             guard !status.isTerminal || acceptsLateResult else { return .ignored(reason: "already \(status.rawValue)") }
             status = .completed
+            if self.mediaURL != mediaURL { clearStore() }
             self.mediaURL = mediaURL
             error = nil
             completedAt = now
@@ -199,6 +209,16 @@ public struct JobTask: Codable, Sendable, Hashable {
                 return .changed
             }
             return finish(.failed, error: error, at: now)
+
+        case .stored(let url):
+            guard awaitsStore else { return .ignored(reason: "no copy owed") }
+            storedURL = url
+            return .changed
+
+        case .storeFailed(let error):
+            guard awaitsStore else { return .ignored(reason: "no copy owed") }
+            storeError = error
+            return .changed
 
         case .canceled:
             return finish(.canceled, error: nil, at: now)
@@ -219,6 +239,7 @@ public struct JobTask: Codable, Sendable, Hashable {
             responseURL = nil
             cancelURL = nil
             mediaURL = nil
+            clearStore()
             error = nil
             submitStartedAt = nil
             submitAttempt = nil
@@ -288,6 +309,11 @@ public struct JobTask: Codable, Sendable, Hashable {
     }
 
     /// A task that runs or ended has no place in fal's queue; its log lines stay.
+    private mutating func clearStore() {
+        storedURL = nil
+        storeError = nil
+    }
+
     private mutating func clearQueuePosition() {
         guard var kept = progress else { return }
         kept.queuePosition = nil

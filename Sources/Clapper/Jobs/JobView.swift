@@ -49,7 +49,8 @@ public enum JobView {
 
         w.field("videoModel", job.video.model)
         w.field("videoStatus", statusName(job.video))
-        w.field("videoUrl", job.video.mediaURL)
+        w.field("videoUrl", handedOut(job.video, job))
+        custody(job.video, job, prefix: "video", sourceName: "videoSourceUrl", into: &w)
         w.field("videoError", job.video.error?.message)
         w.field("videoErrorCode", job.video.error?.code)
         w.field("videoErrorDetail", job.video.error?.detail)
@@ -60,7 +61,8 @@ public enum JobView {
         let audio = job.audio
         w.field("audioModel", audio?.model)
         w.field("audioStatus", audio.map(statusName))
-        w.field("audioUrl", audio?.mediaURL)
+        w.field("audioUrl", audio.flatMap { handedOut($0, job) })
+        if let audio { custody(audio, job, prefix: "audio", sourceName: "audioSourceUrl", into: &w) }
         w.field("audioError", audio?.error.map { audioErrorPrefix + $0.message })
         w.field("audioErrorCode", audio?.error?.code)
         w.field("audioErrorDetail", audio?.error?.detail)
@@ -74,7 +76,8 @@ public enum JobView {
 
         let merge = job.merge
         w.field("mergeStatus", merge.map(statusName))
-        w.field("mergedUrl", merge?.mediaURL)
+        w.field("mergedUrl", merge.flatMap { handedOut($0, job) })
+        if let merge { custody(merge, job, prefix: "merge", sourceName: "mergedSourceUrl", into: &w) }
         w.field("mergeError", merge?.error?.message)
         w.field("mergeErrorCode", merge?.error?.code)
         w.field("mergeRequestId", merge?.falRequestID)
@@ -89,6 +92,22 @@ public enum JobView {
         if let eventsURL { w.field("eventsUrl", eventsURL) }
         w.endObject()
         return w.bytes
+    }
+
+    /// The task's media as handed out: the bucket's copy once made (media custody), else fal's.
+    private static func handedOut(_ task: JobTask, _ job: Job) -> String? {
+        job.custody == true ? task.storedURL ?? task.mediaURL : task.mediaURL
+    }
+
+    /// With media custody: `<task>SourceUrl` (fal's URL), `<task>Stored` (the bucket's copy is
+    /// what `…Url` gives; false while it is owed or after it failed; null with no media to copy)
+    /// and `<task>StoreError`.
+    private static func custody(_ task: JobTask, _ job: Job, prefix: String, sourceName: String, into w: inout JSONWriter) {
+        guard job.custody == true else { return }
+        w.field(sourceName, task.mediaURL)
+        // null while there is no media to copy (not completed, or completed without media).
+        w.field(prefix + "Stored", task.mediaURL == nil || task.status != .completed ? nil : task.storedURL != nil)
+        w.field(prefix + "StoreError", task.storeError?.message)
     }
 
     /// A task's status as the API names it: `waiting` for a pending task in Clapper's line.

@@ -13,6 +13,8 @@ struct JobsController {
     let publicURL: String
     /// Every user's default limits (`ClapperConfiguration.userLimits`; overrides are in Redis).
     var limits = UserLimits()
+    /// Media custody: new jobs have their media copied; views presigned on read.
+    var links = MediaLinks.off
 
     /// Under the users' group: `/v1/jobs`, `/v1/jobs/{id}`, `/v1/jobs/{id}/cancel`.
     func addRoutes(to users: RouterGroup<ClapperRequestContext>) {
@@ -37,6 +39,7 @@ struct JobsController {
         job.mediaLifetimeSeconds = processor.mediaLifetime.map { Int($0.components.seconds) }
         // This request's span (the client's trace when it sent `traceparent`): the job's tasks join it.
         job.traceContext = ServiceContext.current.flatMap(processor.tracer.traceparent(of:))
+        if links.configuration != nil { job.custody = true }
         switch try await processor.store.create(job, idempotency: idempotency, limits: limits) {
         case .refused(let refusal):
             Self.refusals(refusal.limit).increment()
@@ -58,7 +61,7 @@ struct JobsController {
         let userID = try context.requireUser()
         let jobID = try context.parameters.require("id")
         guard let stored = try await processor.store.view(jobID), stored.userID == userID else { throw APIError.notFound("no such job") }
-        return Response.json(stored.view)
+        return Response.json(links.presigned(stored.view))
     }
 
     func list(_ request: Request, _ context: ClapperRequestContext) async throws -> Response {
@@ -79,7 +82,7 @@ struct JobsController {
         var body: [UInt8] = Array(#"{"jobs":["#.utf8)
         for (index, view) in page.views.enumerated() {
             if index > 0 { body.append(UInt8(ascii: ",")) }
-            body += view
+            body += links.presigned(view)
         }
         body += Array(#"],"nextCursor":"#.utf8)
         body += page.next.map { Array(JobRepository.jsonString("\($0.0):\($0.1)").utf8) } ?? Array("null".utf8)
@@ -109,7 +112,7 @@ struct JobsController {
     private func answer(jobID: String, userID: String, status: HTTPResponse.Status) async throws -> Response {
         guard let stored = try await processor.store.view(jobID), stored.userID == userID else { throw APIError.notFound("no such job") }
         let eventsURL = eventTokens.eventsURL(base: publicURL, jobID: jobID, userID: userID, now: processor.now())
-        var view = stored.view
+        var view = links.presigned(stored.view)
         // The stored view is an object: add eventsUrl as its last member.
         if view.last == UInt8(ascii: "}") {
             view.removeLast()

@@ -32,6 +32,12 @@ public enum TaskEvent: Sendable, Hashable {
     /// cache): completed without a fal request, marked `cached`. Only a pending task takes it.
     case reused(mediaURL: String)
     case failed(TaskError)
+    /// The completed task's media was copied into the operator's bucket (media custody); `url`
+    /// is the object's URL as handed out (unsigned when URLs are presigned on read). Only a
+    /// completed task with media and no stored copy or store error takes it.
+    case stored(url: String)
+    /// The copy into the bucket failed for good (media custody); fails nothing else.
+    case storeFailed(TaskError)
     case canceled
     case timedOut
     /// Start over after `failed` / `timed_out`: back to `pending`, the old request id kept in

@@ -7,6 +7,17 @@ import Redis
 struct DueSet: Sendable {
     let redis: RedisClient
     let keys: JobKeys
+    /// Which set of `JobKeys` this is: the reconciler's due set, or media custody's store set.
+    var set: Which = .due
+
+    enum Which: Sendable { case due, store }
+
+    private func setKey(shard: Int) -> String {
+        switch set {
+        case .due: keys.due(shard: shard)
+        case .store: keys.store(shard: shard)
+        }
+    }
 
     /// One task, as the due set and the request index name it: `jobId|task`.
     struct Member: Sendable, Hashable {
@@ -64,13 +75,13 @@ struct DueSet: Sendable {
         let first = Int.random(in: shards)
         for offset in shards where entries.count < limit {
             let shard = (first + offset) % shards.count
-            let reply = try await redis.eval(Self.claimScript, keys: [keys.due(shard: shard)], arguments: [now.milliseconds, leaseUntil, limit - entries.count])
+            let reply = try await redis.eval(Self.claimScript, keys: [setKey(shard: shard)], arguments: [now.milliseconds, leaseUntil, limit - entries.count])
             entries += (reply.array ?? []).compactMap { $0.string.flatMap { Entry(member: $0, score: leaseUntil) } }
         }
         return entries
     }
 
-    private func key(of member: Member) -> String { keys.due(shard: keys.shard(ofJob: member.jobID)) }
+    private func key(of member: Member) -> String { setKey(shard: keys.shard(ofJob: member.jobID)) }
 
     /// Ends a claim: sets the task's next check (or drops it with `next == nil`) only while its
     /// score is still the lease this claim set. Anything that moved it since — the task changed
@@ -93,7 +104,7 @@ struct DueSet: Sendable {
 
     /// Up to `limit` entries, soonest next check first (over every shard).
     func entries(limit: Int) async throws -> [Entry] {
-        let replies = try await redis.pipeline(keys.allShards.map { RedisCommand("ZRANGE", keys.due(shard: $0), 0, max(0, limit - 1), "WITHSCORES") })
+        let replies = try await redis.pipeline(keys.allShards.map { RedisCommand("ZRANGE", setKey(shard: $0), 0, max(0, limit - 1), "WITHSCORES") })
         var entries: [Entry] = []
         for reply in replies {
             if case .error(let message) = reply { throw RedisError(.server, message) }

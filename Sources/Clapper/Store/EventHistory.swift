@@ -48,22 +48,22 @@ struct EventHistory: Sendable {
     return {f[1], f[2], lastId, 0}
     """#)
 
-    static func read(redis: RedisClient, keys: JobKeys, jobID: String, after lastEventID: StreamID?) async throws -> EventHistory? {
+    static func read(redis: RedisClient, keys: JobKeys, jobID: String, after lastEventID: StreamID?, links: MediaLinks = .off) async throws -> EventHistory? {
         let reply = try await redis.eval(script, keys: [keys.job(jobID), keys.events(jobID)], arguments: [lastEventID?.description ?? ""])
         guard let parts = reply.array, parts.count >= 4,
               let userID = parts[0].string, let view = parts[1].bytes, let mode = parts[3].integer
         else { return nil }
         let lastID = parts[2].string.flatMap { StreamID($0) }
-        guard mode == 1 else { return EventHistory(userID: userID, view: view, lastID: lastID, start: .snapshot) }
+        guard mode == 1 else { return EventHistory(userID: userID, view: links.presigned(view), lastID: lastID, start: .snapshot) }
         var entries: [Entry] = []
         var index = 4
         while index + 1 < parts.count {
             if let id = parts[index].string.flatMap({ StreamID($0) }), let entryView = parts[index + 1].bytes {
-                entries.append(Entry(id: id, view: entryView))
+                entries.append(Entry(id: id, view: links.presigned(entryView)))
             }
             index += 2
         }
-        return EventHistory(userID: userID, view: view, lastID: lastID, start: .replay(entries))
+        return EventHistory(userID: userID, view: links.presigned(view), lastID: lastID, start: .replay(entries))
     }
 
     /// The entries of an `XRANGE` reply: `[[id, [field, value, …]], …]`, field `job`.
@@ -84,12 +84,12 @@ struct EventHistory: Sendable {
     /// For a user's stream resumed at `lastEventID`: the changes of the user's recent jobs from the
     /// same millisecond on (stream ids of different jobs only order by time), oldest first.
     /// At least once: a change in that same millisecond may come again (views carry `version`).
-    static func userReplay(redis: RedisClient, keys: JobKeys, userID: String, after lastEventID: StreamID, recentJobs: Int) async throws -> [JobChange] {
+    static func userReplay(redis: RedisClient, keys: JobKeys, userID: String, after lastEventID: StreamID, recentJobs: Int, links: MediaLinks = .off) async throws -> [JobChange] {
         let jobIDs = try await Self.recentJobs(redis: redis, keys: keys, of: [userID], limit: recentJobs).map(\.jobID)
         var changes: [JobChange] = []
         for (jobID, entries) in try await Self.changes(redis: redis, keys: keys, of: jobIDs, from: "\(lastEventID.milliseconds)-0") {
             for entry in entries {
-                changes.append(JobChange(jobID: jobID, userID: userID, id: entry.id, view: entry.view))
+                changes.append(JobChange(jobID: jobID, userID: userID, id: entry.id, view: links.presigned(entry.view)))
             }
         }
         return changes.sorted { $0.id < $1.id }

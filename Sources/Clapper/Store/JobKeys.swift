@@ -57,6 +57,9 @@ struct JobKeys: Sendable {
     func channel(shard: Int) -> String { isSharded ? "\(prefix):\(tags[shard]):events" : "\(prefix):events" }
     /// Sorted set of unfinished tasks (`jobId|task`) by next-check time in ms.
     func due(shard: Int) -> String { isSharded ? "\(prefix):\(tags[shard]):due" : "\(prefix):due" }
+    /// Media custody: completed tasks whose media is owed a copy into the bucket (`jobId|task`,
+    /// scored by the next try in ms), written by the job script like the due set.
+    func store(shard: Int) -> String { isSharded ? "\(prefix):\(tags[shard]):store" : "\(prefix):store" }
     /// Hash: fal request id -> `jobId|task`.
     func requests(shard: Int) -> String { isSharded ? "\(prefix):\(tags[shard]):requests" : "\(prefix):requests" }
     /// Sorted set of a user's jobs by creation time in ms.

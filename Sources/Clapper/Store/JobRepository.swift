@@ -30,6 +30,10 @@ enum IndexChange: Sendable, Hashable {
     /// The job joins / leaves its user's set of jobs in flight (`UserLimits.maxInFlight`).
     case markActive
     case markInactive
+    /// Media custody: a task whose media is owed a copy into the bucket joins / leaves the store
+    /// set (`JobKeys.store`), due at the time given.
+    case scheduleStore(member: String, atMilliseconds: Int64)
+    case unscheduleStore(member: String)
 }
 
 /// A create held against its user's limits in the job script (`JobScripts.apply`).
@@ -153,6 +157,8 @@ struct JobRepository: Sendable {
             case .persist: arguments += ["persist", "-", "-"]
             case .markActive: arguments += ["active", "-", change.jobID]
             case .markInactive: arguments += ["inactive", "-", change.jobID]
+            case .scheduleStore(let member, let at): arguments += ["szadd", at, member]
+            case .unscheduleStore(let member): arguments += ["szrem", "-", member]
             }
         }
         if keys.isSharded { arguments += ["spublish", "-", "-"] }
@@ -169,7 +175,7 @@ struct JobRepository: Sendable {
             keys: [
                 keys.job(change.jobID), keys.events(change.jobID), keys.due(shard: shard), keys.requests(shard: shard), keys.userJobs(change.userID), idempotencyKey,
                 keys.userActive(change.userID),
-            ] + admissionKeys,
+            ] + admissionKeys + [keys.store(shard: shard)],
             arguments: arguments,
             then: replicas > 0 ? [RedisCommand("WAIT", replicas, redis.configuration.writeReplicaTimeoutMilliseconds)] : []
         )

@@ -232,6 +232,16 @@ struct JobStore: Sendable {
         if after.mergeInputsReady, !(before?.mergeInputsReady ?? false), let merge = after.merge, merge.status == .pending, merge.submitStartedAt == nil {
             changes.append(.schedule(member: DueSet.Member(jobID: after.id, kind: .merge).encoded, atMilliseconds: schedule.nextCheck(of: merge, in: after).milliseconds))
         }
+        // Media custody: a task owed a copy joins the store set at once, and leaves it when
+        // copied or given up (or when a retry takes its media away).
+        if after.custody == true {
+            for task in after.tasks {
+                let owed = task.awaitsStore, wasOwed = before?.task(task.kind)?.awaitsStore ?? false
+                let member = DueSet.Member(jobID: after.id, kind: task.kind).encoded
+                if owed, !wasOwed { changes.append(.scheduleStore(member: member, atMilliseconds: after.updatedAt.milliseconds)) }
+                if wasOwed, !owed { changes.append(.unscheduleStore(member: member)) }
+            }
+        }
         let wasSettled = before.map(Self.isSettled) ?? false
         if before == nil, !Self.isSettled(after) { changes.append(.markActive) }
         if Self.isSettled(after), !wasSettled {

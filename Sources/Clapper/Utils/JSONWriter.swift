@@ -64,6 +64,10 @@ struct JSONWriter {
     mutating func field(_ name: String, _ value: String?) { key(name); string(value) }
     mutating func field(_ name: String, _ value: Int?) { key(name); int(value) }
     mutating func field(_ name: String, _ value: Bool) { key(name); bool(value) }
+    mutating func field(_ name: String, _ value: Bool?) {
+        key(name)
+        if let value { bool(value) } else { null() }
+    }
     mutating func rawField(_ name: String, _ value: [UInt8]?) { key(name); raw(value) }
 
     private static let null = Array("null".utf8)

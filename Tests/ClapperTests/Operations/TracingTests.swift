@@ -199,34 +199,9 @@ struct OTLPReceiver: Sendable {
     }
 }
 
-struct OTLPReceiverMissing: Error {}
-
 func withOTLPReceiver<T: Sendable>(_ body: (OTLPReceiver) async throws -> T) async throws -> T {
-    let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
-    let python = root.appendingPathComponent(".build/python/bin/python3").path
-    guard FileManager.default.isExecutableFile(atPath: python) else {
-        Issue.record("This test needs .build/python with opentelemetry-proto: run ops/test (or source ops/lib.sh; ensure_python_tools)")
-        throw OTLPReceiverMissing()
+    try await withPythonService("otlp_receiver.py") { line in
+        let port = try #require(Int(line), "the receiver said: \(line)")
+        return try await body(OTLPReceiver(port: port))
     }
-    let process = SpawnedProcess()
-    process.executableURL = URL(fileURLWithPath: python)
-    process.arguments = [root.appendingPathComponent("Tests/ClapperTests/python/otlp_receiver.py").path]
-    let input = Pipe(), output = Pipe()
-    process.standardInput = input
-    process.standardOutput = output
-    try process.run()
-    defer {
-        // Closing its stdin ends it.
-        try? input.fileHandleForWriting.close()
-        process.waitUntilExit()
-    }
-    // Its first line is the port it listens on.
-    var line: [UInt8] = []
-    while !line.contains(UInt8(ascii: "\n")) {
-        let chunk = output.fileHandleForReading.availableData
-        guard !chunk.isEmpty else { break }
-        line += chunk
-    }
-    let port = try #require(Int(String(decoding: line, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)), "receiver said: \(String(decoding: line, as: UTF8.self))")
-    return try await body(OTLPReceiver(port: port))
 }
