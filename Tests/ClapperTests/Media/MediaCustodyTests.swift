@@ -1,6 +1,8 @@
 import AsyncHTTPClient
 @testable import Clapper
 import Crypto
+import Fal
+import FalSim
 import Foundation
 #if canImport(FoundationNetworking)
 import FoundationNetworking
@@ -118,6 +120,26 @@ struct MediaCustodyTests {
         }
     }
 
+    /// A 9.6 MB file (fal-sim's WAV of 600 s) in 1 MiB parts: no request to the bucket carries
+    /// more than one part, and the object is whole.
+    @Test(.timeLimit(.minutes(2)))
+    func aLargeFileGoesUpOnePartAtATime() async throws {
+        try await withS3 { s3 in
+            try await withFalSim(configuration: SimSetup().configuration) { sim in
+                let source = try #require(URL(string: "\(await sim.baseURL.absoluteString)/_sim/media/audio/600000/large.wav"))
+                let configuration = MediaCustodyConfiguration(location: try S3Location(bucketURL: s3.bucketURL), credentials: s3.credentials, partSize: 1 << 20)
+                let copier = MediaCopier(configuration: configuration, transport: URLSessionTransport())
+                let copied = try await copier.copy(from: source, to: "large/audio.wav", contentType: "audio/wav")
+                #expect(copied == 44 + 600 * 8000 * 2)
+                let parts = try await s3.log().filter { $0.path.contains("partNumber=") && $0.status == 200 }
+                #expect(parts.count == (copied + (1 << 20) - 1) >> 20)
+                #expect(parts.map(\.bytes).max() == 1 << 20)
+                #expect(try await s3.objects().first?.size == copied)
+                print("media custody: \(copied) bytes in \(parts.count) parts, largest request \(parts.map(\.bytes).max() ?? 0) bytes")
+            }
+        }
+    }
+
     static func get(_ url: String, client: HTTPClient) async throws -> [UInt8] {
         let response = try await client.execute(HTTPClientRequest(url: url), timeout: .seconds(30))
         return Array(try await response.body.collect(upTo: 64 << 20).readableBytesView)
@@ -132,7 +154,7 @@ struct S3TestServer: Sendable {
     var bucketURL: String { "http://127.0.0.1:\(port)/\(bucket)" }
 
     struct Object: Sendable { var key: String, size: Int, contentType: String?, md5: String }
-    struct Logged: Sendable { var method: String, path: String, status: Int }
+    struct Logged: Sendable { var method: String, path: String, status: Int, bytes: Int }
 
     private func json(_ path: String) async throws -> [[String: Any]] {
         let (data, _) = try await URLSession.shared.data(from: try #require(URL(string: "http://127.0.0.1:\(port)\(path)")))
@@ -149,7 +171,7 @@ struct S3TestServer: Sendable {
     func log() async throws -> [Logged] {
         try await json("/_log").compactMap { item in
             guard let method = item["method"] as? String, let path = item["path"] as? String, let status = item["status"] as? Int else { return nil }
-            return Logged(method: method, path: path, status: status)
+            return Logged(method: method, path: path, status: status, bytes: item["bytes"] as? Int ?? 0)
         }
     }
 }

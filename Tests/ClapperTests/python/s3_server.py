@@ -4,7 +4,7 @@ a small proxy that can answer the first N writes 503 SlowDown.
 
 Prints one JSON line: {"port", "keyId", "secret", "bucket"} (port is the proxy's); ends when
 stdin closes. GET /_objects on the proxy lists the bucket (key, size, contentType, md5) through
-boto3; GET /_object?key=K answers an object's bytes; GET /_log every request it passed or refused.
+boto3; GET /_object?key=K answers an object's bytes; GET /_log every request it passed or refused (with its body's size).
 """
 import argparse
 import hashlib
@@ -75,7 +75,7 @@ class Proxy(BaseHTTPRequestHandler):
                     slowdowns[0] -= 1
             if refuse:
                 with lock:
-                    log.append({"method": self.command, "path": self.path, "status": 503})
+                    log.append({"method": self.command, "path": self.path, "status": 503, "bytes": length})
                 return self.answer(503, SLOWDOWN, [("Content-Type", "application/xml")])
         connection = http.client.HTTPConnection("127.0.0.1", moto_port, timeout=60)
         headers = {k: v for k, v in self.headers.items() if k.lower() not in ("connection", "transfer-encoding")}
@@ -85,7 +85,7 @@ class Proxy(BaseHTTPRequestHandler):
         passed = [(k, v) for k, v in reply.getheaders() if k.lower() not in ("content-length", "transfer-encoding", "connection")]
         connection.close()
         with lock:
-            log.append({"method": self.command, "path": self.path, "status": reply.status})
+            log.append({"method": self.command, "path": self.path, "status": reply.status, "bytes": length})
         self.answer(reply.status, data, passed)
 
     def do_GET(self):
