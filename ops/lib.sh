@@ -40,13 +40,14 @@ ensure_build_deps() {
 # (pinned version; made once, reused while it imports).
 ensure_python_tools() {
     local venv=.build/python
-    if [ -x "$venv/bin/python3" ] && "$venv/bin/python3" -c 'import fal_client, opentelemetry.proto, moto, boto3' 2>/dev/null; then return 0; fi
+    if [ -x "$venv/bin/python3" ] && "$venv/bin/python3" -c 'import fal_client, opentelemetry.proto, moto, boto3, standardwebhooks' 2>/dev/null; then return 0; fi
     ensure_packages python3-venv
     rm -rf "$venv"
     python3 -m venv "$venv"
     # fal's own client (fal-sim's check); opentelemetry-proto for the tracing test's OTLP receiver;
     # moto's S3 server (with boto3) for the media custody tests and ops/run --bucket.
-    "$venv/bin/pip" install -q --disable-pip-version-check fal-client==1.0.3 opentelemetry-proto==1.45.2 'moto[server]==5.2.5'
+    # standardwebhooks verifies outbound events in their test.
+    "$venv/bin/pip" install -q --disable-pip-version-check fal-client==1.0.3 opentelemetry-proto==1.45.2 'moto[server]==5.2.5' standardwebhooks==1.1.0
 }
 
 # A TCP port nothing listens on, chosen by the kernel.

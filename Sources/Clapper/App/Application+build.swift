@@ -79,8 +79,10 @@ func buildApplication(
     var links = MediaLinks(configuration: configuration.media)
     links.clock = clock
     let governor = configuration.falConcurrency > 0 ? FalGovernor(redis: redis, prefix: keys.prefix, limit: configuration.falConcurrency) : nil
+    var store = JobStore(repository: repository, catalog: catalog, policy: configuration.reconcilePolicy, progress: configuration.progress, retention: configuration.jobRetention)
+    store.outbound = configuration.outbound != nil
     var processor = JobProcessor(
-        store: JobStore(repository: repository, catalog: catalog, policy: configuration.reconcilePolicy, progress: configuration.progress, retention: configuration.jobRetention),
+        store: store,
         fal: fal,
         catalog: catalog,
         webhookTokens: WebhookToken(secret: configuration.webhookSecret),
@@ -161,6 +163,7 @@ func buildApplication(
     let reconcileWorker = TaskReconciler(processor: processor, queue: DueSet(redis: redis, keys: keys), policy: configuration.reconcilePolicy, progress: configuration.progress)
     let admin = router.group("v1/admin").add(middleware: AdminAuthMiddleware(authenticator: authenticator))
     AdminController(worker: reconcileWorker, clock: clock).addRoutes(to: admin)
+    OutboundController(store: OutboundStore(redis: redis, keys: keys), configuration: configuration.outbound, clock: clock).addRoutes(to: admin)
     UserLimitsController(store: UserLimitStore(redis: redis, keys: keys, defaults: configuration.userLimits), clock: clock).addRoutes(to: admin)
     knownRoutes.set(from: router)
     let serverName = "clapper"
@@ -179,6 +182,12 @@ func buildApplication(
             processor: processor, queue: DueSet(redis: redis, keys: keys, set: .store),
             copier: MediaCopier(configuration: media, transport: ConnectGuardTransport(URLSessionTransport())),
             links: links, configuration: media, logger: logger, clock: clock
+        ))
+    }
+    if let outbound = configuration.outbound {
+        services.append(OutboundService(
+            store: OutboundStore(redis: redis, keys: keys), keys: keys, configuration: outbound,
+            transport: URLSessionTransport(session: NoRedirectSession.make()), links: links, logger: logger, clock: clock
         ))
     }
     if let governor {

@@ -119,6 +119,8 @@ public struct ClapperConfiguration: Sendable {
     /// Media custody: finished media copied into the operator's S3-compatible bucket; nil (the
     /// default) is off. From `CLAPPER_MEDIA_BUCKET_URL` and the other `CLAPPER_MEDIA_*` variables.
     public var media: MediaCustodyConfiguration?
+    /// Outbound events to operators' endpoints (`CLAPPER_OUTBOUND_EVENTS=1`); nil is off.
+    public var outbound: OutboundConfiguration?
 
     public struct Error: Swift.Error, CustomStringConvertible, Sendable {
         public let key: String
@@ -340,6 +342,17 @@ public struct ClapperConfiguration: Sendable {
         self.httpIdleTimeout = .milliseconds(try reader.int("CLAPPER_HTTP_IDLE_TIMEOUT_MS", default: 60_000, range: 100...3_600_000))
         self.sseMaxStreamsPerUser = try reader.int("CLAPPER_SSE_MAX_STREAMS_PER_USER", default: 32, range: 0...1_000_000)
         self.authIssuer = reader.string("CLAPPER_AUTH_ISSUER")
+        if try reader.bool("CLAPPER_OUTBOUND_EVENTS", default: false) {
+            let hosts = (reader.string("CLAPPER_OUTBOUND_ALLOW_HOSTS") ?? "").split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
+            let scale = reader.string("CLAPPER_OUTBOUND_SCHEDULE_SCALE").map { Double($0) } ?? 1
+            guard let scale, scale > 0, scale <= 10 else {
+                throw Error(key: "CLAPPER_OUTBOUND_SCHEDULE_SCALE", message: "must be a number above 0, at most 10")
+            }
+            var outbound = OutboundConfiguration(allowedHosts: Set(hosts), scheduleScale: scale)
+            outbound.disableAfter = .seconds(3600 * (try reader.int("CLAPPER_OUTBOUND_DISABLE_AFTER_HOURS", default: 120, range: 1...8760)))
+            outbound.concurrency = try reader.int("CLAPPER_OUTBOUND_CONCURRENCY", default: 4, range: 1...256)
+            self.outbound = outbound
+        }
         if let bucket = reader.string("CLAPPER_MEDIA_BUCKET_URL") {
             self.media = try Self.media(bucket: bucket, reader: reader)
         }

@@ -59,6 +59,8 @@ struct JobKeys: Sendable {
     func due(shard: Int) -> String { isSharded ? "\(prefix):\(tags[shard]):due" : "\(prefix):due" }
     /// Media custody: completed tasks whose media is owed a copy into the bucket (`jobId|task`,
     /// scored by the next try in ms), written by the job script like the due set.
+    /// Outbound events: each job change the endpoints may want (`OutboundService` reads it).
+    func outbox(shard: Int) -> String { isSharded ? "\(prefix):\(tags[shard]):outbox" : "\(prefix):outbox" }
     func store(shard: Int) -> String { isSharded ? "\(prefix):\(tags[shard]):store" : "\(prefix):store" }
     /// Hash: fal request id -> `jobId|task`.
     func requests(shard: Int) -> String { isSharded ? "\(prefix):\(tags[shard]):requests" : "\(prefix):requests" }

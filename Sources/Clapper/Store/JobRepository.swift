@@ -34,6 +34,8 @@ enum IndexChange: Sendable, Hashable {
     /// set (`JobKeys.store`), due at the time given.
     case scheduleStore(member: String, atMilliseconds: Int64)
     case unscheduleStore(member: String)
+    /// Outbound events: the change joins its shard's outbox with these event types.
+    case outbox(types: [OutboundEventType])
 }
 
 /// A create held against its user's limits in the job script (`JobScripts.apply`).
@@ -159,6 +161,7 @@ struct JobRepository: Sendable {
             case .markInactive: arguments += ["inactive", "-", change.jobID]
             case .scheduleStore(let member, let at): arguments += ["szadd", at, member]
             case .unscheduleStore(let member): arguments += ["szrem", "-", member]
+            case .outbox(let types): arguments += ["outbox", types.map(\.rawValue).joined(separator: ","), change.jobID]
             }
         }
         if keys.isSharded { arguments += ["spublish", "-", "-"] }
@@ -175,7 +178,7 @@ struct JobRepository: Sendable {
             keys: [
                 keys.job(change.jobID), keys.events(change.jobID), keys.due(shard: shard), keys.requests(shard: shard), keys.userJobs(change.userID), idempotencyKey,
                 keys.userActive(change.userID),
-            ] + admissionKeys + [keys.store(shard: shard)],
+            ] + admissionKeys + [keys.store(shard: shard), keys.outbox(shard: shard)],
             arguments: arguments,
             then: replicas > 0 ? [RedisCommand("WAIT", replicas, redis.configuration.writeReplicaTimeoutMilliseconds)] : []
         )

@@ -13,7 +13,8 @@ enum JobScripts {
     ///
     /// KEYS: 1 job hash, 2 events stream, 3 due zset, 4 requests hash, 5 user jobs zset,
     ///       6 idempotency key (or the job key again when there is none), 7 user's active set,
-    ///       8 user's rate bucket, 9 user's spend today, 10 user's limit overrides, 11 store zset
+    ///       8 user's rate bucket, 9 user's spend today, 10 user's limit overrides, 11 store zset,
+    ///       12 outbox stream
     /// ARGV: 1 expected version, 2 new version, 3 doc, 4 view, 5 channel, 6 jobId (JSON string),
     ///       7 userId (JSON string), 8 stream max length, 9 user id, 10 idempotency value ("" = none),
     ///       11 number of output pairs N, 12 admission values A (0 or 5: max in flight, jobs per
@@ -25,7 +26,8 @@ enum JobScripts {
     ///       `spublish - -`: publish on a shard channel (Redis Cluster) instead of a channel,
     ///       `active - jobId` / `inactive - jobId`: the job joins / leaves the user's active set,
     ///       `trace - traceparent`: the published message carries it (tracing on),
-    ///       `szadd score member` / `szrem - member` on the store set (media custody).
+    ///       `szadd score member` / `szrem - member` on the store set (media custody),
+    ///       `outbox types jobId`: the change (types, id, user, version, view) joins the outbox.
     /// Returns {1, streamId} when written, {0, currentVersion} on a version conflict,
     ///         {2, idempotencyValue} when the idempotency key already names a job,
     ///         {3, limitName, limit, retryAfterMs} when a limit refused the create.
@@ -97,6 +99,8 @@ enum JobScripts {
       elseif op == 'inactive' then redis.call('SREM', KEYS[7], b)
       elseif op == 'szadd' then redis.call('ZADD', KEYS[11], a, b)
       elseif op == 'szrem' then redis.call('ZREM', KEYS[11], b)
+      elseif op == 'outbox' then
+        redis.call('XADD', KEYS[12], 'MAXLEN', '~', '100000', '*', 'types', a, 'id', b, 'user', ARGV[9], 'version', ARGV[2], 'job', ARGV[4])
       elseif op == 'trace' then trace = ',"traceparent":"' .. b .. '"'
       end
       i = i + 3

@@ -18,6 +18,8 @@ struct JobStore: Sendable {
     var retention: Duration = .seconds(30 * 24 * 3600)
     /// Recently seen versions of jobs (a hint; see `JobCache`).
     var cache = JobCache()
+    /// Outbound events on: every change joins the outbox with the event types it announces.
+    var outbound = false
 
     struct Loaded: Sendable {
         var job: Job
@@ -242,6 +244,7 @@ struct JobStore: Sendable {
                 if wasOwed, !owed { changes.append(.unscheduleStore(member: member)) }
             }
         }
+        if outbound { changes.append(.outbox(types: OutboundEventType.of(before: before, after: after))) }
         let wasSettled = before.map(Self.isSettled) ?? false
         if before == nil, !Self.isSettled(after) { changes.append(.markActive) }
         if Self.isSettled(after), !wasSettled {
