@@ -154,15 +154,16 @@ struct NothingLostTests {
         try await withGateway(GatewayOptions(fal: .sim(ReconcileSetup.sim()), configure: {
             ReconcileSetup.on(&$0)
             // The video is only checked at fal after 30 s: its (delayed) webhook completes it.
-            // The audio model's whole timeout (5 s) passes before the video completes (6 s); fal's
-            // client retries of the 429s take up to 1.75 s and the resend comes 1 s later.
-            $0.modelCatalogJSON = ReconcileSetup.catalogJSON(audioTimeoutSeconds: 5, videoExpectedSeconds: 30)
+            // The audio model's whole timeout (10 s) passes before the video completes (11 s);
+            // fal's client retries of the 429s take up to 1.75 s and the resend comes 1 s later
+            // (5 s and 6 s failed under a loaded full run: the resend came past the 5 s).
+            $0.modelCatalogJSON = ReconcileSetup.catalogJSON(audioTimeoutSeconds: 10, videoExpectedSeconds: 30)
         })) { stack in
             let gateway = stack.gateway, sim = stack.sim, redis = stack.server
             let marker = "clock-\(UUID())"
             let catalog = ModelCatalog.default
             let audioModel = try #require(catalog.audioTiers["synced"]?.id)
-            try await sim.addFaultRule(FalSimFaultRule(model: catalog.video.id, promptContains: marker, faults: ["delay-webhook=6000"]))
+            try await sim.addFaultRule(FalSimFaultRule(model: catalog.video.id, promptContains: marker, faults: ["delay-webhook=11000"]))
             try await sim.addFaultRule(FalSimFaultRule(model: audioModel, promptContains: marker, faults: ["submit-429"], times: 4))
             let created = try await gateway.send(.POST, "/v1/jobs", token: alice, body: jobBody(marker, tier: "synced"))
             let id = try #require(created.json["jobId"] as? String)
