@@ -154,7 +154,7 @@ func buildApplication(
     JobsController(
         processor: processor,
         catalog: catalog,
-        eventTokens: EventTokenSigner(secret: configuration.webhookSecret),
+        eventTokens: EventTokenSigner(secret: configuration.webhookSecret, lifetime: configuration.eventTokenLifetime.seconds),
         publicURL: configuration.publicURL,
         limits: configuration.userLimits,
         links: links

@@ -121,6 +121,9 @@ public struct ClapperConfiguration: Sendable {
     public var media: MediaCustodyConfiguration?
     /// Outbound events to operators' endpoints (`CLAPPER_OUTBOUND_EVENTS=1`); nil is off.
     public var outbound: OutboundConfiguration?
+    /// `CLAPPER_EVENT_TOKEN_TTL_SECONDS` (600): how long an event-stream token (`eventsUrl`,
+    /// `POST /v1/events/token`) is valid; a stream opened with one says `token-expired` then.
+    public var eventTokenLifetime: Duration = .seconds(600)
 
     public struct Error: Swift.Error, CustomStringConvertible, Sendable {
         public let key: String
@@ -342,6 +345,7 @@ public struct ClapperConfiguration: Sendable {
         self.httpIdleTimeout = .milliseconds(try reader.int("CLAPPER_HTTP_IDLE_TIMEOUT_MS", default: 60_000, range: 100...3_600_000))
         self.sseMaxStreamsPerUser = try reader.int("CLAPPER_SSE_MAX_STREAMS_PER_USER", default: 32, range: 0...1_000_000)
         self.authIssuer = reader.string("CLAPPER_AUTH_ISSUER")
+        self.eventTokenLifetime = .seconds(try reader.int("CLAPPER_EVENT_TOKEN_TTL_SECONDS", default: 600, range: 1...86_400))
         if try reader.bool("CLAPPER_OUTBOUND_EVENTS", default: false) {
             let hosts = (reader.string("CLAPPER_OUTBOUND_ALLOW_HOSTS") ?? "").split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
             let scale = reader.string("CLAPPER_OUTBOUND_SCHEDULE_SCALE").map { Double($0) } ?? 1

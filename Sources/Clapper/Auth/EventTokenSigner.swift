@@ -77,8 +77,13 @@ public struct EventTokenSigner: Sendable {
 
     /// `<base>/v1/events?token=…`: the stream of all the user's jobs.
     public func userEventsURL(base: String, userID: String, now: Date) -> String {
+        userEventsURL(base: base, token: token(scope: .user, userID: userID, now: now))
+    }
+
+    /// `<base>/v1/events?token=<token>`.
+    public func userEventsURL(base: String, token: String) -> String {
         let base = base.hasSuffix("/") ? String(base.dropLast()) : base
-        return "\(base)/v1/events?token=\(token(scope: .user, userID: userID, now: now))"
+        return "\(base)/v1/events?token=\(token)"
     }
 
     static func pathSegment(_ text: String) -> String {

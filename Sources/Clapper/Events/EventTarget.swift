@@ -10,6 +10,8 @@ enum StreamEndReason: Sendable, Hashable {
     case clientClosed
     /// The stream ended by itself (job finished) or was cancelled.
     case completed
+    /// The token the stream was opened with expired: it says so (`event: token-expired`) and ends.
+    case tokenExpired
 }
 
 /// One event stream as the hub sees it: where the changes of a job (or of a user's jobs) go.

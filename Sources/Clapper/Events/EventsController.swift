@@ -1,8 +1,10 @@
+import Fal
 import Foundation
 import HTTPTypes
 import Hummingbird
 import Logging
 import NIOCore
+import NIOPosix
 import Redis
 import ServiceLifecycle
 import Synchronization
@@ -27,6 +29,8 @@ struct EventsController: Sendable {
     let streams: StreamLimiter
     /// Media custody: snapshots and replays get fresh presigned URLs.
     var links = MediaLinks.off
+    /// `CLAPPER_PUBLIC_URL`: the base of the `eventsUrl`s handed out.
+    var publicURL = ""
 
     /// `Retry-After` of a 429 `too_many_streams`, in seconds.
     static let tooManyStreamsRetrySeconds = 5
@@ -52,13 +56,29 @@ struct EventsController: Sendable {
     func addRoutes(to users: RouterGroup<ClapperRequestContext>) {
         users.get("jobs/{id}/events") { request, context in try await jobEvents(request, context) }
         users.get("events") { request, context in try await userEvents(request, context) }
+        users.post("events/token") { _, context in try await newToken(context) }
+    }
+
+    /// `POST /v1/events/token`: a fresh token for the caller's all-jobs stream (a browser renews
+    /// with it when its stream said `token-expired`), with the URL to open and when it expires.
+    func newToken(_ context: ClapperRequestContext) async throws -> Response {
+        let userID = try context.requireUser()
+        let now = Date()
+        let token = signer.token(scope: .user, userID: userID, now: now)
+        var w = JSONWriter()
+        w.beginObject()
+        w.field("token", token)
+        w.field("eventsUrl", signer.userEventsURL(base: publicURL, token: token))
+        w.field("expiresAt", Timestamp.iso8601(now.addingTimeInterval(signer.lifetime)))
+        w.endObject()
+        return Response.json(w.bytes, headers: [.cacheControl: "no-store"])
     }
 
     // MARK: - One job
 
     func jobEvents(_ request: Request, _ context: ClapperRequestContext) async throws -> Response {
         let jobID = try context.parameters.require("id")
-        let userID = try caller(request, context, for: .job(jobID))
+        let (userID, expires) = try caller(request, context, for: .job(jobID))
         guard (1...200).contains(jobID.utf8.count) else { throw APIError.notFound("no job \(jobID)") }
         // Released by the stream when it ends, or on any early exit below (the slot's deinit).
         let slot = try streamSlot(for: userID)
@@ -78,6 +98,7 @@ struct EventsController: Sendable {
             subscription.cancel()
             throw APIError.notFound("no job \(jobID)")
         }
+        endAtExpiry(expires, subscription)
         return streamResponse(request, subscription, slot) { chunked in
             StreamPump.job(jobID: jobID, history: history, chunked: chunked)
         }
@@ -86,7 +107,7 @@ struct EventsController: Sendable {
     // MARK: - All of a user's jobs
 
     func userEvents(_ request: Request, _ context: ClapperRequestContext) async throws -> Response {
-        let userID = try caller(request, context, for: .user)
+        let (userID, expires) = try caller(request, context, for: .user)
         let slot = try streamSlot(for: userID)
         let subscription = subscribe(context, jobID: nil, userID: userID, slot: slot)
         var replay: [JobChange] = []
@@ -102,6 +123,7 @@ struct EventsController: Sendable {
             }
         }
         let floor = subscription.floor
+        endAtExpiry(expires, subscription)
         return streamResponse(request, subscription, slot) { [replay] chunked in
             StreamPump.user(replay: replay, floor: floor, chunked: chunked)
         }
@@ -249,7 +271,7 @@ struct EventsController: Sendable {
                         switch await sink.ended() {
                         case .completed:
                             break
-                        case .shutdown:
+                        case .shutdown, .tokenExpired:
                             group.addTask {
                                 try await Task.sleep(for: Self.shutdownGrace)
                                 throw StreamClosed(reason: .shutdown)
@@ -297,22 +319,39 @@ struct EventsController: Sendable {
     }
 
     /// The user of a valid `?token=` (scoped to this job or to the user), else the bearer's user.
-    func caller(_ request: Request, _ context: ClapperRequestContext, for target: Target) throws -> String {
+    /// Who opens the stream, and when the token it was opened with expires (nil: a bearer token,
+    /// checked once at the open).
+    func caller(_ request: Request, _ context: ClapperRequestContext, for target: Target) throws -> (userID: String, expires: Date?) {
         if let token = request.uri.queryParameters.get("token") {
             guard let claims = signer.verify(token, now: Date()) else {
                 throw APIError.unauthorized("the event token is invalid or expired", code: "invalid_token")
             }
             switch (claims.scope, target) {
             case (.user, _):
-                return claims.userID
+                return (claims.userID, claims.expires)
             case (.job(let tokenJob), .job(let jobID)) where tokenJob == jobID:
-                return claims.userID
+                return (claims.userID, claims.expires)
             case (.job, _):
                 throw APIError(.forbidden, code: "forbidden", message: "this token opens the events of another job")
             }
         }
         guard let userID = context.userID else { throw APIError.unauthorized() }
-        return userID
+        return (userID, nil)
+    }
+
+    /// Ends the stream with `token-expired` when its token expires (the timer goes when it closes first).
+    func endAtExpiry(_ expires: Date?, _ subscription: Subscription) {
+        guard let expires else { return }
+        let delay = TimeAmount.milliseconds(max(0, Int64(clamping: Int((expires.timeIntervalSinceNow * 1000).rounded(.up)))))
+        switch subscription {
+        case .channel(let stream, let handoff, _):
+            let timer = handoff.channel.eventLoop.scheduleTask(in: delay) { stream.end(.tokenExpired) }
+            handoff.channel.closeFuture.whenComplete { _ in timer.cancel() }
+        case .sink(let subscription):
+            let sink = subscription.sink
+            let timer = MultiThreadedEventLoopGroup.singleton.any().scheduleTask(in: delay) { sink.end(.tokenExpired) }
+            Task { _ = await sink.ended(); timer.cancel() }
+        }
     }
 
     /// `Last-Event-ID` (header, or `lastEventId` in the query); a malformed one counts as none.
@@ -342,6 +381,6 @@ final class WriterBox: @unchecked Sendable {
 
 extension EventsController {
     init(configuration: ClapperConfiguration, redis: RedisClient, keys: JobKeys, hub: EventHub, streams: StreamLimiter, links: MediaLinks = .off) {
-        self.init(hub: hub, redis: redis, keys: keys, signer: EventTokenSigner(secret: configuration.webhookSecret), heartbeat: configuration.sseHeartbeat, streams: streams, links: links)
+        self.init(hub: hub, redis: redis, keys: keys, signer: EventTokenSigner(secret: configuration.webhookSecret, lifetime: configuration.eventTokenLifetime.seconds), heartbeat: configuration.sseHeartbeat, streams: streams, links: links, publicURL: configuration.publicURL)
     }
 }

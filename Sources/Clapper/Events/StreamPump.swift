@@ -118,9 +118,18 @@ struct StreamPump: Sendable {
         switch reason {
         case .shutdown: shutdownGoodbye
         case .dropped: droppedGoodbye
+        case .tokenExpired: tokenExpiredGoodbye
         case .clientClosed, .completed: nil
         }
     }
+
+    /// A named event a client acts on (fetch a new token from `renew`, reconnect with
+    /// `Last-Event-ID`) instead of meeting a bare 401 on its next reconnect.
+    private static let tokenExpiredGoodbye: ByteBuffer = {
+        var frame = ServerSentEvent.frame(event: "token-expired", data: Array(#"{"renew":"/v1/events/token"}"#.utf8))
+        frame.writeImmutableBuffer(ServerSentEvent.retry(milliseconds: EventsController.endRetryMilliseconds))
+        return frame
+    }()
 
     private static let shutdownGoodbye = ServerSentEvent.retry(milliseconds: EventsController.endRetryMilliseconds, comment: "shutting down; reconnect")
     private static let droppedGoodbye = ServerSentEvent.retry(milliseconds: EventsController.endRetryMilliseconds, comment: "fell behind; reconnect with Last-Event-ID")

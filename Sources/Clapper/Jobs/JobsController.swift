@@ -60,8 +60,7 @@ struct JobsController {
     func get(_ request: Request, _ context: ClapperRequestContext) async throws -> Response {
         let userID = try context.requireUser()
         let jobID = try context.parameters.require("id")
-        guard let stored = try await processor.store.view(jobID), stored.userID == userID else { throw APIError.notFound("no such job") }
-        return Response.json(links.presigned(stored.view))
+        return try await answer(jobID: jobID, userID: userID, status: .ok, location: false)
     }
 
     func list(_ request: Request, _ context: ClapperRequestContext) async throws -> Response {
@@ -108,8 +107,9 @@ struct JobsController {
     /// `Idempotency-Key`: 1 to 255 code points (openapi's `maxLength`), at most 1020 bytes.
     static let idempotencyKeyLimit = TextLimit(maxCodePoints: 255)
 
-    /// The job's view with its `eventsUrl` (a signed, job-scoped link an EventSource can open).
-    private func answer(jobID: String, userID: String, status: HTTPResponse.Status) async throws -> Response {
+    /// The job's view with its `eventsUrl` (a signed, job-scoped link an EventSource can open,
+    /// valid for `CLAPPER_EVENT_TOKEN_TTL_SECONDS`: every read gives a fresh one).
+    private func answer(jobID: String, userID: String, status: HTTPResponse.Status, location: Bool = true) async throws -> Response {
         guard let stored = try await processor.store.view(jobID), stored.userID == userID else { throw APIError.notFound("no such job") }
         let eventsURL = eventTokens.eventsURL(base: publicURL, jobID: jobID, userID: userID, now: processor.now())
         var view = links.presigned(stored.view)
@@ -118,7 +118,7 @@ struct JobsController {
             view.removeLast()
             view += Array(#","eventsUrl":"#.utf8) + Array(JobRepository.jsonString(eventsURL).utf8) + [UInt8(ascii: "}")]
         }
-        return Response.json(view, status: status, headers: [.location: "/v1/jobs/\(jobID)"])
+        return Response.json(view, status: status, headers: location ? [.location: "/v1/jobs/\(jobID)"] : [:])
     }
 }
 
