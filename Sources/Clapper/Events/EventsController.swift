@@ -342,7 +342,9 @@ struct EventsController: Sendable {
     /// Ends the stream with `token-expired` when its token expires (the timer goes when it closes first).
     func endAtExpiry(_ expires: Date?, _ subscription: Subscription) {
         guard let expires else { return }
-        let delay = TimeAmount.milliseconds(max(0, Int64(clamping: Int((expires.timeIntervalSinceNow * 1000).rounded(.up)))))
+        // A token's expiry is ours (signed), but the arithmetic is clamped before any conversion.
+        let milliseconds = min(max(expires.timeIntervalSinceNow * 1000, 0), 86_400_000 * 366).rounded(.up)
+        let delay = TimeAmount.milliseconds(Int64(milliseconds))
         switch subscription {
         case .channel(let stream, let handoff, _):
             let timer = handoff.channel.eventLoop.scheduleTask(in: delay) { stream.end(.tokenExpired) }
