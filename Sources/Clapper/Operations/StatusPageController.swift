@@ -20,6 +20,7 @@ struct StatusPageController: Sendable {
         ("/", "index.html", "text/html; charset=utf-8"),
         ("/status.js", "status.js", "text/javascript; charset=utf-8"),
         ("/status.css", "status.css", "text/css; charset=utf-8"),
+        ("/clapper.js", "clapper.js", "text/javascript; charset=utf-8"),
     ]
 
     /// Media may come from fal's CDN (or fal-sim); scripts, styles and connections only from here.
