@@ -154,7 +154,8 @@ struct RedisClientTests {
             server.stop()
             let start = ContinuousClock.now
             await #expect(throws: RedisError.self) { try await redis.send("GET", key) }
-            #expect(ContinuousClock.now - start < .seconds(2))
+            // Well under the command timeout's hang; 2.2 s was seen under a loaded full run.
+            #expect(ContinuousClock.now - start < .seconds(4))
             // Still down: a new connection is refused quickly, not a hang.
             let refused = await #expect(throws: RedisError.self) { try await redis.send("PING") }
             #expect(refused?.code == .connectionFailed)

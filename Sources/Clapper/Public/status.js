@@ -1,6 +1,8 @@
-// Clapper status page: creates jobs with POST /v1/jobs and follows each one over server-sent
-// events (its eventsUrl). Everything from the server goes into the page as text (textContent)
-// or as a checked http(s) media URL; nothing is ever parsed as HTML.
+// Clapper live jobs page: lists the user's recent jobs (GET /v1/jobs), follows all of them live
+// over the user's event stream with clapper.js (token from POST /v1/events/token, renewed when it
+// expires), and creates jobs with POST /v1/jobs. Each card keeps a timeline of its changes.
+// Everything from the server goes into the page as text (textContent) or as a checked http(s)
+// media URL; nothing is ever parsed as HTML.
 "use strict";
 
 const FINISHED = new Set(["completed", "failed", "canceled"]);
@@ -35,6 +37,11 @@ function mediaURL(value) {
 function sameOriginStreamURL(eventsUrl) {
   const url = new URL(eventsUrl, location.href);
   return url.pathname + url.search;
+}
+
+function authHeaders() {
+  const token = tokenInput.value.trim();
+  return token ? { "Authorization": "Bearer " + token } : {};
 }
 
 function setFormStatus(text, isError) {
@@ -88,8 +95,7 @@ form.addEventListener("submit", async (event) => {
       return;
     }
     setFormStatus(`Created ${job.jobId}`, false);
-    follow(job, eventsUrl);
-    remember(job.jobId, eventsUrl);
+    show(job);
   } catch (error) {
     setFormStatus("Network error: " + error.message, true);
   } finally {
@@ -97,19 +103,13 @@ form.addEventListener("submit", async (event) => {
   }
 });
 
-function remember(jobId, eventsUrl) {
-  const saved = JSON.parse(sessionStorage.getItem("clapper.jobs") || "[]").filter((j) => j.jobId !== jobId);
-  saved.unshift({ jobId, eventsUrl });
-  sessionStorage.setItem("clapper.jobs", JSON.stringify(saved.slice(0, 20)));
-}
-
 function makeCard(jobId) {
   const card = el("article", "job-card");
   card.dataset.jobId = jobId;
   const title = el("h2");
   const id = el("span", "job-id", jobId);
   const badge = el("span", "badge status", "…");
-  const connection = el("span", "connection", "connecting");
+  const connection = el("span", "connection", liveState);
   title.append(id, badge, connection);
   const prompt = el("p", "prompt");
   const tasks = el("dl", "tasks");
@@ -123,14 +123,16 @@ function makeCard(jobId) {
   videoError.hidden = true;
   audioError.hidden = true;
   const media = el("div", "media");
-  card.append(title, prompt, tasks, progress, videoError, audioError, media);
+  const timeline = el("ol", "timeline");
+  card.append(title, prompt, tasks, progress, videoError, audioError, media, timeline);
   jobsSection.prepend(card);
-  return { card, badge, connection, prompt, videoStatus, audioStatus, progress, videoError, audioError, media, video: null, audio: null, source: null, version: 0 };
+  return { card, badge, connection, prompt, videoStatus, audioStatus, progress, videoError, audioError, media, timeline, video: null, audio: null, version: 0 };
 }
 
 function render(entry, job) {
   if (typeof job.version === "number") {
     if (job.version < entry.version) return; // an older view: keep the newer one
+    if (job.version > entry.version) addToTimeline(entry, job);
     entry.version = job.version;
   }
   entry.badge.textContent = job.status || "unknown";
@@ -194,38 +196,66 @@ function render(entry, job) {
   }
 }
 
-function follow(job, eventsUrl) {
+// One line per version: when it changed (the view's updatedAt) and where the job and its tasks stood.
+function addToTimeline(entry, job) {
+  const at = job.updatedAt ? new Date(job.updatedAt) : new Date();
+  const time = isNaN(at.getTime()) ? "" : at.toLocaleTimeString([], { hour12: false });
+  const parts = [`v${job.version}`, job.status || "?", "video " + (job.videoStatus || "—")];
+  if (job.feature && job.feature.audio) parts.push("audio " + (job.audioStatus || "—"));
+  if (job.mergeStatus) parts.push("merge " + job.mergeStatus);
+  const item = el("li", null, `${time} ${parts.join(" · ")}`);
+  entry.timeline.prepend(item);
+  while (entry.timeline.children.length > 20) entry.timeline.lastChild.remove();
+}
+
+// A job's card, made on first sight, with the newest view of it.
+function show(job) {
+  if (!job || typeof job.jobId !== "string") return;
   let entry = cards.get(job.jobId);
   if (!entry) {
     entry = makeCard(job.jobId);
     cards.set(job.jobId, entry);
   }
   render(entry, job);
-  if (entry.source) entry.source.close();
-  const source = new EventSource(sameOriginStreamURL(eventsUrl));
-  entry.source = source;
-  const onView = (event) => {
-    try {
-      render(entry, JSON.parse(event.data));
-    } catch (error) {
-      console.warn("unreadable event", error);
-    }
-  };
-  source.addEventListener("snapshot", onView);
-  source.addEventListener("job", onView);
-  source.addEventListener("done", () => {
-    source.close();
-    entry.connection.textContent = "finished";
-  });
-  source.addEventListener("open", () => { entry.connection.textContent = "live"; });
-  source.addEventListener("error", () => {
-    entry.connection.textContent = source.readyState === EventSource.CLOSED ? "closed" : "reconnecting";
-  });
 }
 
-// Follow the jobs created earlier in this tab.
-for (const saved of JSON.parse(sessionStorage.getItem("clapper.jobs") || "[]").reverse()) {
-  if (saved && typeof saved.jobId === "string" && typeof saved.eventsUrl === "string") {
-    follow({ jobId: saved.jobId }, saved.eventsUrl);
+// The page-wide stream's state, shown on every card.
+let liveState = "connecting";
+function setLiveState(state) {
+  liveState = state === "open" ? "live" : state;
+  for (const entry of cards.values()) entry.connection.textContent = liveState;
+}
+
+// The user's recent jobs (newest first, so shown oldest first and prepended), then every change
+// of any of the user's jobs live, jobs made elsewhere included.
+async function start() {
+  try {
+    const response = await fetch("/v1/jobs?limit=20", { headers: authHeaders() });
+    if (response.ok) {
+      const page = await response.json();
+      for (const job of (page.jobs || []).slice().reverse()) show(job);
+    }
+    const renew = async () => {
+      const answer = await fetch("/v1/events/token", { method: "POST", headers: authHeaders() });
+      if (!answer.ok) throw new Error("token: " + answer.status);
+      return sameOriginStreamURL((await answer.json()).eventsUrl);
+    };
+    window.clapperStream = Clapper.follow({
+      eventsUrl: await renew(),
+      renew,
+      onChange: show,
+      onStatus: setLiveState,
+    });
+  } catch (error) {
+    setLiveState("offline");
+    setFormStatus("Could not load your jobs: " + error.message, true);
   }
 }
+
+tokenInput.addEventListener("change", () => {
+  if (window.clapperStream) window.clapperStream.close();
+  for (const entry of cards.values()) entry.card.remove();
+  cards.clear();
+  start();
+});
+start();

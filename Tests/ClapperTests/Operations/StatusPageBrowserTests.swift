@@ -329,3 +329,65 @@ final class Browser: @unchecked Sendable {
         for continuation in waiting.values { continuation.resume(throwing: error) }
     }
 }
+
+extension StatusPageBrowserTests {
+    /// The live jobs page: a job made before the page opened (through the API, not this tab) is
+    /// listed with its timeline; one made after it appears live; the page fits a desktop and a
+    /// phone width (screenshots of both are written).
+    @Test(.timeLimit(.minutes(1)), .enabled(if: chromiumExecutable() != nil, "chromium is not installed: apt-get install -y chromium"))
+    func theJobsPageListsAndFollowsTheUsersJobsAtTwoWidths() async throws {
+        let chromium = try #require(chromiumExecutable())
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("clapper-jobs-page-\(UUID().uuidString.prefix(8))")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        try await withGateway(GatewayOptions(configure: { $0.devMode = true })) { stack in
+            // dev mode: requests without a token act as the user "dev".
+            let before = try #require(try await stack.gateway.send(.POST, "/v1/jobs", body: jobBody("made before the page opened", audio: false)).json["jobId"] as? String)
+            _ = try await waitForJob(before, gateway: stack.gateway, redis: stack.server, token: TestUsers.token("dev")) { isFinished($0) }
+            let browser = try Browser(executable: chromium, profile: directory.appendingPathComponent("profile"))
+            do {
+                let session = try await browser.openStatusPage(stack.gateway.baseURL + "/")
+                func card(_ jobID: String) async throws -> [String: Any] {
+                    let result = try await browser.evaluate(session, """
+                        new Promise((resolve, reject) => {
+                          const state = () => {
+                            const card = document.querySelector('.job-card[data-job-id="\(jobID)"]');
+                            return card ? { status: card.querySelector(".badge.status").textContent,
+                                            timeline: Array.from(card.querySelectorAll(".timeline li")).map((li) => li.textContent),
+                                            connection: card.querySelector(".connection").textContent,
+                                            cards: document.querySelectorAll(".job-card").length } : null;
+                          };
+                          const done = () => { const s = state(); return s && s.status === "completed" && s.connection === "live"; };
+                          if (done()) return resolve(state());
+                          const observer = new MutationObserver(() => { if (done()) { observer.disconnect(); resolve(state()); } });
+                          observer.observe(document.body, { subtree: true, childList: true, characterData: true, attributes: true });
+                          setTimeout(() => { observer.disconnect(); reject(new Error("card: " + JSON.stringify(state()))); }, 30000);
+                        })
+                        """)
+                    return try #require(result as? [String: Any])
+                }
+                let listed = try await card(before)
+                #expect((listed["timeline"] as? [String])?.first?.contains("completed") == true, "\(listed)")
+                // Made elsewhere while the page is open: it appears, and its timeline grows live.
+                let after = try #require(try await stack.gateway.send(.POST, "/v1/jobs", body: jobBody("made while the page is open", audio: false)).json["jobId"] as? String)
+                let live = try await card(after)
+                #expect((live["timeline"] as? [String] ?? []).count >= 3, "\(live)")
+                #expect(live["cards"] as? Int == 2)
+                for (name, width, height, mobile) in [("desktop", 1280, 900, false), ("phone", 390, 844, true)] {
+                    _ = try await browser.call("Emulation.setDeviceMetricsOverride", ["width": width, "height": height, "deviceScaleFactor": 1, "mobile": mobile], session: session)
+                    let overflow = try await browser.evaluate(session, "document.documentElement.scrollWidth - window.innerWidth") as? Int
+                    #expect((overflow ?? 1) <= 0, "\(name): the page is wider than the screen by \(overflow ?? -1) px")
+                    let shot = try await browser.call("Page.captureScreenshot", ["format": "png", "captureBeyondViewport": true], session: session)
+                    let png = try #require((shot["data"] as? String).flatMap { Data(base64Encoded: $0) })
+                    let file = directory.appendingPathComponent("jobs-page-\(name).png")
+                    try png.write(to: file)
+                    #expect(png.count > 1000)
+                    print("jobs page screenshot (\(name)): \(file.path)")
+                }
+                await browser.close()
+            } catch {
+                await browser.close()
+                throw error
+            }
+        }
+    }
+}

@@ -10,16 +10,18 @@ import TestSupport
 struct StatusPageTests {
     @Test func thePageAndItsAssetsAreServed() async throws {
         try await withRouterClient { client, _ in
-            for (path, type, needle) in [("/", "text/html", "create-job"), ("/status.js", "text/javascript", "EventSource"), ("/status.css", "text/css", ".job-card")] {
+            for (path, type, needle) in [("/", "text/html", "create-job"), ("/status.js", "text/javascript", "Clapper.follow"), ("/clapper.js", "text/javascript", "EventSource"), ("/status.css", "text/css", ".job-card")] {
                 let reply = try await client.send(.GET, path)
                 #expect(reply.status == 200, "\(path)")
                 #expect(reply.headers.first(name: "content-type")?.hasPrefix(type) == true, "\(path)")
                 #expect(reply.headers.first(name: "content-security-policy")?.contains("script-src 'self'") == true)
                 #expect(reply.text.contains(needle), "\(path)")
             }
-            // The script never writes server data as HTML.
-            let script = try await client.send(.GET, "/status.js").text
-            #expect(!script.contains("innerHTML") && !script.contains("outerHTML") && !script.contains("insertAdjacentHTML") && !script.contains("document.write"))
+            // The scripts never write server data as HTML.
+            for path in ["/status.js", "/clapper.js"] {
+                let script = try await client.send(.GET, path).text
+                #expect(!script.contains("innerHTML") && !script.contains("outerHTML") && !script.contains("insertAdjacentHTML") && !script.contains("document.write"), "\(path)")
+            }
         }
     }
 
