@@ -355,6 +355,7 @@ public struct ClapperConfiguration: Sendable {
             var outbound = OutboundConfiguration(allowedHosts: Set(hosts), scheduleScale: scale)
             outbound.disableAfter = .seconds(3600 * (try reader.int("CLAPPER_OUTBOUND_DISABLE_AFTER_HOURS", default: 120, range: 1...8760)))
             outbound.concurrency = try reader.int("CLAPPER_OUTBOUND_CONCURRENCY", default: 4, range: 1...256)
+            outbound.ratePerSecond = try reader.int("CLAPPER_OUTBOUND_RATE_PER_SECOND", default: 0, range: 0...100_000)
             self.outbound = outbound
         }
         if let bucket = reader.string("CLAPPER_MEDIA_BUCKET_URL") {

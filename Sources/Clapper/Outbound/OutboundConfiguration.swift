@@ -10,6 +10,9 @@ public struct OutboundConfiguration: Sendable {
     public var disableAfter: Duration = .seconds(120 * 3600)
     /// `CLAPPER_OUTBOUND_CONCURRENCY` (4): deliveries at once per endpoint per instance.
     public var concurrency = 4
+    /// `CLAPPER_OUTBOUND_RATE_PER_SECOND` (0: none): tries started per endpoint per second, over
+    /// every instance (a counter per endpoint and second in Redis).
+    public var ratePerSecond = 0
     /// How often the outbox and the due deliveries are looked at when idle.
     public var interval: Duration = .milliseconds(200)
 

@@ -161,6 +161,12 @@ struct OutboundService: Service {
                     try? await store.release(member, lease: lease, next: clock.now)
                     continue
                 }
+                if configuration.ratePerSecond > 0, await !((try? store.takeRate(endpointID, limit: configuration.ratePerSecond, now: clock.now)) ?? false) {
+                    // Over the endpoint's rate this second: due again at the next one.
+                    let next = (clock.now.timeIntervalSince1970.rounded(.down) + 1)
+                    try? await store.release(member, lease: lease, next: Date(timeIntervalSince1970: next))
+                    continue
+                }
                 group.addTask { await attempt(member: member, lease: lease, endpoint: endpoint, messageID: messageID) }
             }
         }

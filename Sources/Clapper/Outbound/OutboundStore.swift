@@ -14,6 +14,7 @@ struct OutboundStore: Sendable {
     var triesKey: String { "\(tag):tries" }
     func messageKey(_ id: String) -> String { "\(tag):msg:\(id)" }
     func logKey(_ endpointID: String) -> String { "\(tag):log:\(endpointID)" }
+    func rateKey(_ endpointID: String, second: Int64) -> String { "\(tag):rate:\(endpointID):\(second)" }
     func exhaustedKey(_ endpointID: String) -> String { "\(tag):exhausted:\(endpointID)" }
 
     /// Messages outlive the longest retry schedule (about 28 hours) with room for a replay.
@@ -41,6 +42,15 @@ struct OutboundStore: Sendable {
     func delete(_ id: String) async throws -> Bool {
         let replies = try await redis.pipeline([RedisCommand("HDEL", endpointsKey, id), RedisCommand("DEL", logKey(id), exhaustedKey(id))])
         return replies.first?.integer == 1
+    }
+
+    /// Takes one of the endpoint's `limit` tries in the second `now` falls in (every instance
+    /// counts in the same key); false when they are taken.
+    func takeRate(_ endpointID: String, limit: Int, now: Date) async throws -> Bool {
+        let second = Int64(now.timeIntervalSince1970.rounded(.down))
+        let key = rateKey(endpointID, second: second)
+        let replies = try await redis.pipeline([RedisCommand("INCR", key), RedisCommand("EXPIRE", key, 2)])
+        return (replies.first?.integer ?? Int64.max) <= Int64(limit)
     }
 
     // MARK: Messages and deliveries

@@ -125,6 +125,32 @@ struct OutboundEventsTests {
         }
     }
 
+    /// CLAPPER_OUTBOUND_RATE_PER_SECOND: an endpoint gets at most that many tries a second; the
+    /// rest wait for the next second (a lower bound on time only: a loaded machine is slower).
+    @Test(.timeLimit(.minutes(1)))
+    func anEndpointsRateIsHeld() async throws {
+        try await withWebhookReceiver { receiver in
+            let options = GatewayOptions.sim(SimSetup()) {
+                var outbound = OutboundConfiguration(allowedHosts: ["127.0.0.1"])
+                outbound.ratePerSecond = 2
+                $0.outbound = outbound
+            }
+            try await withGateway(options) { stack in
+                let endpoint = try #require(try await receiver.register("/ok", types: nil, on: stack.gateway)["id"] as? String)
+                let user = "outbound-rate-\(UUID().uuidString.prefix(8))"
+                let created = try await stack.gateway.send(.POST, "/v1/jobs", token: TestUsers.token(user), body: jobBody("a chatty job", merge: false))
+                let jobID = try #require(created.json["jobId"] as? String)
+                _ = try await receiver.until { $0.contains { $0.type == "job.completed" && $0.jobID == jobID } }
+                let attempts = try await stack.gateway.send(.GET, "/v1/admin/endpoints/\(endpoint)/attempts", token: Self.admin)
+                let times = (attempts.json["attempts"] as? [[String: Any]] ?? []).compactMap { ($0["at"] as? String).flatMap { try? Date($0, strategy: .iso8601) } }.sorted()
+                #expect(times.count >= 6, "\(attempts.text)")
+                let span = (times.last ?? .distantPast).timeIntervalSince(times.first ?? .distantPast)
+                // n tries at 2 a second: the last starts at least n/2 - 1 seconds after the first.
+                #expect(span >= Double(times.count) / 2 - 1.5, "\(times.count) tries in \(span) s")
+            }
+        }
+    }
+
     @Test(.timeLimit(.minutes(1)))
     func endpointsOnInnerAddressesAreRefused() async throws {
         try await withGateway(.sim(SimSetup()) { $0.outbound = OutboundConfiguration() }) { stack in
