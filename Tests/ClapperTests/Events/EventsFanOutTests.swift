@@ -116,7 +116,9 @@ struct EventsFanOutTests {
         }
     }
 
-    @Test(.timeLimit(.minutes(1)))
+    /// 6 s alone; past its old 60 s limit in 3 of 8 full runs today, beside the browser and
+    /// Python-helper tests that now run alongside it (a resource test, not a timed one).
+    @Test(.timeLimit(.minutes(3)))
     func aThousandStreamsOpenedAndClosedLeaveNothingBehind() async throws {
         try await withGateway(.noFal({ $0.sseMaxStreamsPerUser = 0 })) { context in
             let job = uniqueID()
