@@ -103,3 +103,32 @@ import Testing
         #expect(S3ErrorReply(xml: Data(("<Error><Code>X</Code>" + padding + "</Error>").utf8)) == nil)
     }
 }
+
+/// Foundation's XMLParser trapped on a hostile reply in a full test run (Linux); the scanner
+/// that replaced it must survive any mutation of a real reply.
+@Suite("S3 replies: mutated")
+struct S3ReplyMutationTests {
+    @Test func twentyThousandMutationsOfARealReplyNeverTrap() {
+        let reply = Array("""
+            <?xml version="1.0" encoding="UTF-8"?>
+            <InitiateMultipartUploadResult xmlns="http://s3.amazonaws.com/doc/2006-03-01/"><Bucket>b</Bucket><Key>k&amp;1</Key><UploadId>VXBsb2FkIElE</UploadId></InitiateMultipartUploadResult>
+            """.utf8)
+        var generator = SystemRandomNumberGenerator()
+        var parsed = 0
+        for _ in 0..<20_000 {
+            var bytes = reply
+            for _ in 0..<Int.random(in: 1...4, using: &generator) {
+                let at = Int.random(in: 0..<bytes.count, using: &generator)
+                switch Int.random(in: 0..<3, using: &generator) {
+                case 0: bytes[at] = UInt8.random(in: 0...255, using: &generator)
+                case 1: bytes.remove(at: at)
+                default: bytes.insert([UInt8(ascii: "<"), UInt8(ascii: ">"), UInt8(ascii: "&"), UInt8(ascii: "/"), 0][Int.random(in: 0..<5, using: &generator)], at: at)
+                }
+                if bytes.isEmpty { break }
+            }
+            if (try? CreateMultipartUploadReply(xml: Data(bytes))) != nil { parsed += 1 }
+            _ = S3ErrorReply(xml: Data(bytes))
+        }
+        #expect(parsed > 0, "some mutations (in text) still parse")
+    }
+}
