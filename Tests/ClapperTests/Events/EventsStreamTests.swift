@@ -192,8 +192,9 @@ struct EventsStreamTests {
             #expect(second.comment == "heartbeat")
             let elapsed = ContinuousClock.now - start
             // Two intervals and a bit (the hub's tick is a quarter interval); the upper bound leaves
-            // room for a full suite on two cores (4.7 s seen there), far below "never".
-            #expect(elapsed > .milliseconds(1500) && elapsed < .seconds(8), "two heartbeats took \(elapsed)")
+            // room for a full suite on two cores (4.7 s seen there, then over 8 s once the browser and
+            // Python-helper tests joined it), far below "never".
+            #expect(elapsed > .milliseconds(1500) && elapsed < .seconds(20), "two heartbeats took \(elapsed)")
         }
     }
 

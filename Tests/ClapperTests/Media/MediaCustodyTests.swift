@@ -15,7 +15,7 @@ import TestSupport
 
 /// Media custody end to end: fal-sim's real media copied into a real S3-speaking server (moto in
 /// server mode with its SigV4 checks on, behind a proxy that can answer SlowDown).
-@Suite("Media custody")
+@Suite("Media custody", .serialized)
 struct MediaCustodyTests {
     @Test(.timeLimit(.minutes(2)))
     func finishedMediaIsCopiedIntoTheBucketThroughSlowDowns() async throws {

@@ -4,9 +4,9 @@ import Testing
 import TestSupport
 
 /// `clapper.js` in headless Chromium: following a user's jobs through a server-side disconnect and
-/// a token that expires mid-stream, renewing through `POST /v1/events/token`.
-@Suite("clapper.js in headless Chromium")
-struct ClapperJSBrowserTests {
+/// a token that expires mid-stream, renewing through `POST /v1/events/token`. Part of the browser
+/// suite, which runs one browser at a time.
+extension StatusPageBrowserTests {
     @Test(.timeLimit(.minutes(2)), .enabled(if: chromiumExecutable() != nil, "chromium is not installed: apt-get install -y chromium"))
     func followsThroughADisconnectAndATokenThatExpires() async throws {
         let chromium = try #require(chromiumExecutable())
@@ -28,8 +28,8 @@ struct ClapperJSBrowserTests {
                         window.__seen = [];
                         window.__statuses = [];
                         window.__stream = Clapper.follow({
-                          eventsUrl: \(Self.js(first)),
-                          renew: Clapper.userTokenRenewer(location.href, \(Self.js(bearer))),
+                          eventsUrl: \(Self.jsLiteral(first)),
+                          renew: Clapper.userTokenRenewer(location.href, \(Self.jsLiteral(bearer))),
                           onChange: (view) => window.__seen.push(view.jobId + ":" + view.version + ":" + view.status),
                           onStatus: (state) => window.__statuses.push(state),
                         });
@@ -47,7 +47,7 @@ struct ClapperJSBrowserTests {
                           (function check() {
                             const s = window.__stream;
                             const state = { seen: window.__seen, statuses: window.__statuses, opens: s.opens, renewals: s.renewals, last: s.lastEventId };
-                            if (window.__seen.some((e) => e.startsWith(\(Self.js(jobID)) + ":") && e.endsWith(":completed"))) resolve(state);
+                            if (window.__seen.some((e) => e.startsWith(\(Self.jsLiteral(jobID)) + ":") && e.endsWith(":completed"))) resolve(state);
                             else if (Date.now() - start > 30000) reject(new Error(JSON.stringify(state)));
                             else setTimeout(check, 50);
                           })();
@@ -103,7 +103,7 @@ struct ClapperJSBrowserTests {
     }
 
     /// A JavaScript string literal.
-    static func js(_ text: String) -> String {
+    static func jsLiteral(_ text: String) -> String {
         String(decoding: (try? JSONSerialization.data(withJSONObject: [text])) ?? Data("[\"\"]".utf8), as: UTF8.self).dropFirst().dropLast().description
     }
 }

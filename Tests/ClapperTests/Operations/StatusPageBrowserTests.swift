@@ -8,7 +8,8 @@ import TestSupport
 /// the DevTools protocol on a pipe (`--remote-debugging-pipe`: fd 3 in, fd 4 out, NUL-separated
 /// JSON), against a gateway running with fal-sim in dev mode. Skipped when Chromium is missing
 /// (`apt-get install -y chromium`).
-@Suite("Status page in headless Chromium")
+/// One browser at a time: each Chromium takes much of a 2-core machine.
+@Suite("Status page in headless Chromium", .serialized)
 struct StatusPageBrowserTests {
     /// The card plays the merged file (video with its sound) in the video player. With
     /// `audioFails`, fal-sim fails the audio: the card shows the video player (the video alone)
