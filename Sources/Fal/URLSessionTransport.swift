@@ -12,12 +12,21 @@ public struct URLSessionTransport: HTTPTransport {
     private let session: URLSession
 
     public init() {
+        self.session = URLSession(configuration: Self.configuration)
+    }
+
+    /// The same session settings with a delegate (say, one that refuses redirects).
+    public init(delegate: any URLSessionDelegate) {
+        self.session = URLSession(configuration: Self.configuration, delegate: delegate, delegateQueue: nil)
+    }
+
+    private static var configuration: URLSessionConfiguration {
         let configuration = URLSessionConfiguration.ephemeral
         configuration.httpCookieStorage = nil
         configuration.urlCache = nil
         configuration.requestCachePolicy = .reloadIgnoringLocalCacheData
         configuration.httpShouldSetCookies = false
-        self.session = URLSession(configuration: configuration)
+        return configuration
     }
 
     public init(session: URLSession) {

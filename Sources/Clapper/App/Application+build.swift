@@ -187,7 +187,7 @@ func buildApplication(
     if let outbound = configuration.outbound {
         services.append(OutboundService(
             store: OutboundStore(redis: redis, keys: keys), keys: keys, configuration: outbound,
-            transport: URLSessionTransport(session: NoRedirectSession.make()), links: links, logger: logger, clock: clock
+            transport: URLSessionTransport(delegate: NoRedirectSession()), links: links, logger: logger, clock: clock
         ))
     }
     if let governor {

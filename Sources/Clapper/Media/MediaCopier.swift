@@ -84,6 +84,10 @@ struct MediaCopier: Sendable {
                   let total = Int(text[text.index(after: slash)...]), total >= 0 else {
                 throw Failure(code: "source_range", message: "fal's media answered a range without its size")
             }
+            // More than was asked would break the memory bound of a copy.
+            guard response.body.count <= count else {
+                throw Failure(code: "source_range", message: "fal's media answered \(response.body.count) bytes for a range of \(count)")
+            }
             return Range(body: response.body, total: total, contentType: response.header("Content-Type"))
         case 200 where offset == 0:
             guard response.body.count <= Self.wholeSourceLimit else {

@@ -1,4 +1,5 @@
 import Foundation
+import NIOPosix
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -13,6 +14,21 @@ struct OutboundAddressGuard: Sendable {
 
     struct Refusal: Error, Sendable { let message: String }
 
+    /// `check` with the name resolved on NIO's thread pool: `getaddrinfo` blocks on DNS, which
+    /// must not hold a thread of the cooperative pool or an event loop.
+    func checkOffPool(_ text: String) async throws(Refusal) -> URL {
+        let result: Result<URL, Refusal>
+        do {
+            result = try await NIOThreadPool.singleton.runIfActive { () -> Result<URL, Refusal> in
+                do throws(Refusal) { return .success(try check(text)) } catch { return .failure(error) }
+            }
+        } catch {
+            throw Refusal(message: "the address could not be checked now")
+        }
+        return try result.get()
+    }
+
+    /// Blocking (it resolves the name): call `checkOffPool` from async code.
     func check(_ text: String) throws(Refusal) -> URL {
         guard let url = URL(string: text), let scheme = url.scheme?.lowercased(), scheme == "https" || scheme == "http",
               let host = url.host?.lowercased(), !host.isEmpty, url.user == nil, url.password == nil

@@ -40,7 +40,7 @@ struct OutboundController {
             if !types.contains(type) { types.append(type) }
         }
         do {
-            _ = try configuration.addressGuard.check(body.url)
+            _ = try await configuration.addressGuard.checkOffPool(body.url)
         } catch {
             throw APIError(.unprocessableContent, code: "endpoint_url_refused", message: error.message)
         }

@@ -51,7 +51,8 @@ struct OutboundService: Service {
     // MARK: Outbox -> messages
 
     private func fanOut(takeOver: Bool) async throws -> Bool {
-        let endpoints = try await store.endpoints().filter { !$0.disabled }
+        // Read once per round, and only when some shard has changes to hand out.
+        var endpoints: [OutboundEndpoint]?
         var any = false
         for shard in keys.allShards {
             let key = keys.outbox(shard: shard)
@@ -69,8 +70,9 @@ struct OutboundService: Service {
             }
             guard !entries.isEmpty else { continue }
             any = true
+            if endpoints == nil { endpoints = try await store.endpoints().filter { !$0.disabled } }
             for entry in entries {
-                try await fanOut(entry.fields, to: endpoints)
+                try await fanOut(entry.fields, to: endpoints ?? [])
             }
             _ = try await store.redis.send(RedisCommand("XACK", arguments: [key, Self.group] + entries.map(\.id)))
         }
@@ -225,7 +227,7 @@ struct OutboundService: Service {
     private func post(_ body: [UInt8], messageID: String, to endpoint: OutboundEndpoint, at now: Date) async -> (ok: Bool, status: Int?, error: String?) {
         let url: URL
         do {
-            url = try configuration.addressGuard.check(endpoint.url)
+            url = try await configuration.addressGuard.checkOffPool(endpoint.url)
         } catch {
             return (false, nil, "address refused: \(error.message)")
         }

@@ -47,7 +47,7 @@ struct OutboundEventsTests {
                 // The filtered endpoint: only job.completed, the same webhook-id on each of its tries.
                 let flaky = seen.filter { $0.path == "/flaky" }
                 #expect(flaky.map(\.type) == ["job.completed", "job.completed", "job.completed"])
-                #expect(Set(flaky.compactMap(\.id)) == [completed.id].compactMap { $0 }.reduce(into: Set<String>()) { $0.insert($1) })
+                #expect(Set(flaky.compactMap(\.id)) == Set([completed.id].compactMap { $0 }))
                 #expect(!flaky.contains { !$0.verified })
                 // A redirect is not followed: its endpoint's deliveries never reach /ok.
                 #expect(!seen.contains { $0.path == "/ok" && !$0.verified })
