@@ -1,6 +1,7 @@
 import Crypto
 import Foundation
 import Logging
+import Synchronization
 
 /// Verifies fal's Ed25519 webhook signatures over the raw body.
 ///
@@ -14,8 +15,10 @@ public actor FalWebhookVerifier {
     private let logger: Logger
     private nonisolated let now: @Sendable () -> Date
 
-    private var keys: [Curve25519.Signing.PublicKey] = []
-    private var keysFetchedAt: Date?
+    /// The keys and when they were fetched. Read by every webhook without entering the actor (an
+    /// actor hop per webhook serialised the verifications and moved their tasks between threads);
+    /// written only by `fetchKeys`, on the actor.
+    private nonisolated let cache = Mutex<(keys: [Curve25519.Signing.PublicKey], fetchedAt: Date?)>(([], nil))
     private var lastFetchAttempt: Date?
     private var inFlight: Task<Void, Never>?
     /// Fetches performed (successful or not); for tests and metrics.
@@ -59,7 +62,9 @@ public actor FalWebhookVerifier {
         }
         let message = Self.message(requestID: requestID, userID: userID, timestamp: timestamp, body: body)
 
-        if Self.verifies(signature, message, with: await freshKeys()) { return headers }
+        let cached = cachedFreshKeys()
+        if let cached, Self.verifies(signature, message, with: cached) { return headers }
+        if cached == nil, Self.verifies(signature, message, with: await freshKeys()) { return headers }
         if await refetch(), Self.verifies(signature, message, with: await freshKeys()) { return headers }
         if await freshKeys().isEmpty {
             throw FalWebhookVerificationError(.keysUnavailable, "no webhook keys could be fetched")
@@ -69,8 +74,16 @@ public actor FalWebhookVerifier {
 
     /// The cached keys while fresh, fetching them first when the cache is empty or stale.
     private func freshKeys() async -> [Curve25519.Signing.PublicKey] {
-        if !cacheIsFresh { await refetch() }
-        return cacheIsFresh ? keys : []
+        if let keys = cachedFreshKeys() { return keys }
+        await refetch()
+        return cachedFreshKeys() ?? []
+    }
+
+    /// The cached keys, when there are some and they are younger than `keyCacheLifetime`.
+    private nonisolated func cachedFreshKeys() -> [Curve25519.Signing.PublicKey]? {
+        let (keys, fetchedAt) = cache.withLock { ($0.keys, $0.fetchedAt) }
+        guard let fetchedAt, !keys.isEmpty, now().timeIntervalSince(fetchedAt) < configuration.keyCacheLifetime.seconds else { return nil }
+        return keys
     }
 
     private static func verifies(_ signature: Data, _ message: [UInt8], with keys: [Curve25519.Signing.PublicKey]) -> Bool {
@@ -85,17 +98,20 @@ public actor FalWebhookVerifier {
 
     /// The signed message for these header values and body.
     public static func message(requestID: String, userID: String, timestamp: String, body: [UInt8]) -> [UInt8] {
-        let digest = SHA256.hash(data: body)
-        let hex = digest.map { byte in
-            let text = String(byte, radix: 16)
-            return byte < 16 ? "0" + text : text
-        }.joined()
-        return Array((requestID + "\n" + userID + "\n" + timestamp + "\n" + hex).utf8)
-    }
-
-    private var cacheIsFresh: Bool {
-        guard let keysFetchedAt, !keys.isEmpty else { return false }
-        return now().timeIntervalSince(keysFetchedAt) < configuration.keyCacheLifetime.seconds
+        let digits = Array("0123456789abcdef".utf8)
+        var message: [UInt8] = []
+        message.reserveCapacity(requestID.utf8.count + userID.utf8.count + timestamp.utf8.count + 3 + 64)
+        message += requestID.utf8
+        message.append(UInt8(ascii: "\n"))
+        message += userID.utf8
+        message.append(UInt8(ascii: "\n"))
+        message += timestamp.utf8
+        message.append(UInt8(ascii: "\n"))
+        for byte in SHA256.hash(data: body) {
+            message.append(digits[Int(byte >> 4)])
+            message.append(digits[Int(byte & 0x0f)])
+        }
+        return message
     }
 
     /// Fetches the JWKS unless a fetch happened within the minimum interval; concurrent callers
@@ -135,8 +151,8 @@ public actor FalWebhookVerifier {
                 logger.warning("fal webhook JWKS has no Ed25519 keys")
                 return
             }
-            keys = fetched
-            keysFetchedAt = now()
+            let fetchedAt = now()
+            cache.withLock { $0 = (fetched, fetchedAt) }
             logger.debug("fal webhook keys fetched", metadata: ["key_count": "\(fetched.count)"])
         } catch {
             logger.warning("fal webhook JWKS fetch failed", metadata: ["error": "\(error.code)"])

@@ -40,6 +40,11 @@ final class RedisChannelHandler: ChannelInboundHandler {
     private var context: ChannelHandlerContext?
     /// Set once the connection is going away; later requests fail with it at once.
     private var failure: RedisError?
+    /// Close once nothing is pending (`drain()`): new callers are sent elsewhere, answers still come.
+    private var draining = false
+    /// Called once when the connection is lost without our asking (Redis closed it, or a socket
+    /// error), before anything pending fails: its siblings likely went with it.
+    var onLost: (() -> Void)?
 
     init(commandTimeout: TimeAmount) {
         self.commandTimeout = commandTimeout
@@ -104,6 +109,7 @@ final class RedisChannelHandler: ChannelInboundHandler {
                     collected = []
                     pending.removeFirst()
                     head.promise.succeed(replies)
+                    if draining && pending.isEmpty { context.close(promise: nil) }
                 }
             }
         } catch {
@@ -111,7 +117,20 @@ final class RedisChannelHandler: ChannelInboundHandler {
         }
     }
 
+    /// Closes the channel once every pending request is answered.
+    func drain() {
+        draining = true
+        if pending.isEmpty { context?.close(promise: nil) }
+    }
+
+    private func reportLost() {
+        guard failure == nil, !draining, let onLost else { return }
+        self.onLost = nil
+        onLost()
+    }
+
     func channelInactive(context: ChannelHandlerContext) {
+        reportLost()
         let error = failure ?? RedisError(.connectionClosed, "connection lost")
         failure = error
         failAll(error)
@@ -119,6 +138,7 @@ final class RedisChannelHandler: ChannelInboundHandler {
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        reportLost()
         fail(RedisError(.connectionClosed, "\(error)"))
     }
 

@@ -20,11 +20,11 @@ public final class RedisClient: Service, Sendable {
         case cluster(RedisClusterClient)
     }
 
-    /// One event-loop thread for the Redis connections of every client in the process (like NIO's
-    /// singleton, never shut down). Callers run on the cooperative pool and hop to a loop either
-    /// way; a loop of Redis's own is not held up by HTTP work, and a client's connections on one
-    /// loop see a Redis restart together (each close is handled before the next caller picks).
-    public static let sharedEventLoopGroup: any EventLoopGroup = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+    /// The event loops Redis connections live on by default: NIO's shared loops, the ones that
+    /// serve HTTP. When those loops are also Swift Concurrency's executor (the `clapper` binary),
+    /// a handler's command goes out on its own loop's connection and its reply resumes it there:
+    /// no thread hop per call. Every loop gets a connection (`RedisNodeClient`).
+    public static var sharedEventLoopGroup: any EventLoopGroup { MultiThreadedEventLoopGroup.singleton }
 
     public init(
         configuration: RedisConfiguration,

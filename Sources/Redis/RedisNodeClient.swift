@@ -11,12 +11,16 @@ import Synchronization
 ///
 /// A connection that breaks or times out is closed; the next caller opens a new one (waiting at
 /// most `poolTimeout` for it), with a backoff while Redis stays unreachable. Callers spread over
-/// the connections round robin, skipping one that is being reopened when another is open.
+/// the connections round robin (a caller on one of the connections' event loops among that loop's
+/// own), skipping one that is being reopened when another is open.
 /// `RedisClient` is the public face: one of these for a single Redis, one per node of a cluster.
 final class RedisNodeClient: Sendable {
     let configuration: RedisConfiguration
     private let slots: [Slot]
     private let nextSlot = Atomic<Int>(0)
+    /// Connections lost without our asking so far: each connection notes the count when it is
+    /// handed out (`RedisPipelineConnection.established`).
+    private let losses = Atomic<Int>(0)
     private let counters: RedisPoolCounters
     private let logger: Logger
 
@@ -36,7 +40,13 @@ final class RedisNodeClient: Sendable {
         self.configuration = configuration
         self.counters = counters
         self.logger = logger
-        self.slots = (0..<configuration.poolSize).map { _ in Slot(eventLoop: eventLoopGroup.next()) }
+        // Spread over the group's loops in turn: with as many connections as loops (the gateway's
+        // default), a caller running on a loop (NIO's loops as Swift Concurrency's executor) has
+        // a connection at home.
+        let loops = Array(eventLoopGroup.makeIterator())
+        self.slots = (0..<configuration.poolSize).map { index in
+            Slot(eventLoop: loops.isEmpty ? eventLoopGroup.next() : loops[index % loops.count])
+        }
     }
 
     /// Closes the connections; later and waiting callers fail with `.shutdown`. Idempotent.
@@ -79,9 +89,29 @@ final class RedisNodeClient: Sendable {
 
     // MARK: - Connections
 
+    /// The slot a caller starts from: round robin among the slots on the caller's own event loop
+    /// when it runs on one (its command is written, and its reply read, without a thread hop),
+    /// else among all.
+    func firstSlot() -> Int {
+        let turn = UInt(bitPattern: nextSlot.wrappingAdd(1, ordering: .relaxed).oldValue)
+        var local = 0
+        for slot in slots where slot.eventLoop.inEventLoop { local += 1 }
+        guard local > 0 else { return Int(truncatingIfNeeded: turn % UInt(slots.count)) }
+        var wanted = Int(truncatingIfNeeded: turn % UInt(local))
+        for (index, slot) in slots.enumerated() where slot.eventLoop.inEventLoop {
+            if wanted == 0 { return index }
+            wanted -= 1
+        }
+        return 0
+    }
+
+    /// The event loop a slot's connection lives on.
+    func eventLoop(ofSlot index: Int) -> any EventLoop {
+        slots[index].eventLoop
+    }
+
     private func connection() async throws(RedisError) -> RedisPipelineConnection {
-        let first = nextSlot.wrappingAdd(1, ordering: .relaxed).oldValue
-        let start = Int(truncatingIfNeeded: UInt(bitPattern: first) % UInt(slots.count))
+        let start = firstSlot()
         let slot = slots[start]
         let action = slot.state.withLock {
             $0.use(now: .now(), isUsable: \.isActive, makeAttempt: { slot.eventLoop.makePromise() })
@@ -114,16 +144,18 @@ final class RedisNodeClient: Sendable {
         let configuration = self.configuration
         let logger = self.logger
         let opening: EventLoopFuture<RedisPipelineConnection>
+        let onLost: @Sendable (RedisPipelineConnection) -> Void = { [weak self] lost in self?.retire(since: lost) }
         if delay > .zero {
             opening = slot.eventLoop.flatScheduleTask(in: delay) {
-                RedisPipelineConnection.connect(configuration, on: slot.eventLoop)
+                RedisPipelineConnection.connect(configuration, on: slot.eventLoop, onLost: onLost)
             }.futureResult
         } else {
-            opening = RedisPipelineConnection.connect(configuration, on: slot.eventLoop)
+            opening = RedisPipelineConnection.connect(configuration, on: slot.eventLoop, onLost: onLost)
         }
         opening.whenComplete { result in
             switch result {
             case .success(let connection):
+                connection.established.store(self.losses.load(ordering: .relaxed), ordering: .relaxed)
                 guard slot.state.withLock({ $0.connected(connection) }) else {
                     connection.close()
                     attempt.fail(RedisError(.shutdown, "Redis client is shut down"))
@@ -141,6 +173,26 @@ final class RedisNodeClient: Sendable {
                 }
                 attempt.fail(redisError)
             }
+        }
+    }
+
+    /// A connection was lost without our asking (Redis restarted, or went away): every connection
+    /// handed out no later than it was is taken out of use now, on the lost one's loop, before its
+    /// callers hear of the loss, so the next caller opens a fresh connection instead of meeting
+    /// a sibling whose close its own loop has not read yet (connections live on several loops).
+    /// Taken out, a connection still answers what was sent on it, then closes; one handed out
+    /// after the loss (to the Redis that is back) is kept.
+    private func retire(since lost: RedisPipelineConnection) {
+        let before = lost.established.load(ordering: .relaxed)
+        guard before >= 0 else { return }
+        losses.wrappingAdd(1, ordering: .relaxed)
+        for slot in slots {
+            let retired: RedisPipelineConnection? = slot.state.withLock { state in
+                guard case .ready(let connection) = state.state, connection.established.load(ordering: .relaxed) <= before else { return nil }
+                state.closed(connection)
+                return connection
+            }
+            if let retired, retired !== lost { retired.drain() }
         }
     }
 

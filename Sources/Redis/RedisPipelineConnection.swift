@@ -1,5 +1,6 @@
 import NIOCore
 import NIOPosix
+import Synchronization
 
 /// A non-blocking Redis connection on a SwiftNIO channel: any number of callers send at once,
 /// their commands share the socket (pipelining) and replies come back to each in order.
@@ -12,6 +13,9 @@ final class RedisPipelineConnection: Sendable {
         self.channel = channel
         self.handler = handler
     }
+
+    /// The client's loss count when this connection was handed out (`RedisNodeClient`); -1 before.
+    let established = Atomic<Int>(-1)
 
     var eventLoop: any EventLoop { channel.eventLoop }
     var isActive: Bool { channel.isActive }
@@ -34,9 +38,20 @@ final class RedisPipelineConnection: Sendable {
         channel.close(promise: nil)
     }
 
+    /// Closes once the requests already sent are answered.
+    func drain() {
+        let handler = self.handler
+        channel.eventLoop.execute { handler.value.drain() }
+    }
+
     /// Opens a TCP connection on `eventLoop`, then sends AUTH and SELECT as the URL asks.
-    /// Every failure, a rejected AUTH among them, is `.connectionFailed`.
-    static func connect(_ configuration: RedisConfiguration, on eventLoop: any EventLoop) -> EventLoopFuture<RedisPipelineConnection> {
+    /// Every failure, a rejected AUTH among them, is `.connectionFailed`. `onLost` is called on the
+    /// loop when the connection is lost without our asking, before its pending requests fail.
+    static func connect(
+        _ configuration: RedisConfiguration,
+        on eventLoop: any EventLoop,
+        onLost: @escaping @Sendable (RedisPipelineConnection) -> Void = { _ in }
+    ) -> EventLoopFuture<RedisPipelineConnection> {
         let url = configuration.url
         let commandTimeout = TimeAmount.nanoseconds(configuration.commandTimeout.nanoseconds)
         return ClientBootstrap(group: eventLoop)
@@ -61,6 +76,8 @@ final class RedisPipelineConnection: Sendable {
                     return channel.eventLoop.makeFailedFuture(RedisError(.connectionFailed, "no Redis handler on the channel"))
                 }
                 let connection = RedisPipelineConnection(channel: channel, handler: NIOLoopBound(handler, eventLoop: channel.eventLoop))
+                // Weak: the handler outlives nothing it should keep alive.
+                handler.onLost = { [weak connection] in if let connection { onLost(connection) } }
                 return connection.handshake(configuration)
             }
     }

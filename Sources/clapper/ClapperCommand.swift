@@ -6,9 +6,8 @@ import Hummingbird
 import Logging
 import Synchronization
 
-/// `clapper`: flags (`ClapperOptions`, see `--help`) and the environment -> configuration ->
+/// `clapper` (started by `main.swift`): flags (`ClapperOptions`, see `--help`) and the environment -> configuration ->
 /// `buildApplication` -> run. Everything else is buildApplication's.
-@main
 struct ClapperCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "clapper",

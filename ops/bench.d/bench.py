@@ -297,7 +297,9 @@ def main():
             # CLAPPER_BENCH_PERF=<file>: a cpu-clock profile of Clapper during the first distinct ingest run.
             perf = None
             if run == 0 and os.environ.get("CLAPPER_BENCH_PERF"):
-                perf = subprocess.Popen(["perf", "record", "-e", "cpu-clock", "-F", "999", "-g", "-p", str(clapper.pid),
+                # CLAPPER_BENCH_PERF_ALL=1: every process on the machine (Redis and the load tool too).
+                target = ["-a"] if os.environ.get("CLAPPER_BENCH_PERF_ALL") else ["-p", str(clapper.pid)]
+                perf = subprocess.Popen(["perf", "record", "-e", "cpu-clock", "-F", "999", "-g", *target,
                                          "-o", os.environ["CLAPPER_BENCH_PERF"]], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
                 time.sleep(1)
             record("ingest", tool("post", port=http_port, requests=path, concurrency=64))

@@ -2,6 +2,7 @@ import ArgumentParser
 import Configuration
 import Foundation
 import Logging
+import NIOCore
 import OTel
 import Redis
 import S3
@@ -20,7 +21,8 @@ public struct ClapperConfiguration: Sendable {
     public var httpPort: Int
     /// `CLAPPER_PUBLIC_URL` (http://host:port): the base URL fal can reach, for webhooks.
     public var publicURL: String
-    /// `CLAPPER_REDIS_URL` (redis://127.0.0.1:6379), with `CLAPPER_REDIS_POOL_SIZE` (2),
+    /// `CLAPPER_REDIS_URL` (redis://127.0.0.1:6379), with `CLAPPER_REDIS_POOL_SIZE` (one per core:
+    /// a connection on each of NIO's event loops),
     /// `CLAPPER_REDIS_POOL_TIMEOUT_MS` (2000), `CLAPPER_REDIS_COMMAND_TIMEOUT_MS` (2000).
     public var redis: RedisConfiguration
     /// `FAL_KEY` (secret): `key_id:key_secret`.
@@ -243,7 +245,7 @@ public struct ClapperConfiguration: Sendable {
         }
         let redis = RedisConfiguration(
             url: redisURL,
-            poolSize: try reader.int("CLAPPER_REDIS_POOL_SIZE", default: 2, range: 1...64),
+            poolSize: try reader.int("CLAPPER_REDIS_POOL_SIZE", default: min(max(System.coreCount, 1), 64), range: 1...64),
             poolTimeout: .milliseconds(try reader.int("CLAPPER_REDIS_POOL_TIMEOUT_MS", default: 2000, range: 1...600_000)),
             commandTimeout: .milliseconds(try reader.int("CLAPPER_REDIS_COMMAND_TIMEOUT_MS", default: 2000, range: 1...600_000)),
             writeReplicas: try reader.int("CLAPPER_REDIS_WAIT_REPLICAS", default: 0, range: 0...16)

@@ -16,7 +16,7 @@ public struct ClapperOptions: ParsableArguments {
     var publicUrl: String?
     @Option(name: .customLong("redis-url"), help: ArgumentHelp("CLAPPER_REDIS_URL (redis://127.0.0.1:6379): Redis to use.", valueName: "value"))
     var redisUrl: String?
-    @Option(name: .customLong("redis-pool-size"), help: ArgumentHelp("CLAPPER_REDIS_POOL_SIZE (2): Redis connections, each carrying many commands at once.", valueName: "value"))
+    @Option(name: .customLong("redis-pool-size"), help: ArgumentHelp("CLAPPER_REDIS_POOL_SIZE (one per core): Redis connections, each carrying many commands at once.", valueName: "value"))
     var redisPoolSize: String?
     @Option(name: .customLong("redis-wait-replicas"), help: ArgumentHelp("CLAPPER_REDIS_WAIT_REPLICAS (0): replicas a job write waits for (WAIT) before it counts as kept.", valueName: "value"))
     var redisWaitReplicas: String?

@@ -1,0 +1,21 @@
+import ArgumentParser
+import Foundation
+import NIOCore
+import NIOPosix
+
+/// The process's entry: chooses where Swift Concurrency runs, then hands over to `ClapperCommand`.
+@main
+enum ClapperMain {
+    static func main() async {
+        // Swift Concurrency's tasks run on NIO's event loops (the ones that serve HTTP and Redis),
+        // not on a pool of threads of their own: a webhook's handler, its Redis replies and its
+        // response then stay on the thread its connection lives on, where each step used to hop
+        // between two pools. Neither pool may block, so the rule for handlers is the same.
+        // `CLAPPER_NIO_EXECUTOR=0` keeps Swift's own pool. The hook is set before any task is
+        // enqueued (this runs first, on the main thread).
+        if ProcessInfo.processInfo.environment["CLAPPER_NIO_EXECUTOR"] != "0" {
+            NIOSingletons.unsafeTryInstallSingletonPosixEventLoopGroupAsConcurrencyGlobalExecutor()
+        }
+        await ClapperCommand.main()
+    }
+}
