@@ -20,11 +20,13 @@ public final class RedisClient: Service, Sendable {
         case cluster(RedisClusterClient)
     }
 
-    /// The event loops Redis connections live on by default: NIO's shared loops, the ones that
-    /// serve HTTP. When those loops are also Swift Concurrency's executor (the `clapper` binary),
-    /// a handler's command goes out on its own loop's connection and its reply resumes it there:
-    /// no thread hop per call. Every loop gets a connection (`RedisNodeClient`).
-    public static var sharedEventLoopGroup: any EventLoopGroup { MultiThreadedEventLoopGroup.singleton }
+    /// One event-loop thread for the Redis connections of every client in the process that is not
+    /// given a group (like NIO's singleton, never shut down): where callers run on Swift's own
+    /// pool they hop to a loop either way, and a loop of Redis's own is not held up by HTTP work.
+    /// Where NIO's loops are Swift Concurrency's executor (the `clapper` binary), pass
+    /// `MultiThreadedEventLoopGroup.singleton`: with a connection on each loop, a caller's command
+    /// goes out on its own loop's connection and its reply resumes it there, with no thread hop.
+    public static let sharedEventLoopGroup: any EventLoopGroup = MultiThreadedEventLoopGroup(numberOfThreads: 1)
 
     public init(
         configuration: RedisConfiguration,

@@ -26,7 +26,9 @@ struct ClapperCommand: AsyncParsableCommand {
         let logger = Logger(label: "clapper")
         let configuration: ClapperConfiguration
         do {
-            configuration = try ClapperConfiguration(environment: ProcessInfo.processInfo.environment, options: options)
+            var read = try ClapperConfiguration(environment: ProcessInfo.processInfo.environment, options: options)
+            read.redisOnServerLoops = ClapperMain.tasksRunOnEventLoops.load(ordering: .relaxed)
+            configuration = read
         } catch {
             logger.critical("\(error)")
             throw ExitCode(2)

@@ -4,6 +4,7 @@ import Hummingbird
 import HummingbirdCore
 import Logging
 import NIOCore
+import NIOPosix
 import OTel
 import Redis
 import ServiceLifecycle
@@ -62,7 +63,11 @@ func buildApplication(
         logger.info("traces are exported over OTLP", metadata: ["service": "\(otel.serviceName)"])
     }
 
-    let redis = RedisClient(configuration: configuration.redis, logger: logger)
+    let redis = RedisClient(
+        configuration: configuration.redis,
+        logger: logger,
+        eventLoopGroup: configuration.redisOnServerLoops ? MultiThreadedEventLoopGroup.singleton : RedisClient.sharedEventLoopGroup
+    )
     let catalog = try ModelCatalog.load(json: configuration.modelCatalogJSON, audioPromptSuffix: configuration.audioPromptSuffix)
     let keys = configuration.redis.url.isCluster ? JobKeys.cluster() : JobKeys()
     var repository = JobRepository(redis: redis, keys: keys, eventsMaxLength: configuration.eventsMaxLength)

@@ -25,6 +25,11 @@ public struct ClapperConfiguration: Sendable {
     /// a connection on each of NIO's event loops),
     /// `CLAPPER_REDIS_POOL_TIMEOUT_MS` (2000), `CLAPPER_REDIS_COMMAND_TIMEOUT_MS` (2000).
     public var redis: RedisConfiguration
+    /// Redis connections on NIO's shared event loops (the server's) instead of a loop thread of
+    /// their own. Set by the `clapper` binary when those loops are also Swift Concurrency's
+    /// executor: a handler's command and reply then stay on its thread. Off where tasks run on
+    /// Swift's own pool (tests, embedders): a loop of Redis's own is not held up by HTTP work.
+    public var redisOnServerLoops = false
     /// `FAL_KEY` (secret): `key_id:key_secret`.
     public var falKey: String?
     /// `FAL_QUEUE_URL` (https://queue.fal.run).

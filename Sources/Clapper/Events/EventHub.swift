@@ -199,12 +199,15 @@ public final class EventHub: Service, Sendable {
         for await event in subscriber.events {
             switch event {
             case .message(_, let payload):
-                guard let change = JobChange(message: payload, presign: links) else {
+                guard let envelope = JobChange.Envelope(message: payload) else {
                     logger.warning("unreadable message on the events channel", metadata: ["bytes": "\(payload.count)"])
                     continue
                 }
-                Self.recordLag(of: change)
-                if tracer.isOn, let parent = change.traceparent, hasSubscribers(change) {
+                Self.recordLag(ofChangeAt: envelope.id)
+                // Most changes have no stream on a given instance: noted as seen, nothing more.
+                guard noteSeen(envelope) else { continue }
+                let change = JobChange(envelope, presign: links)
+                if tracer.isOn, let parent = change.traceparent {
                     await tracer.span("sse.deliver", kind: .consumer, parent: parent) { span in
                         span?.attributes["clapper.job_id"] = change.jobID
                         span?.attributes["clapper.streams"] = dispatch(change)
@@ -272,16 +275,21 @@ public final class EventHub: Service, Sendable {
     /// add their skew.
     static let deliveryLag = Metrics.Timer(label: "clapper_event_delivery_lag_seconds")
 
-    static func recordLag(of change: JobChange) {
+    static func recordLag(ofChangeAt id: StreamID) {
         let now = UInt64(clamping: Date().milliseconds)
-        let lag = now > change.id.milliseconds ? now - change.id.milliseconds : 0
+        let lag = now > id.milliseconds ? now - id.milliseconds : 0
         deliveryLag.recordNanoseconds(Int64(clamping: min(lag, 86_400_000) * 1_000_000))
     }
 
-    /// Whether this instance has a stream for the change's job or owner.
-    private func hasSubscribers(_ change: JobChange) -> Bool {
+    /// Notes a published change as seen (as `dispatch` does) and tells whether this instance has
+    /// a stream of its job or owner, in one look under the lock.
+    private func noteSeen(_ envelope: JobChange.Envelope) -> Bool {
         state.withLock { state in
-            state.byJob[change.jobID] != nil || change.userID.map { state.byUser[$0] != nil } ?? false
+            if state.lastSeen.map({ $0 < envelope.id }) ?? true {
+                state.lastSeen = envelope.id
+                state.lastSeenJob = envelope.jobID
+            }
+            return state.byJob[envelope.jobID] != nil || state.byUser[envelope.userID] != nil
         }
     }
 

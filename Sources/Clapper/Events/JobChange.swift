@@ -53,24 +53,55 @@ final class JobChange: Sendable {
     /// (then `"traceparent":"…"` when the writer traces), as `JobScripts.apply` publishes it. One scan of the bytes (no decoding of the view); the
     /// view is sliced out byte for byte.
     convenience init?(message payload: [UInt8], presign links: MediaLinks = .off) {
-        guard let members = try? RawJSON.members(of: payload) else { return nil }
-        var jobID: String?
-        var userID: String?
-        var id: StreamID?
-        var view: ArraySlice<UInt8>?
-        var traceparent: String?
-        for member in members {
-            switch member.key {
-            case "jobId": jobID = RawJSON.string(member.value)
-            case "userId": userID = RawJSON.string(member.value)
-            case "id": id = RawJSON.string(member.value).flatMap(StreamID.init)
-            case "job": view = member.value
-            case "traceparent": traceparent = RawJSON.string(member.value)
-            default: continue
+        guard let envelope = Envelope(message: payload) else { return nil }
+        self.init(envelope, presign: links)
+    }
+
+    /// The change of a message already read as far as routing needs.
+    convenience init(_ envelope: Envelope, presign links: MediaLinks = .off) {
+        self.init(
+            jobID: envelope.jobID,
+            userID: envelope.userID,
+            id: envelope.id,
+            view: links.presigned(Array(envelope.view)),
+            traceparent: envelope.traceparent
+        )
+    }
+
+    /// A published message read only as far as routing needs (one scan, the view sliced out, not
+    /// read): an instance with no stream of the job or its owner stops here, before the view is
+    /// parsed or a frame encoded.
+    struct Envelope {
+        let jobID: String
+        let userID: String
+        let id: StreamID
+        let view: ArraySlice<UInt8>
+        let traceparent: String?
+
+        init?(message payload: [UInt8]) {
+            guard let members = try? RawJSON.members(of: payload) else { return nil }
+            var jobID: String?
+            var userID: String?
+            var id: StreamID?
+            var view: ArraySlice<UInt8>?
+            var traceparent: String?
+            for member in members {
+                switch member.key {
+                case "jobId": jobID = RawJSON.string(member.value)
+                case "userId": userID = RawJSON.string(member.value)
+                case "id": id = RawJSON.string(member.value).flatMap(StreamID.init)
+                case "job": view = member.value
+                case "traceparent": traceparent = RawJSON.string(member.value)
+                default: continue
+                }
             }
+            guard let jobID, let userID, let id, let view else { return nil }
+            self.jobID = jobID
+            self.userID = userID
+            self.id = id
+            self.view = view
+            self.traceparent = traceparent
         }
-        guard let jobID, let userID, let id, let view else { return nil }
-        self.init(jobID: jobID, userID: userID, id: id, view: links.presigned(Array(view)), traceparent: traceparent)
     }
 
     /// What the streams read from a view: its status and its tasks' statuses.
