@@ -353,6 +353,12 @@ public final class EventHub: Service, Sendable {
             for target in anywhere { body(target, value) }
             let copy = loops.count > 1 ? perLoopCopy : nil
             for (loop, targets) in loops {
+                // Already on that loop (NIO's loops as Swift Concurrency's executor): delivered now,
+                // not queued behind the loop's other work; this loop keeps the original bytes.
+                if loop.inEventLoop {
+                    for target in targets { body(target, value) }
+                    continue
+                }
                 loop.execute {
                     let local = copy?(value) ?? value
                     for target in targets { body(target, local) }
