@@ -21,8 +21,10 @@ struct FalOfficialClientTests {
     func submitStatusWithAndWithoutLogsResultStreamAndCancel() async throws {
         let python = try Self.python()
         var configuration = FalSimConfiguration()
-        configuration.queueDelay = .milliseconds(200)
-        configuration.runDelay = .milliseconds(300)
+        // Long enough for the client's first status poll to find the request still queued, and
+        // then running, on a loaded machine (at 200 ms and 300 ms it missed Queued twice in a day).
+        configuration.queueDelay = .milliseconds(1500)
+        configuration.runDelay = .milliseconds(1500)
         try await withFalSim(configuration: configuration) { sim in
             let base = await sim.baseURL.absoluteString
             let script = FalSimTest.pythonDirectory.appendingPathComponent("fal_client_drive.py").path

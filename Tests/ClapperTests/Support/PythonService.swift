@@ -1,4 +1,5 @@
 import Foundation
+import NIOPosix
 import Testing
 import TestSupport
 
@@ -22,15 +23,34 @@ func withPythonService<T: Sendable>(_ script: String, arguments: [String] = [], 
     process.standardOutput = output
     process.standardError = FileHandle.nullDevice
     try process.run()
-    defer {
+    // The reads and the wait block: they run on NIO's thread pool, not Swift's two cooperative
+    // threads (a helper starting for seconds, moto's server, starved every other test's timers:
+    // a 200 ms deadline was seen to end after 5 s).
+    let stop: @Sendable () async -> Void = {
         try? input.fileHandleForWriting.close()
-        process.waitUntilExit()
+        try? await NIOThreadPool.singleton.runIfActive { process.waitUntilExit() }
     }
-    var line: [UInt8] = []
-    while !line.contains(UInt8(ascii: "\n")) {
-        let chunk = output.fileHandleForReading.availableData
-        guard !chunk.isEmpty else { break }
-        line += chunk
+    let line: [UInt8]
+    do {
+        line = try await NIOThreadPool.singleton.runIfActive {
+            var line: [UInt8] = []
+            while !line.contains(UInt8(ascii: "\n")) {
+                let chunk = output.fileHandleForReading.availableData
+                guard !chunk.isEmpty else { break }
+                line += chunk
+            }
+            return line
+        }
+    } catch {
+        await stop()
+        throw error
     }
-    return try await body(String(decoding: line, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines))
+    do {
+        let result = try await body(String(decoding: line, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines))
+        await stop()
+        return result
+    } catch {
+        await stop()
+        throw error
+    }
 }
