@@ -98,7 +98,6 @@ public actor FalWebhookVerifier {
 
     /// The signed message for these header values and body.
     public static func message(requestID: String, userID: String, timestamp: String, body: [UInt8]) -> [UInt8] {
-        let digits = Array("0123456789abcdef".utf8)
         var message: [UInt8] = []
         message.reserveCapacity(requestID.utf8.count + userID.utf8.count + timestamp.utf8.count + 3 + 64)
         message += requestID.utf8
@@ -108,11 +107,13 @@ public actor FalWebhookVerifier {
         message += timestamp.utf8
         message.append(UInt8(ascii: "\n"))
         for byte in SHA256.hash(data: body) {
-            message.append(digits[Int(byte >> 4)])
-            message.append(digits[Int(byte & 0x0f)])
+            message.append(hexDigits[Int(byte >> 4)])
+            message.append(hexDigits[Int(byte & 0x0f)])
         }
         return message
     }
+
+    private static let hexDigits = Array("0123456789abcdef".utf8)
 
     /// Fetches the JWKS unless a fetch happened within the minimum interval; concurrent callers
     /// share one fetch. Returns whether a fetch ran (or was joined).

@@ -17,6 +17,8 @@ import Synchronization
 final class RedisNodeClient: Sendable {
     let configuration: RedisConfiguration
     private let slots: [Slot]
+    /// The slots on each of the slots' event loops, by loop.
+    private let slotsOnLoop: [ObjectIdentifier: [Int]]
     private let nextSlot = Atomic<Int>(0)
     /// Connections lost without our asking so far: each connection notes the count when it is
     /// handed out (`RedisPipelineConnection.established`).
@@ -44,9 +46,11 @@ final class RedisNodeClient: Sendable {
         // default), a caller running on a loop (NIO's loops as Swift Concurrency's executor) has
         // a connection at home.
         let loops = Array(eventLoopGroup.makeIterator())
-        self.slots = (0..<configuration.poolSize).map { index in
+        let slots = (0..<configuration.poolSize).map { index in
             Slot(eventLoop: loops.isEmpty ? eventLoopGroup.next() : loops[index % loops.count])
         }
+        self.slots = slots
+        self.slotsOnLoop = Dictionary(grouping: slots.indices) { ObjectIdentifier(slots[$0].eventLoop) }
     }
 
     /// Closes the connections; later and waiting callers fail with `.shutdown`. Idempotent.
@@ -94,15 +98,10 @@ final class RedisNodeClient: Sendable {
     /// else among all.
     func firstSlot() -> Int {
         let turn = UInt(bitPattern: nextSlot.wrappingAdd(1, ordering: .relaxed).oldValue)
-        var local = 0
-        for slot in slots where slot.eventLoop.inEventLoop { local += 1 }
-        guard local > 0 else { return Int(truncatingIfNeeded: turn % UInt(slots.count)) }
-        var wanted = Int(truncatingIfNeeded: turn % UInt(local))
-        for (index, slot) in slots.enumerated() where slot.eventLoop.inEventLoop {
-            if wanted == 0 { return index }
-            wanted -= 1
+        if let loop = MultiThreadedEventLoopGroup.currentEventLoop, let local = slotsOnLoop[ObjectIdentifier(loop)] {
+            return local[Int(truncatingIfNeeded: turn % UInt(local.count))]
         }
-        return 0
+        return Int(truncatingIfNeeded: turn % UInt(slots.count))
     }
 
     /// The event loop a slot's connection lives on.

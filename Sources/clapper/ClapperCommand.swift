@@ -6,8 +6,8 @@ import Hummingbird
 import Logging
 import Synchronization
 
-/// `clapper` (started by `main.swift`): flags (`ClapperOptions`, see `--help`) and the environment -> configuration ->
-/// `buildApplication` -> run. Everything else is buildApplication's.
+/// `clapper` (started by `ClapperMain`): flags (`ClapperOptions`, see `--help`) and the environment
+/// -> configuration -> `buildApplication` -> run. Everything else is buildApplication's.
 struct ClapperCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "clapper",

@@ -22,7 +22,7 @@ public struct ClapperConfiguration: Sendable {
     /// `CLAPPER_PUBLIC_URL` (http://host:port): the base URL fal can reach, for webhooks.
     public var publicURL: String
     /// `CLAPPER_REDIS_URL` (redis://127.0.0.1:6379), with `CLAPPER_REDIS_POOL_SIZE` (one per core:
-    /// a connection on each of NIO's event loops),
+    /// in the binary, a connection on each of NIO's event loops),
     /// `CLAPPER_REDIS_POOL_TIMEOUT_MS` (2000), `CLAPPER_REDIS_COMMAND_TIMEOUT_MS` (2000).
     public var redis: RedisConfiguration
     /// Redis connections on NIO's shared event loops (the server's) instead of a loop thread of

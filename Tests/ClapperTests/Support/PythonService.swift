@@ -30,9 +30,8 @@ func withPythonService<T: Sendable>(_ script: String, arguments: [String] = [], 
         try? input.fileHandleForWriting.close()
         try? await NIOThreadPool.singleton.runIfActive { process.waitUntilExit() }
     }
-    let line: [UInt8]
     do {
-        line = try await NIOThreadPool.singleton.runIfActive {
+        let line = try await NIOThreadPool.singleton.runIfActive {
             var line: [UInt8] = []
             while !line.contains(UInt8(ascii: "\n")) {
                 let chunk = output.fileHandleForReading.availableData
@@ -41,11 +40,6 @@ func withPythonService<T: Sendable>(_ script: String, arguments: [String] = [], 
             }
             return line
         }
-    } catch {
-        await stop()
-        throw error
-    }
-    do {
         let result = try await body(String(decoding: line, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines))
         await stop()
         return result
