@@ -183,7 +183,9 @@ let package = Package(
                 "TestSupport",
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOPosix", package: "swift-nio"),
             ],
+            exclude: ["python"],
             swiftSettings: testSwiftSettings,
             linkerSettings: exportCurlURLFix
         ),
@@ -201,6 +203,7 @@ let package = Package(
                 .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
             ],
+            exclude: ["python"],
             swiftSettings: testSwiftSettings,
             linkerSettings: exportCurlURLFix
         ),

@@ -194,10 +194,12 @@ import Testing
         #expect(bytes == json(body))
     }
 
-    @Test(.timeLimit(.minutes(1)))
+    // The bounds below are half the transport's own hang, not a tight figure: a loaded CI
+    // machine was seen to stall the whole test process for over 6 s at start-up.
+    @Test(.timeLimit(.minutes(2)))
     func aTransportThatIgnoresItsTimeoutIsCutOffAtTheDeadline() async {
         let transport = ScriptedTransport { (_, _) throws(HTTPTransportError) in
-            try? await Task.sleep(for: .seconds(30))
+            try? await Task.sleep(for: .seconds(60))
             return HTTPTransportResponse(status: 200)
         }
         let client = FalClient(
@@ -212,16 +214,16 @@ import Testing
             #expect(error.code == .timeout)
             #expect(error.mayHaveReachedFal)
         }
-        #expect(ContinuousClock.now - started < .seconds(5))
+        #expect(ContinuousClock.now - started < .seconds(30))
     }
 
     /// A transport that does not return even when cancelled (URLSession on Linux was seen to do
     /// this when cancelled as its own timeout fired): the call still ends at its deadline.
-    @Test(.timeLimit(.minutes(1)))
+    @Test(.timeLimit(.minutes(2)))
     func aTransportThatIgnoresCancellationIsStillCutOffAtTheDeadline() async {
         let transport = ScriptedTransport { (_, _) throws(HTTPTransportError) in
             await withCheckedContinuation { (done: CheckedContinuation<Void, Never>) in
-                DispatchQueue.global().asyncAfter(deadline: .now() + 20) { done.resume() }
+                DispatchQueue.global().asyncAfter(deadline: .now() + 60) { done.resume() }
             }
             return HTTPTransportResponse(status: 200)
         }
@@ -236,7 +238,7 @@ import Testing
         } catch {
             #expect(error.code == .timeout)
         }
-        #expect(ContinuousClock.now - started < .seconds(5))
+        #expect(ContinuousClock.now - started < .seconds(30))
     }
 
     @Test func retryPolicyIsPure() {

@@ -8,18 +8,18 @@ import TestSupport
 @Suite("fal-sim under fal's official Python client")
 struct FalOfficialClientTests {
     /// `.build/python/bin/python3` (ops/test makes it), else a python3 on PATH that has fal_client.
-    static func python() throws -> String {
+    static func python() async throws -> String {
         let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
         let venv = root.appendingPathComponent(".build/python/bin/python3").path
         if FileManager.default.isExecutableFile(atPath: venv) { return venv }
-        if (try? FalSimTest.python(["-c", "import fal_client"]))?.status == 0 { return "python3" }
+        if (try? await FalSimTest.python(["-c", "import fal_client"]))?.status == 0 { return "python3" }
         Issue.record("This test needs fal's Python client: run ops/test (it makes .build/python with fal-client), or pip install fal-client")
         throw FalSimTestSkip()
     }
 
     @Test(.timeLimit(.minutes(1)))
     func submitStatusWithAndWithoutLogsResultStreamAndCancel() async throws {
-        let python = try Self.python()
+        let python = try await Self.python()
         var configuration = FalSimConfiguration()
         // Long enough for the client's first status poll to find the request still queued, and
         // then running, on a loaded machine (at 200 ms and 300 ms it missed Queued twice in a day).

@@ -10,9 +10,9 @@ import Testing
      "dup": 1, "dup": 2, "ｆ": "fullwidth"}
     """#
 
-    @Test func serialisesByteForByteAsPython() throws {
-        try FalSimTest.requirePython()
-        let python = try FalSimTest.python(
+    @Test func serialisesByteForByteAsPython() async throws {
+        try await FalSimTest.requirePython()
+        let python = try await FalSimTest.python(
             ["-c", "import json,sys; sys.stdout.write(json.dumps(json.loads(sys.stdin.read()), sort_keys=True))"],
             input: Array(Self.fixture.utf8)
         )
@@ -22,14 +22,14 @@ import Testing
         #expect(ours == python.output)
     }
 
-    @Test func webhookShapedBodyMatchesPython() throws {
-        try FalSimTest.requirePython()
+    @Test func webhookShapedBodyMatchesPython() async throws {
+        try await FalSimTest.requirePython()
         let body = FalSimJSON.object([
             "error": .null, "gateway_request_id": .string("abc"), "request_id": .string("abc"), "status": .string("OK"),
             "payload": .object(["seed": .number("17454220438242315174"), "prompt": .string("naïve 🎬"), "ratio": .double(0.5625)]),
         ])
         let text = body.pythonString
-        let python = try FalSimTest.python(
+        let python = try await FalSimTest.python(
             ["-c", "import json,sys; sys.stdout.write(json.dumps(json.loads(sys.stdin.read()), sort_keys=True))"],
             input: Array(text.utf8)
         )

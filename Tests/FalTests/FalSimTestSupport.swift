@@ -5,6 +5,7 @@ import TestSupport
 import Hummingbird
 import NIOCore
 import NIOHTTP1
+import NIOPosix
 import Testing
 
 /// Small helpers for the fal-sim tests: HTTP calls over real sockets, a webhook receiver,
@@ -62,7 +63,13 @@ enum FalSimTest {
     }
 
     /// Runs python3 with `arguments`, feeding `input` on stdin; returns status and stdout.
-    static func python(_ arguments: [String], input: [UInt8] = []) throws -> (status: Int32, output: [UInt8], error: String) {
+    /// The blocking reads and wait run on NIO's thread pool: on the two cooperative threads of a
+    /// 2-core machine, a few Python start-ups at once stalled every other test for seconds.
+    static func python(_ arguments: [String], input: [UInt8] = []) async throws -> (status: Int32, output: [UInt8], error: String) {
+        try await NIOThreadPool.singleton.runIfActive { try pythonBlocking(arguments, input: input) }
+    }
+
+    private static func pythonBlocking(_ arguments: [String], input: [UInt8]) throws -> (status: Int32, output: [UInt8], error: String) {
         let process = SpawnedProcess()
         process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
         process.arguments = ["python3"] + arguments
@@ -80,8 +87,8 @@ enum FalSimTest {
     }
 
     /// Fails the test with a clear message unless python3 with `cryptography` is available.
-    static func requirePython(module: String? = nil) throws {
-        let check = try? python(["-c", module.map { "import \($0)" } ?? "pass"])
+    static func requirePython(module: String? = nil) async throws {
+        let check = try? await python(["-c", module.map { "import \($0)" } ?? "pass"])
         guard let check, check.status == 0 else {
             let what = module.map { "python3 with the '\($0)' package (pip install \($0))" } ?? "python3"
             Issue.record("This test needs \(what) on PATH: \(check?.error ?? "python3 not found")")

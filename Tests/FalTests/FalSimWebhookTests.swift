@@ -54,7 +54,7 @@ import Testing
     }
 
     /// Checks the signature outside Swift with Python's `cryptography`.
-    static func pythonVerifies(_ delivery: FalSimWebhookReceiver.Delivery, jwks: [UInt8]) throws -> (Bool, String) {
+    static func pythonVerifies(_ delivery: FalSimWebhookReceiver.Delivery, jwks: [UInt8]) async throws -> (Bool, String) {
         let headers = FalSimJSON.object(delivery.headers.filter { $0.key.hasPrefix("X-Fal-") }.mapValues(FalSimJSON.string))
         let jwksJSON = try FalSimJSON.parse(jwks)
         let testCase = FalSimJSON.object([
@@ -64,12 +64,12 @@ import Testing
         try Data(testCase.pythonSerialized()).write(to: file)
         defer { try? FileManager.default.removeItem(at: file) }
         let script = FalSimTest.pythonDirectory.appendingPathComponent("verify_webhook.py").path
-        let run = try FalSimTest.python([script, file.path])
+        let run = try await FalSimTest.python([script, file.path])
         return (run.status == 0, String(decoding: run.output, as: UTF8.self) + run.error)
     }
 
     @Test func signatureVerifiesInPython() async throws {
-        try FalSimTest.requirePython(module: "cryptography")
+        try await FalSimTest.requirePython(module: "cryptography")
         try await withWebhookReceiver { receiver in
             try await withFalSim(configuration: FalSimTest.configuration()) { sim in
                 _ = try await FalSimTest.submit(sim, model: "fal-ai/mmaudio-v2", input: #"{"prompt": "x", "video_url": "https://x/v.mp4"}"#, webhook: await receiver.url)
@@ -78,9 +78,9 @@ import Testing
                 let jwks = try await FalSimTest.send(.GET, await sim.jwksURL.absoluteString, headers: [])
                 let good = try #require(deliveries.first { $0.json?["status"] == .string("OK") })
                 let bad = try #require(deliveries.first { $0.json?["status"] == .string("ERROR") })
-                let (goodOK, goodOutput) = try Self.pythonVerifies(good, jwks: jwks.body)
+                let (goodOK, goodOutput) = try await Self.pythonVerifies(good, jwks: jwks.body)
                 #expect(goodOK, "python rejected a good signature: \(goodOutput)")
-                let (badOK, _) = try Self.pythonVerifies(bad, jwks: jwks.body)
+                let (badOK, _) = try await Self.pythonVerifies(bad, jwks: jwks.body)
                 #expect(!badOK, "python accepted a wrong-signature webhook")
             }
         }
@@ -101,13 +101,16 @@ import Testing
     }
 
     @Test func connectionErrorsAreRecordedAndRetriedTenTimes() async throws {
-        let port = try FreePort.find()
+        // Bound and not listening, held for the test: a port only found free may be taken by a
+        // parallel test's server meanwhile (one run got answers from whatever took it).
+        let refusing = try RefusingPort()
         try await withFalSim(configuration: FalSimTest.configuration { $0.webhookRetryScale = 0.00001 }) { sim in
-            let submit = try await FalSimTest.submit(sim, model: "fal-ai/x", input: "{}", webhook: "http://127.0.0.1:\(port)/hook")
+            let submit = try await FalSimTest.submit(sim, model: "fal-ai/x", input: "{}", webhook: "http://127.0.0.1:\(refusing.port)/hook")
             let id = try #require(submit["request_id"]?.stringValue)
             let record = try #require(await sim.waitForDeliveries(requestID: id, count: 10))
             #expect(record.deliveries.count == 10)
             #expect(record.deliveries.allSatisfy { $0.statusCode == nil && $0.error != nil })
         }
+        withExtendedLifetime(refusing) {}
     }
 }

@@ -13,7 +13,8 @@ unsigned long clapper_curl_url_fix_released(void);
 /// Does what FoundationNetworking does for every request (`CFURLSessionCurlHostIsEqual`: a URL
 /// handle parsed, its host read, both given to `curl_free`) `iterations` times, and returns how
 /// many heap bytes more are in use afterwards. `through_fix` false calls libcurl's own
-/// `curl_free`, as the process would without this module.
+/// `curl_free`, as the process would without this module, in a forked child (so that other
+/// threads' allocations do not move the figure); -1 when the probe could not run.
 long clapper_curl_url_leak_probe(int iterations, bool through_fix);
 
 #endif

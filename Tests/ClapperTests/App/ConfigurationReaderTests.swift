@@ -44,16 +44,9 @@ struct ConfigurationReaderTests {
         #expect(bad?.key == "CLAPPER_HTTP_PORT")
     }
 
-    @Test func helpListsEveryFlagWithItsKey() throws {
-        let process = SpawnedProcess()
-        process.executableURL = ExecutableTests.binary
-        process.arguments = ["--help"]
-        let stdout = Pipe()
-        process.standardOutput = stdout
-        try process.run()
-        let help = String(decoding: stdout.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        process.waitUntilExit()
-        #expect(process.terminationStatus == 0)
+    @Test func helpListsEveryFlagWithItsKey() async throws {
+        let (status, help, _) = try await PackageExecutable.runToEnd(ExecutableTests.binary, arguments: ["--help"])
+        #expect(status == 0)
         for key in ClapperOptions.keys {
             let flag = "--" + (key.hasPrefix("CLAPPER_") ? String(key.dropFirst(8)) : key).lowercased().replacingOccurrences(of: "_", with: "-")
             #expect(help.contains(flag) && help.contains(key), "\(key)")

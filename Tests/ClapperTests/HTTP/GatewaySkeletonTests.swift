@@ -185,15 +185,10 @@ struct ExecutableTests {
     }
 
     @Test func aMalformedSettingStopsItWithTheKeyNamed() async throws {
-        let process = SpawnedProcess()
-        process.executableURL = Self.binary
-        process.environment = ["CLAPPER_DEV_MODE": "1", "CLAPPER_HTTP_PORT": "eighty"]
-        let stderr = Pipe()
-        process.standardError = stderr
-        try process.run()
-        let output = String(decoding: stderr.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        process.waitUntilExit()
-        #expect(process.terminationStatus == 2)
+        let (status, _, output) = try await PackageExecutable.runToEnd(
+            Self.binary, arguments: [], environment: ["CLAPPER_DEV_MODE": "1", "CLAPPER_HTTP_PORT": "eighty"]
+        )
+        #expect(status == 2)
         #expect(output.contains("CLAPPER_HTTP_PORT"))
     }
 }

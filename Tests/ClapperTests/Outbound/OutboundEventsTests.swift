@@ -140,8 +140,15 @@ struct OutboundEventsTests {
                 let user = "outbound-rate-\(UUID().uuidString.prefix(8))"
                 let created = try await stack.gateway.send(.POST, "/v1/jobs", token: TestUsers.token(user), body: jobBody("a chatty job", merge: false))
                 let jobID = try #require(created.json["jobId"] as? String)
-                _ = try await receiver.until { $0.contains { $0.type == "job.completed" && $0.jobID == jobID } }
-                let attempts = try await stack.gateway.send(.GET, "/v1/admin/endpoints/\(endpoint)/attempts", token: Self.admin)
+                let delivered = try await receiver.until { $0.contains { $0.type == "job.completed" && $0.jobID == jobID } }
+                // A try is recorded after its answer arrives: the last one may be seen by the
+                // receiver before it is listed (one run listed 5 of 6).
+                let clock = ContinuousClock(), deadline = clock.now + .seconds(20)
+                var attempts = try await stack.gateway.send(.GET, "/v1/admin/endpoints/\(endpoint)/attempts", token: Self.admin)
+                while (attempts.json["attempts"] as? [Any] ?? []).count < delivered.count, clock.now < deadline {
+                    try await Task.sleep(for: .milliseconds(50))
+                    attempts = try await stack.gateway.send(.GET, "/v1/admin/endpoints/\(endpoint)/attempts", token: Self.admin)
+                }
                 let times = (attempts.json["attempts"] as? [[String: Any]] ?? []).compactMap { ($0["at"] as? String).flatMap { try? Date($0, strategy: .iso8601) } }.sorted()
                 #expect(times.count >= 6, "\(attempts.text)")
                 let span = (times.last ?? .distantPast).timeIntervalSince(times.first ?? .distantPast)
