@@ -26,6 +26,17 @@ public enum RawJSON {
         try members(of: bytes[...])
     }
 
+    /// The elements of the top-level array in `bytes`, each as the exact bytes of its value.
+    /// Throws when `bytes` is not exactly one JSON array, optionally surrounded by whitespace.
+    public static func elements(of bytes: ArraySlice<UInt8>) throws(RawJSONError) -> [ArraySlice<UInt8>] {
+        var scanner = Scanner(bytes: bytes)
+        scanner.skipWhitespace()
+        let result = try scanner.scanArrayElements()
+        scanner.skipWhitespace()
+        guard scanner.isAtEnd else { throw RawJSONError("trailing bytes after the value", offset: scanner.offset) }
+        return result
+    }
+
     /// The raw bytes of the first top-level member named `key`, or nil when absent.
     public static func value(forKey key: String, in bytes: [UInt8]) throws(RawJSONError) -> ArraySlice<UInt8>? {
         try members(of: bytes).first { $0.key == key }?.value
@@ -139,6 +150,28 @@ extension RawJSON {
                 case UInt8(ascii: ","): index += 1
                 case UInt8(ascii: "}"): index += 1; return members
                 default: throw fail("expected ',' or '}' in object")
+                }
+            }
+        }
+
+        mutating func scanArrayElements() throws(RawJSONError) -> [ArraySlice<UInt8>] {
+            try expect(UInt8(ascii: "["))
+            var elements: [ArraySlice<UInt8>] = []
+            skipWhitespace()
+            if peek() == UInt8(ascii: "]") {
+                index += 1
+                return elements
+            }
+            while true {
+                skipWhitespace()
+                let start = index
+                try skipValue(depth: 1)
+                elements.append(bytes[start..<index])
+                skipWhitespace()
+                switch peek() {
+                case UInt8(ascii: ","): index += 1
+                case UInt8(ascii: "]"): index += 1; return elements
+                default: throw fail("expected ',' or ']' in array")
                 }
             }
         }
@@ -273,7 +306,15 @@ extension RawJSON {
         /// invalid UTF-8 become U+FFFD.
         mutating func scanString() throws(RawJSONError) -> String {
             try expect(UInt8(ascii: "\""))
-            var utf8: [UInt8] = []
+            // Most strings have no escape: the bytes between the quotes are the string, made in
+            // one step (no copy at all up to 15 bytes, Swift's small strings).
+            let start = index
+            while let byte = peek(), byte != UInt8(ascii: "\""), byte != UInt8(ascii: "\\"), byte >= 0x20 { index += 1 }
+            if peek() == UInt8(ascii: "\"") {
+                index += 1
+                return String(decoding: bytes[start..<(index - 1)], as: UTF8.self)
+            }
+            var utf8 = Array(bytes[start..<index])
             while let byte = peek() {
                 switch byte {
                 case UInt8(ascii: "\""):

@@ -46,7 +46,7 @@ struct FalGovernorService: Service {
         let docs = try await processor.store.repository.docs(holders.map(\.jobID))
         var ended: [DueSet.Member] = []
         for (member, doc) in zip(holders, docs) {
-            guard let doc, let job = try? JobStore.decoder.decode(Job.self, from: Data(doc)), let task = job.task(member.kind) else {
+            guard let doc, let job = try? JobDocument.decode(doc), let task = job.task(member.kind) else {
                 ended.append(member)
                 continue
             }

@@ -75,7 +75,7 @@ struct JobStore: Sendable {
             jobID: job.id,
             userID: job.userID,
             expectedVersion: 0,
-            doc: try Array(Self.encoder.encode(job)),
+            doc: try JobDocument.encode(job),
             view: JobView.encode(job, videoOutput: nil, audioOutput: nil),
             indexChanges: indexes,
             idempotency: idempotency.map { ($0.keyHash, "\(job.id) \($0.bodyHash)") },
@@ -113,13 +113,13 @@ struct JobStore: Sendable {
     /// Creation times of `jobIDs` (jobs that no longer exist are left out), one round trip.
     func createdDates(of jobIDs: [String]) async throws -> [Date] {
         try await repository.docs(jobIDs).compactMap { doc in
-            doc.flatMap { try? Self.decoder.decode(Job.self, from: Data($0)).createdAt }
+            doc.flatMap { try? JobDocument.decode($0).createdAt }
         }
     }
 
     func load(_ jobID: String) async throws -> Loaded? {
         guard let stored = try await repository.load(jobID) else { return nil }
-        var job = try Self.decoder.decode(Job.self, from: Data(stored.doc))
+        var job = try JobDocument.decode(stored.doc)
         job.version = stored.version
         return Loaded(job: job, outputs: stored.outputs)
     }
@@ -191,7 +191,7 @@ struct JobStore: Sendable {
             jobID: jobID,
             userID: job.userID,
             expectedVersion: before.version,
-            doc: try Array(Self.encoder.encode(job)),
+            doc: try JobDocument.encode(job),
             view: JobView.encode(job, videoOutput: outputs["video"], audioOutput: outputs["audio"]),
             outputs: newOutputs,
             indexChanges: scheduleChanges(before: before, after: job)

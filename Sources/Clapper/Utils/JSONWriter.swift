@@ -37,6 +37,15 @@ struct JSONWriter {
         if let value { bytes.append(contentsOf: String(value).utf8) } else { null() }
     }
 
+    mutating func int64(_ value: Int64) {
+        bytes.append(contentsOf: String(value).utf8)
+    }
+
+    /// A number already in JSON's syntax (made by the caller from a finite `Double`).
+    mutating func number(_ text: String) {
+        bytes.append(contentsOf: text.utf8)
+    }
+
     mutating func bool(_ value: Bool) {
         bytes.append(contentsOf: (value ? "true" : "false").utf8)
     }
