@@ -7,17 +7,9 @@ import Testing
 /// round gives the job that Codable's own round trip gives.
 @Suite("Job document: the same JSON as Codable, read and written by hand")
 struct JobDocumentTests {
-    static let encoder: JSONEncoder = {
-        let encoder = JSONEncoder()
-        encoder.dateEncodingStrategy = .millisecondsSince1970
-        return encoder
-    }()
-
-    static let decoder: JSONDecoder = {
-        let decoder = JSONDecoder()
-        decoder.dateDecodingStrategy = .millisecondsSince1970
-        return decoder
-    }()
+    /// The coders the store used for jobs before (still its coders for other records).
+    static var encoder: JSONEncoder { JobStore.encoder }
+    static var decoder: JSONDecoder { JobStore.decoder }
 
     @Test func randomJobsReadTheSameEveryWayRound() throws {
         var random = SystemRandomNumberGenerator()
