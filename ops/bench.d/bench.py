@@ -301,6 +301,16 @@ def main():
     # --- 2. webhook ingest: distinct, then the same webhooks again (duplicates)
     if wanted("ingest"):
         n_hooks = int(os.environ.get("CLAPPER_BENCH_HOOKS", 2000 if QUICK else 10000))
+
+        def post_all(path):
+            # With Clapper's own CPU time per webhook (user + system, from /proc): steadier than req/s
+            # on a shared VM, where other tenants take cycles (one run here saw Redis's EVALSHA
+            # ceiling at a third).
+            cpu_before = process_cpu_seconds(clapper.pid)
+            result = tool("post", port=http_port, requests=path, concurrency=64)
+            result["clapper_cpu_us"] = (process_cpu_seconds(clapper.pid) - cpu_before) / n_hooks * 1e6
+            return result
+
         for run in range(RUNS):
             jobs = clone(n_hooks)
             path = write_records(os.path.join(TMP, "hooks.req"), [(j, webhook_request(j, r, http_port)) for j, r in jobs])
@@ -312,18 +322,10 @@ def main():
                 perf = subprocess.Popen(["perf", "record", "-e", "cpu-clock", "-F", "999", "-g", *target,
                                          "-o", os.environ["CLAPPER_BENCH_PERF"]], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
                 time.sleep(1)
-            # Clapper's own CPU time per webhook (user + system, from /proc): steadier than req/s on a
-            # shared VM, where other tenants take cycles (one run here saw Redis's EVALSHA ceiling at a third).
-            cpu_before = process_cpu_seconds(clapper.pid)
-            result = tool("post", port=http_port, requests=path, concurrency=64)
-            result["clapper_cpu_us"] = (process_cpu_seconds(clapper.pid) - cpu_before) / n_hooks * 1e6
-            record("ingest", result)
+            record("ingest", post_all(path))
             if perf:
                 perf.send_signal(signal.SIGINT); perf.wait(timeout=60)
-            cpu_before = process_cpu_seconds(clapper.pid)
-            result = tool("post", port=http_port, requests=path, concurrency=64)
-            result["clapper_cpu_us"] = (process_cpu_seconds(clapper.pid) - cpu_before) / n_hooks * 1e6
-            record("ingest_dup", result)
+            record("ingest_dup", post_all(path))
         log(f"ingest: {fmt(med('ingest', 'rps'))}/s ({fmt(med('ingest', 'clapper_cpu_us'))} µs of Clapper CPU each), "
             f"duplicates {fmt(med('ingest_dup', 'rps'))}/s ({fmt(med('ingest_dup', 'clapper_cpu_us'))} µs each)")
 

@@ -204,16 +204,18 @@ public final class EventHub: Service, Sendable {
                     continue
                 }
                 Self.recordLag(ofChangeAt: envelope.id)
-                // Most changes have no stream on a given instance: noted as seen, nothing more.
-                guard noteSeen(envelope) else { continue }
+                // Most changes have no stream on a given instance: noted as seen, nothing more
+                // (no view parsed, no frame made).
+                let targets = noteSeen(jobID: envelope.jobID, userID: envelope.userID, id: envelope.id)
+                guard targets.count > 0 else { continue }
                 let change = JobChange(envelope, presign: links)
                 if tracer.isOn, let parent = change.traceparent {
                     await tracer.span("sse.deliver", kind: .consumer, parent: parent) { span in
                         span?.attributes["clapper.job_id"] = change.jobID
-                        span?.attributes["clapper.streams"] = dispatch(change)
+                        span?.attributes["clapper.streams"] = deliver(change, to: targets)
                     }
                 } else {
-                    dispatch(change)
+                    deliver(change, to: targets)
                 }
             case .subscribed:
                 // Until a change is seen, "now" on Redis's clock is the last-seen point: a catch-up
@@ -281,31 +283,30 @@ public final class EventHub: Service, Sendable {
         deliveryLag.recordNanoseconds(Int64(clamping: min(lag, 86_400_000) * 1_000_000))
     }
 
-    /// Notes a published change as seen (as `dispatch` does) and tells whether this instance has
-    /// a stream of its job or owner, in one look under the lock.
-    private func noteSeen(_ envelope: JobChange.Envelope) -> Bool {
+    /// Notes a change as seen and returns this instance's streams of its job and of `userID`, in
+    /// one look under the lock: a stream added after it starts from this change (its floor).
+    private func noteSeen(jobID: String, userID: String?, id: StreamID) -> LoopBuckets {
         state.withLock { state in
-            if state.lastSeen.map({ $0 < envelope.id }) ?? true {
-                state.lastSeen = envelope.id
-                state.lastSeenJob = envelope.jobID
+            if state.lastSeen.map({ $0 < id }) ?? true {
+                state.lastSeen = id
+                state.lastSeenJob = jobID
             }
-            return state.byJob[envelope.jobID] != nil || state.byUser[envelope.userID] != nil
+            var targets = LoopBuckets()
+            if let job = state.byJob[jobID] { targets.add(job.values) }
+            if let userID, let users = state.byUser[userID] { targets.add(users.values) }
+            return targets
         }
     }
 
     /// Hands one change to the subscribers of its job and of its owner; returns how many.
     @discardableResult
     func dispatch(_ change: JobChange, toUsers: Bool = true) -> Int {
-        let targets = state.withLock { state -> LoopBuckets in
-            if state.lastSeen.map({ $0 < change.id }) ?? true {
-                state.lastSeen = change.id
-                state.lastSeenJob = change.jobID
-            }
-            var targets = LoopBuckets()
-            if let job = state.byJob[change.jobID] { targets.add(job.values) }
-            if toUsers, let userID = change.userID, let users = state.byUser[userID] { targets.add(users.values) }
-            return targets
-        }
+        deliver(change, to: noteSeen(jobID: change.jobID, userID: toUsers ? change.userID : nil, id: change.id))
+    }
+
+    /// Hands `change` to `targets`, each on its own loop; a target that fell behind is dropped.
+    @discardableResult
+    private func deliver(_ change: JobChange, to targets: LoopBuckets) -> Int {
         // With more than one loop, each loop gets its own copy of the change's bytes: the streams
         // of one loop then count references on memory that no other core writes to.
         targets.run(change, perLoopCopy: JobChange.init(copying:)) { target, change in

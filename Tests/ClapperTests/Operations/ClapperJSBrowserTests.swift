@@ -67,7 +67,14 @@ extension StatusPageBrowserTests {
 
                 // The server drops the stream (as it drops one that fell behind): the client comes
                 // back after its last event id and sees the next job.
-                let targets = stack.hub.targets(userID: user)
+                // Under load the stream may be between two connections right now (a retried first
+                // connect, or the 6 s token already renewed: one full run found none): wait for it.
+                var targets = stack.hub.targets(userID: user)
+                let open = ContinuousClock(), openBy = open.now + .seconds(20)
+                while targets.count != 1, open.now < openBy {
+                    try await Task.sleep(for: .milliseconds(50))
+                    targets = stack.hub.targets(userID: user)
+                }
                 #expect(targets.count == 1)
                 for target in targets { target.end(.dropped) }
                 let two = try await create("seen after a disconnect")
