@@ -26,6 +26,25 @@ def log(msg):
     print(f"==> {msg}", file=sys.stderr, flush=True)
 
 
+def start_perf(section, clapper):
+    """CLAPPER_BENCH_PERF=<file>: a cpu-clock profile of Clapper during the first run of the section
+    CLAPPER_BENCH_PERF_SECTION names (ingest, the default: distinct webhooks; sse1000, sse10000; fanout1000,
+    fanout10000).
+    CLAPPER_BENCH_PERF_ALL=1: every process on the machine (Redis and the load tool too)."""
+    if not os.environ.get("CLAPPER_BENCH_PERF") or os.environ.get("CLAPPER_BENCH_PERF_SECTION", "ingest") != section:
+        return None
+    target = ["-a"] if os.environ.get("CLAPPER_BENCH_PERF_ALL") else ["-p", str(clapper.pid)]
+    perf = subprocess.Popen(["perf", "record", "-e", "cpu-clock", "-F", "999", "-g", *target,
+                             "-o", os.environ["CLAPPER_BENCH_PERF"]], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    time.sleep(1)
+    return perf
+
+
+def stop_perf(perf):
+    if perf:
+        perf.send_signal(signal.SIGINT); perf.wait(timeout=60)
+
+
 def free_port():
     s = socket.socket(); s.bind(("127.0.0.1", 0)); port = s.getsockname()[1]; s.close(); return port
 
@@ -314,17 +333,9 @@ def main():
         for run in range(RUNS):
             jobs = clone(n_hooks)
             path = write_records(os.path.join(TMP, "hooks.req"), [(j, webhook_request(j, r, http_port)) for j, r in jobs])
-            # CLAPPER_BENCH_PERF=<file>: a cpu-clock profile of Clapper during the first distinct ingest run.
-            perf = None
-            if run == 0 and os.environ.get("CLAPPER_BENCH_PERF"):
-                # CLAPPER_BENCH_PERF_ALL=1: every process on the machine (Redis and the load tool too).
-                target = ["-a"] if os.environ.get("CLAPPER_BENCH_PERF_ALL") else ["-p", str(clapper.pid)]
-                perf = subprocess.Popen(["perf", "record", "-e", "cpu-clock", "-F", "999", "-g", *target,
-                                         "-o", os.environ["CLAPPER_BENCH_PERF"]], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-                time.sleep(1)
+            perf = start_perf("ingest", clapper) if run == 0 else None
             record("ingest", post_all(path))
-            if perf:
-                perf.send_signal(signal.SIGINT); perf.wait(timeout=60)
+            stop_perf(perf)
             record("ingest_dup", post_all(path))
         log(f"ingest: {fmt(med('ingest', 'rps'))}/s ({fmt(med('ingest', 'clapper_cpu_us'))} µs of Clapper CPU each), "
             f"duplicates {fmt(med('ingest_dup', 'rps'))}/s ({fmt(med('ingest_dup', 'clapper_cpu_us'))} µs each)")
@@ -337,7 +348,9 @@ def main():
                 jobs = clone(streams)
                 paths = write_paths(os.path.join(TMP, "sse.paths"), [(j, f"/v1/jobs/{j}/events") for j, _ in jobs])
                 reqs = write_records(os.path.join(TMP, "sse.req"), [(j, webhook_request(j, r, http_port)) for j, r in jobs[:hooks]])
+                perf = start_perf(f"sse{streams}", clapper) if run == 0 else None
                 record(f"sse{streams}", tool("sse", limit=120, port=http_port, paths=paths, post_port=http_port, requests=reqs, rate=1000, concurrency=32))
+                stop_perf(perf)
             log(f"webhook->SSE with {streams} streams: p99 {fmt(med(f'sse{streams}', 'p99_ms'), ' ms', 2)}")
 
         # --- 3b. the same for nchan: publish -> subscriber at 1,000 publishes/s over 10,000 channels,
@@ -361,10 +374,15 @@ def main():
         for n in (1000, 10000):
             events = (30 if n == 1000 else 10) if QUICK else (100 if n == 1000 else 30)
             for run in range(RUNS):
+                # Server CPU and write syscalls per delivered event, from the first publish to the last
+                # delivery (the tool reads /proc): steadier than events/s on this shared VM.
+                perf = start_perf(f"fanout{n}", clapper) if run == 0 else None
                 record(f"fan_clapper{n}", tool("fanout", limit=120, port=http_port, path=f"/v1/jobs/{fan_job}/events", n=n, events=events, window=4,
-                                                redis_port=redis_port, channel="clapper:events", message_template=template_path))
+                                                redis_port=redis_port, channel="clapper:events", message_template=template_path, pids=clapper.pid))
+                stop_perf(perf)
+                nginx_pids = [int(p) for p in subprocess.run(["pgrep", "-s", str(nginx.pid)], capture_output=True, text=True).stdout.split()]
                 record(f"fan_nchan{n}", tool("fanout", limit=120, port=nginx_port, path=f"/sub/fan{run}", n=n, events=events, window=4,
-                                              publish_port=nginx_port, publish_path=f"/pub/fan{run}"))
+                                              publish_port=nginx_port, publish_path=f"/pub/fan{run}", pids=",".join(map(str, nginx_pids))))
             log(f"fan-out {n}: clapper {fmt(med(f'fan_clapper{n}', 'events_per_s'))}/s, nchan {fmt(med(f'fan_nchan{n}', 'events_per_s'))}/s")
 
     # --- 7. Redis Cluster: the same gateway on 3 masters (no replicas) vs 1 node, both fresh
@@ -605,11 +623,13 @@ def report(idle_sizes, nofile, quiet_start, quiet_end, load_start, load_end):
         f"{fmt(med(x, 'p50_ms'), '', 2)} / {fmt(med(x, 'p99_ms'), '', 2)} / {fmt(med(x, 'max_ms'), '', 2)}",
         f"missing {fmt(med(x, 'missing'))}",
         f"Clapper's p99 at 10,000 streams = {med('sse10000', 'p99_ms')[0] / med(x, 'p99_ms')[0]:.2f} × nchan's (target ≤ 1)" if med(x, "p99_ms") and med("sse10000", "p99_ms") else "", cpu(x))
+    served = lambda name: (f"server CPU {fmt(med(name, 'server_cpu_us'), '', 2)} µs and "
+                           f"{fmt(med(name, 'server_writes'), '', 2)} write syscalls a delivered event")
     for n in (1000, 10000):
         c, x = f"fan_clapper{n}", f"fan_nchan{n}"
         add(f"4. fan-out, 1 job, {n:,} subscribers: Clapper (events/s)", fmt(med(c, "events_per_s")), p(c),
-            f"{ratio(med(c, 'events_per_s'), med(x, 'events_per_s'))} × nchan (target ≥ 1)", cpu(c))
-        add(f"4. fan-out, 1 channel, {n:,} subscribers: nchan+Redis (events/s)", fmt(med(x, "events_per_s")), p(x), "baseline", cpu(x))
+            f"{ratio(med(c, 'events_per_s'), med(x, 'events_per_s'))} × nchan (target ≥ 1); {served(c)}", cpu(c))
+        add(f"4. fan-out, 1 channel, {n:,} subscribers: nchan+Redis (events/s)", fmt(med(x, "events_per_s")), p(x), f"baseline; {served(x)}", cpu(x))
     for s in idle_sizes:
         c, x = f"idle_clapper{s}", f"idle_nchan{s}"
         add(f"5. idle SSE streams, {s:,}: Clapper (KB RSS / stream)", fmt(med(c, "kb_per_stream"), "", 1), "", f"{ratio(med(c, 'kb_per_stream'), med(x, 'kb_per_stream'))} × nchan (target < 5 KB)", "")

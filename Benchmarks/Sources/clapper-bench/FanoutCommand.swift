@@ -22,12 +22,14 @@ struct FanoutCommand: ParsableCommand {
     @Option(help: "...a message read from this file, with @ID@ and @SEQ@ replaced.") var messageTemplate: String?
     @Option(help: "Or publish with HTTP POST on this port...") var publishPort: Int?
     @Option(help: "...to this path.") var publishPath: String?
+    @Option(help: "Comma-separated ids of the server processes: their CPU time and write syscalls per delivered event, from the first publish to the last delivery (stream openings left out).") var pids: String?
 
     func validate() throws {
         try validatePort(port)
         try validateCount(n, "--n", atLeast: 1)
         try validateCount(events, "--events", atLeast: 1)
         try validateCount(window, "--window", atLeast: 1)
+        if let pids { _ = try parseProcessIDs(pids) }
         switch (redisPort, publishPort) {
         case (let redisPort?, nil):
             try validatePort(redisPort, "--redis-port")
@@ -57,8 +59,9 @@ struct FanoutCommand: ParsableCommand {
             throw ValidationError("no publisher")  // validate() rules this out
         }
         let (port, path, n, events, window) = (port, path, n, events, window)
+        let servers = try pids.map(parseProcessIDs) ?? []
         try LoadLoop.run(timeout: common.timeout, clock: clock) { bench, done in
-            let run = Fanout(bench, port: port, path: path, n: n, events: events, window: window, publisher: publisher)
+            let run = Fanout(bench, port: port, path: path, n: n, events: events, window: window, publisher: publisher, servers: servers)
             run.start(done: done)
             return run.result
         }
@@ -116,10 +119,14 @@ private final class Fanout {
     private var lastReceive: UInt64 = 0
     private var channel: (any Channel)?
     private var done: EventLoopPromise<Report>?
+    /// Server processes measured from the first publish to the last delivery.
+    private let servers: [Int]
+    private var usageAtFirstSend: (cpuSeconds: Double, writes: Int) = (0, 0)
     private static let marker = Array(#"data: {"bseq":"#.utf8)
 
-    init(_ bench: LoadLoop, port: Int, path: String, n: Int, events: Int, window: Int, publisher: Publisher) {
+    init(_ bench: LoadLoop, port: Int, path: String, n: Int, events: Int, window: Int, publisher: Publisher, servers: [Int]) {
         self.bench = bench
+        self.servers = servers
         self.n = n
         self.events = events
         self.window = window
@@ -172,7 +179,11 @@ private final class Fanout {
     private func publishMore() {
         while published < events, published - complete < window {
             sentAt[published] = now()
-            if published == 0 { firstSend = sentAt[0] }
+            if published == 0 {
+                if !servers.isEmpty { usageAtFirstSend = processUsage(servers) }
+                firstSend = now()
+                sentAt[0] = firstSend
+            }
             channel?.writeAndFlush(publisher.bytes(published), promise: nil)
             published += 1
         }
@@ -187,6 +198,12 @@ private final class Fanout {
             "expected": .int(n * events), "seconds": .number(seconds),
             "events_per_s": .number(seconds > 0 ? Double(total) / seconds : 0),
         ]
+        if !servers.isEmpty {
+            let usage = processUsage(servers)
+            let deliveries = Double(max(total, 1))
+            out["server_cpu_us"] = .number((usage.cpuSeconds - usageAtFirstSend.cpuSeconds) / deliveries * 1e6)
+            out["server_writes"] = .number(Double(usage.writes - usageAtFirstSend.writes) / deliveries)
+        }
         out.merge(latencySummary(latencies)) { $1 }
         return out
     }
