@@ -5,7 +5,8 @@ import NIOPosix
 import ServiceLifecycle
 import Synchronization
 
-/// A pub/sub subscription on a connection of its own, delivering messages as an `AsyncSequence`.
+/// A pub/sub subscription on a connection of its own, delivering messages as an `AsyncSequence`
+/// (or to a handler on its thread, `onEvent`).
 ///
 /// The blocking read loop runs on a dedicated thread. When the connection drops it reconnects
 /// with backoff, subscribes again and yields `.resubscribed`, so the consumer knows messages
@@ -40,6 +41,8 @@ public final class RedisSubscriber: Service, Sendable {
     /// Wakes the reconnect backoff early: value 1 once stopping.
     private let wake = ConditionLock<Int>(value: 0)
     private let overflowed = Atomic<Bool>(false)
+    /// Set by `onEvent` (before `run`): where events go instead of `events`.
+    private let eventHandler = Mutex<(@Sendable (Event) -> Void)?>(nil)
 
     public init(
         configuration: RedisConfiguration,
@@ -58,6 +61,14 @@ public final class RedisSubscriber: Service, Sendable {
         self.onLost = onLost
         self.logger = logger
         (events, continuation) = AsyncStream.makeStream(of: Event.self, bufferingPolicy: .bufferingOldest(bufferSize))
+    }
+
+    /// Events go to `handler` instead of `events`, called on the subscription's own thread, one at
+    /// a time and in order: no task wakes up for each message, and no buffer overflows. The handler
+    /// may block (a catch-up after `.resubscribed`): what arrives meanwhile waits in the socket (and
+    /// in Redis's output buffer, within its limits). Call it before `run`.
+    public func onEvent(_ handler: @escaping @Sendable (Event) -> Void) {
+        eventHandler.withLock { $0 = handler }
     }
 
     public func run() async throws {
@@ -88,6 +99,8 @@ public final class RedisSubscriber: Service, Sendable {
     private var isStopped: Bool { socket.withLock { $0.stopped } }
 
     private func readLoop() {
+        let handler = eventHandler.withLock { $0 }
+        let emit = { (event: Event) in handler.map { $0(event) } ?? self.yield(event) }
         var subscribedOnce = false
         var backoff = 0.05
         while !isStopped {
@@ -117,7 +130,7 @@ public final class RedisSubscriber: Service, Sendable {
                     // A node that no longer serves the slot answers MOVED: look again.
                     if case .error(let message) = try connection.readReply() { throw RedisError(.server, message) }
                 }
-                yield(subscribedOnce ? .resubscribed : .subscribed)
+                emit(subscribedOnce ? .resubscribed : .subscribed)
                 subscribedOnce = true
                 backoff = 0.05
                 while true {
@@ -125,7 +138,7 @@ public final class RedisSubscriber: Service, Sendable {
                     guard let parts = reply.array, parts.count == 3, let kind = parts[0].string else { continue }
                     if kind == "sunsubscribe" { throw RedisError(.connectionClosed, "the shard channel's slot moved") }
                     guard kind == (sharded ? "smessage" : "message"), let channel = parts[1].string, let payload = parts[2].bytes else { continue }
-                    yield(.message(channel: channel, payload: payload))
+                    emit(.message(channel: channel, payload: payload))
                 }
             } catch {
                 if isStopped { break }

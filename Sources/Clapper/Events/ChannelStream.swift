@@ -10,8 +10,8 @@ import NIOHTTPTypes
 /// `open`ed once the response head is known: the head and the opening frames are written, the
 /// HTTP handlers leave the pipeline, and `ChannelStreamHandler` (put first in the pipeline when
 /// the gate took the request) is all that is left. From then on the stream is bytes on a channel:
-/// no task, no async sequence, no response body. The hub hands it changes and heartbeats on its
-/// loop, one task per loop for all of that loop's streams; each change's chunk is encoded once
+/// no task, no async sequence, no response body. The hub hands it changes on its loop, one task
+/// per loop for all of that loop's streams, and the loop's `HeartbeatSchedule` its heartbeats; each change's chunk is encoded once
 /// (`JobChange.chunk`, one copy per loop) and the same bytes go to every stream of the loop.
 ///
 /// Backpressure: a change for a stream whose channel is not writable (its client stopped reading
@@ -27,8 +27,10 @@ final class ChannelStream: EventTarget {
     let channel: any Channel
     /// The channel's loop, kept: `channel.eventLoop` is a call through the existential each time.
     let loop: any EventLoop
-    var eventLoop: (any EventLoop)? { loop }
-    private let hub: EventHub
+    /// Weak: a stream outlives its subscription (a closed connection's handler, its loop's
+    /// heartbeat schedule until its entry comes up) and must not keep the hub, and what the hub
+    /// holds, alive, nor let the hub go last on an event loop.
+    private weak let hub: EventHub?
     private let slot: StreamSlot
     private let bufferSize: Int
     private let state: NIOLoopBoundBox<State>
@@ -48,6 +50,8 @@ final class ChannelStream: EventTarget {
         var pump: StreamPump?
         var context: ChannelHandlerContext?
         var lastWrite = ContinuousClock.now
+        /// Written since the last flush (`write`, then `flush` once for all of a pass).
+        var unflushed = false
         /// Scratch for the frames of one write (its storage is kept).
         var frames: [ByteBuffer] = []
     }
@@ -103,7 +107,9 @@ final class ChannelStream: EventTarget {
         state.value.phase = .open
         state.value.pump = pump
         state.value.context = context
-        state.value.lastWrite = .now
+        let now = ContinuousClock.now
+        state.value.lastWrite = now
+        hub?.heartbeats(on: loop).add(self, due: now + heartbeatInterval)
         for frame in frames { context.write(NIOAny(frame), promise: nil) }
         context.flush()
         // The flush may have found the connection gone (and ended the stream).
@@ -124,46 +130,64 @@ final class ChannelStream: EventTarget {
         return context
     }
 
-    // MARK: - From the hub (on the loop)
+    // MARK: - From its loop's delivery and heartbeat schedule (on the loop)
 
-    func deliver(_ change: JobChange) -> Bool {
+    /// Writes what `change` means for this stream (nothing when it already had it), not flushed;
+    /// true when the stream now owes a flush (the first write since its last flush). A stream
+    /// whose channel is not writable is dropped; one whose job finished ends (both flush).
+    func write(_ change: JobChange) -> Bool {
         loop.assertInEventLoop()
         switch state.value.phase {
         case .opening:
             guard state.value.pending.count < bufferSize else {
                 drop()
-                return true
+                return false
             }
             state.value.pending.append(change)
+            return false
         case .open:
             guard channel.isWritable, let context = state.value.context else {
                 drop()
-                return true
+                return false
             }
             var frames = state.value.frames
             state.value.frames = []
             let finished = state.value.pump?.take(change, into: &frames) ?? true
-            guard !frames.isEmpty else {
-                state.value.frames = frames
-                return true
-            }
             for frame in frames { context.write(NIOAny(frame), promise: nil) }
-            context.flush()
+            let owed = !frames.isEmpty && !state.value.unflushed
+            if !frames.isEmpty { state.value.unflushed = true }
             frames.removeAll(keepingCapacity: true)
             state.value.frames = frames
-            state.value.lastWrite = .now
-            if finished { finish(.completed) }
+            if finished {
+                finish(.completed)
+                return false
+            }
+            return owed
         case .ended:
-            break
+            return false
         }
-        return true
     }
 
-    func heartbeat(now: ContinuousClock.Instant) {
+    /// Sends what `write` left unflushed.
+    func flush() {
         loop.assertInEventLoop()
-        guard case .open = state.value.phase, let context = state.value.context, now - state.value.lastWrite >= heartbeatInterval else { return }
-        context.writeAndFlush(NIOAny(StreamPump.heartbeatChunk), promise: nil)
-        state.value.lastWrite = now
+        guard case .open = state.value.phase, state.value.unflushed, let context = state.value.context else { return }
+        state.value.unflushed = false
+        state.value.lastWrite = .now
+        context.flush()
+    }
+
+    /// Its loop's `HeartbeatSchedule`: a heartbeat when nothing was written for the interval by
+    /// `horizon` (a pass of the schedule takes what is due a little after it runs); returns when
+    /// the next is due, or nil once the stream has ended.
+    func heartbeatIfIdle(by horizon: ContinuousClock.Instant, now: ContinuousClock.Instant) -> ContinuousClock.Instant? {
+        loop.assertInEventLoop()
+        guard case .open = state.value.phase, let context = state.value.context else { return nil }
+        if horizon - state.value.lastWrite >= heartbeatInterval {
+            context.writeAndFlush(NIOAny(StreamPump.heartbeatChunk), promise: nil)
+            state.value.lastWrite = now
+        }
+        return state.value.lastWrite + heartbeatInterval
     }
 
     // MARK: - Ending
@@ -214,7 +238,7 @@ final class ChannelStream: EventTarget {
                 channel.close(promise: nil)
             }
         }
-        hub.remove(self)
+        hub?.remove(self)
         slot.release()
     }
 }

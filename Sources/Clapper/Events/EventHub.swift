@@ -16,9 +16,9 @@ import Tracing
 /// subscription comes back after a drop (`.resubscribed`) or its own buffer overflowed
 /// (`.overflow`), every subscribed job is read again from its Redis stream from just before the
 /// last change seen, so no change is lost across the gap (subscribers drop what they already
-/// have by stream id). Graceful shutdown ends every subscriber as `.shutdown`. One shared tick
-/// (every `heartbeatResolution`) wakes the streams that have been idle for their heartbeat
-/// interval, so no stream needs a timer of its own.
+/// have by stream id). Graceful shutdown ends every subscriber as `.shutdown`. Heartbeats: each
+/// event loop's `HeartbeatSchedule` keeps its channel streams', one timer a loop; one shared tick
+/// (every `heartbeatResolution`) wakes the `EventSink`s that have been idle for their interval.
 ///
 /// Run it as a `Service` after the `RedisClient` and before the HTTP server.
 public final class EventHub: Service, Sendable {
@@ -33,6 +33,10 @@ public final class EventHub: Service, Sendable {
     /// Media custody: each change's view gets fresh presigned URLs here, once per instance.
     let links: MediaLinks
     private let state = Mutex(State())
+    /// Each event loop's delivery queue, made when the loop's first change is handed out.
+    private let deliveries = Mutex<[ObjectIdentifier: LoopDelivery]>([:])
+    /// Each event loop's heartbeat schedule, made when the loop's first stream opens.
+    private let schedules = Mutex<[ObjectIdentifier: NIOLoopBound<HeartbeatSchedule>]>([:])
     private let subscribersGauge = Gauge(label: "clapper_sse_subscribers")
     /// Streams ended because they fell behind (both kinds of target).
     static let droppedCounter = Counter(label: "clapper_sse_dropped_total")
@@ -41,6 +45,8 @@ public final class EventHub: Service, Sendable {
         var nextID = 0
         var byJob: [String: [Int: any EventTarget]] = [:]
         var byUser: [String: [Int: any EventTarget]] = [:]
+        /// The targets the shared tick looks at (streams drained by a task).
+        var sinks: [Int: EventSink] = [:]
         var count = 0
         /// The newest change id seen on the channel: catch-up after a gap starts just before it.
         var lastSeen: StreamID?
@@ -135,6 +141,7 @@ public final class EventHub: Service, Sendable {
             guard !state.stopped else { return (target, floor, nil) }
             if let jobID = target.jobID { state.byJob[jobID, default: [:]][target.id] = target }
             if let userID = target.userID { state.byUser[userID, default: [:]][target.id] = target }
+            if let sink = target as? EventSink { state.sinks[target.id] = sink }
             state.count += 1
             return (target, floor, state.count)
         }
@@ -158,6 +165,7 @@ public final class EventHub: Service, Sendable {
                 if state.byUser[userID]?.isEmpty == true { state.byUser[userID] = nil }
             }
             guard removed else { return nil }
+            state.sinks[sink.id] = nil
             state.count -= 1
             return state.count
         }
@@ -177,6 +185,32 @@ public final class EventHub: Service, Sendable {
                 logger.warning("Redis Cluster topology not readable yet; subscriptions will retry", metadata: ["error": "\(error.message)"])
             }
         }
+        if !tracer.isOn {
+            // Each message is handed out on its subscription's own thread: no task wakes up for
+            // it, and it makes one hop, to its streams' loops. A gap (`.subscribed`,
+            // `.resubscribed`) is caught up on that thread before the messages after it, which
+            // wait in the socket meanwhile: a stream never gets a later change before the ones
+            // it missed (it skips changes older than one it has). With tracing on, the consumer
+            // tasks below do all of it, with a span per change handed out.
+            for subscriber in subscribers {
+                subscriber.onEvent { [weak self] event in
+                    guard let self else { return }
+                    guard case .message(_, let payload) = event else {
+                        // Blocks the subscription's own thread (never a loop or the cooperative
+                        // pool) until the catch-up is handed out.
+                        let done = DispatchSemaphore(value: 0)
+                        Task {
+                            await handle(event)
+                            done.signal()
+                        }
+                        done.wait()
+                        return
+                    }
+                    guard let (change, targets) = take(payload) else { return }
+                    deliver(change, to: targets)
+                }
+            }
+        }
         try await withThrowingTaskGroup(of: Void.self) { group in
             for subscriber in subscribers {
                 group.addTask { try await subscriber.run() }
@@ -194,52 +228,60 @@ public final class EventHub: Service, Sendable {
         }
     }
 
-    /// Parses and hands out every message of one subscription, catching up after each gap.
+    /// Handles every event of one subscription that `run` did not hand to its thread.
     private func consumeEvents(of subscriber: RedisSubscriber) async {
-        for await event in subscriber.events {
-            switch event {
-            case .message(_, let payload):
-                guard let envelope = JobChange.Envelope(message: payload) else {
-                    logger.warning("unreadable message on the events channel", metadata: ["bytes": "\(payload.count)"])
-                    continue
+        for await event in subscriber.events { await handle(event) }
+    }
+
+    /// Hands out a message's change; catches up after a gap.
+    private func handle(_ event: RedisSubscriber.Event) async {
+        switch event {
+        case .message(_, let payload):
+            guard let (change, targets) = take(payload) else { return }
+            if tracer.isOn, let parent = change.traceparent {
+                await tracer.span("sse.deliver", kind: .consumer, parent: parent) { span in
+                    span?.attributes["clapper.job_id"] = change.jobID
+                    span?.attributes["clapper.streams"] = deliver(change, to: targets)
                 }
-                Self.recordLag(ofChangeAt: envelope.id)
-                // Most changes have no stream on a given instance: noted as seen, nothing more
-                // (no view parsed, no frame made).
-                let targets = noteSeen(jobID: envelope.jobID, userID: envelope.userID, id: envelope.id)
-                guard targets.count > 0 else { continue }
-                let change = JobChange(envelope, presign: links)
-                if tracer.isOn, let parent = change.traceparent {
-                    await tracer.span("sse.deliver", kind: .consumer, parent: parent) { span in
-                        span?.attributes["clapper.job_id"] = change.jobID
-                        span?.attributes["clapper.streams"] = deliver(change, to: targets)
-                    }
-                } else {
-                    deliver(change, to: targets)
-                }
-            case .subscribed:
-                // Until a change is seen, "now" on Redis's clock is the last-seen point: a catch-up
-                // then reads back only the slack before it, not every stream's whole history.
-                // A reply out of range (not a real clock) is ignored, never trapped on.
-                let seconds = (try? await redis.send("TIME").array?.first?.integer).flatMap { UInt64(exactly: $0) }
-                let count = subscribers.count
-                state.withLock { state in
-                    state.subscriptionsUp += 1
-                    state.subscribed = state.subscriptionsUp >= count
-                    if state.lastSeen == nil, let seconds, seconds <= UInt64.max / 1000 {
-                        state.lastSeen = StreamID(milliseconds: seconds * 1000, sequence: 0)
-                    }
-                }
-                await catchUp(reason: "subscribed")
-            case .resubscribed:
-                await catchUp(reason: "resubscribed")
-            case .overflow:
-                await catchUp(reason: "overflow")
+            } else {
+                deliver(change, to: targets)
             }
+        case .subscribed:
+            // Until a change is seen, "now" on Redis's clock is the last-seen point: a catch-up
+            // then reads back only the slack before it, not every stream's whole history.
+            // A reply out of range (not a real clock) is ignored, never trapped on.
+            let seconds = (try? await redis.send("TIME").array?.first?.integer).flatMap { UInt64(exactly: $0) }
+            let count = subscribers.count
+            state.withLock { state in
+                state.subscriptionsUp += 1
+                state.subscribed = state.subscriptionsUp >= count
+                if state.lastSeen == nil, let seconds, seconds <= UInt64.max / 1000 {
+                    state.lastSeen = StreamID(milliseconds: seconds * 1000, sequence: 0)
+                }
+            }
+            await catchUp(reason: "subscribed")
+        case .resubscribed:
+            await catchUp(reason: "resubscribed")
+        case .overflow:
+            await catchUp(reason: "overflow")
         }
     }
 
-    /// The shared heartbeat tick, until cancelled.
+    /// Reads one message of the events channel: the change and this instance's streams for it, or
+    /// nil when no stream here wants it (most changes on a given instance: noted as seen, no view
+    /// parsed, no frame made) or the message is unreadable.
+    private func take(_ payload: [UInt8]) -> (JobChange, LoopBuckets)? {
+        guard let envelope = JobChange.Envelope(message: payload) else {
+            logger.warning("unreadable message on the events channel", metadata: ["bytes": "\(payload.count)"])
+            return nil
+        }
+        Self.recordLag(ofChangeAt: envelope.id)
+        let targets = noteSeen(jobID: envelope.jobID, userID: envelope.userID, id: envelope.id)
+        guard targets.count > 0 else { return nil }
+        return (JobChange(envelope, presign: links), targets)
+    }
+
+    /// The shared heartbeat tick for the `EventSink`s, until cancelled.
     private func tickHeartbeats() async {
         while true {
             let shortest = state.withLock { $0.shortestHeartbeat } ?? Self.heartbeatResolution.upperBound
@@ -248,14 +290,22 @@ public final class EventHub: Service, Sendable {
             } catch {
                 return
             }
-            let targets = state.withLock { state -> LoopBuckets in
-                var targets = LoopBuckets()
-                for job in state.byJob.values { targets.add(job.values) }
-                for user in state.byUser.values { targets.add(user.values) }
-                return targets
-            }
-            targets.run(ContinuousClock.now) { target, now in target.heartbeat(now: now) }
+            let sinks = state.withLock { Array($0.sinks.values) }
+            let now = ContinuousClock.now
+            for sink in sinks { sink.heartbeat(now: now) }
         }
+    }
+
+    /// `loop`'s heartbeat schedule (made on first use). On `loop`.
+    func heartbeats(on loop: any EventLoop) -> HeartbeatSchedule {
+        let key = ObjectIdentifier(loop)
+        let bound = schedules.withLock { schedules in
+            if let found = schedules[key] { return found }
+            let made = NIOLoopBound(HeartbeatSchedule(loop: loop), eventLoop: loop)
+            schedules[key] = made
+            return made
+        }
+        return bound.value
     }
 
     /// Ends every subscriber as `.shutdown` and takes no more.
@@ -304,65 +354,57 @@ public final class EventHub: Service, Sendable {
         deliver(change, to: noteSeen(jobID: change.jobID, userID: toUsers ? change.userID : nil, id: change.id))
     }
 
-    /// Hands `change` to `targets`, each on its own loop; a target that fell behind is dropped.
+    /// Hands `change` to `targets`: each channel stream through its loop's `LoopDelivery`, each
+    /// sink at once; a sink that fell behind is dropped.
     @discardableResult
     private func deliver(_ change: JobChange, to targets: LoopBuckets) -> Int {
-        // With more than one loop, each loop gets its own copy of the change's bytes: the streams
-        // of one loop then count references on memory that no other core writes to.
-        targets.run(change, perLoopCopy: JobChange.init(copying:)) { target, change in
-            guard !target.deliver(change) else { return }
-            self.remove(target)
+        for sink in targets.sinks where !sink.deliver(change) {
+            remove(sink)
             Self.droppedCounter.increment()
-            self.logger.info("event stream fell behind and was dropped", metadata: ["job": "\(target.jobID ?? "-")"])
+            logger.info("event stream fell behind and was dropped", metadata: ["job": "\(sink.jobID ?? "-")"])
+        }
+        // With more than one loop, each loop other than the caller's writes its own copy of the
+        // change's bytes (`LoopDelivery`).
+        let copy = targets.loops.count > 1
+        for (loop, streams) in targets.loops {
+            delivery(on: loop).deliver(change, to: streams, copy: copy && !loop.inEventLoop)
         }
         return targets.count
     }
 
-    /// Targets sorted by the event loop they must be called on (most of the time the server's
-    /// two), and those that may be called from anywhere.
-    struct LoopBuckets {
-        var anywhere: [any EventTarget] = []
-        var loops: [(loop: any EventLoop, targets: [any EventTarget])] = []
+    /// `loop`'s delivery queue (made on first use).
+    private func delivery(on loop: any EventLoop) -> LoopDelivery {
+        let key = ObjectIdentifier(loop)
+        return deliveries.withLock { deliveries in
+            if let found = deliveries[key] { return found }
+            let made = LoopDelivery(loop: loop)
+            deliveries[key] = made
+            return made
+        }
+    }
 
-        var count: Int { loops.reduce(anywhere.count) { $0 + $1.targets.count } }
+    /// Targets sorted by kind, and channel streams by the event loop they are written on (most of
+    /// the time the server's two).
+    struct LoopBuckets {
+        var sinks: [EventSink] = []
+        var loops: [(loop: any EventLoop, streams: [ChannelStream])] = []
+
+        var count: Int { loops.reduce(sinks.count) { $0 + $1.streams.count } }
 
         mutating func add(_ targets: some Collection<any EventTarget>) {
             for target in targets {
-                guard let loop = target.eventLoop else {
-                    anywhere.append(target)
+                guard let stream = target as? ChannelStream else {
+                    if let sink = target as? EventSink { sinks.append(sink) }
                     continue
                 }
+                let loop = stream.loop
                 if let index = loops.firstIndex(where: { $0.loop === loop }) {
-                    loops[index].targets.append(target)
+                    loops[index].streams.append(stream)
                 } else {
-                    var bucket: [any EventTarget] = []
+                    var bucket: [ChannelStream] = []
                     bucket.reserveCapacity(targets.count)
-                    bucket.append(target)
+                    bucket.append(stream)
                     loops.append((loop, bucket))
-                }
-            }
-        }
-
-        /// Runs `body` for each target with `value`: at once for those without a loop, and for the
-        /// others in one task per event loop, on that loop. With more than one loop and a
-        /// `perLoopCopy`, each loop's targets get that loop's copy of `value`, made on the loop.
-        func run<Value: Sendable>(
-            _ value: Value,
-            perLoopCopy: (@Sendable (Value) -> Value)? = nil,
-            _ body: @escaping @Sendable (any EventTarget, Value) -> Void
-        ) {
-            for target in anywhere { body(target, value) }
-            let copy = loops.count > 1 ? perLoopCopy : nil
-            for (loop, targets) in loops {
-                // Already on that loop (NIO's loops as Swift Concurrency's executor): delivered now,
-                // not queued behind the loop's other work; this loop keeps the original bytes.
-                if loop.inEventLoop {
-                    for target in targets { body(target, value) }
-                    continue
-                }
-                loop.execute {
-                    let local = copy?(value) ?? value
-                    for target in targets { body(target, local) }
                 }
             }
         }

@@ -41,7 +41,6 @@ final class EventSink: EventTarget {
     private let bufferSize: Int
     private let state = Mutex(State())
 
-    var eventLoop: (any EventLoop)? { nil }
 
     init(id: Int, jobID: String?, userID: String?, bufferSize: Int, heartbeat: Duration) {
         self.id = id

@@ -1,5 +1,3 @@
-import NIOCore
-
 /// Why an event stream ended.
 enum StreamEndReason: Sendable, Hashable {
     /// It fell behind: its buffer was full, or its channel stopped taking writes.
@@ -16,21 +14,15 @@ enum StreamEndReason: Sendable, Hashable {
 
 /// One event stream as the hub sees it: where the changes of a job (or of a user's jobs) go.
 ///
-/// Two kinds: `ChannelStream`, written on its channel's event loop (the hub hands it changes and
-/// heartbeats on that loop, batched per loop), and `EventSink`, a buffer drained by a task.
+/// Two kinds, and only these: `ChannelStream`, written on its channel's event loop (its loop's
+/// `LoopDelivery` hands it changes, its `HeartbeatSchedule` heartbeats), and `EventSink`, a buffer
+/// drained by a task (changes handed over from any thread; the hub's shared tick for heartbeats).
 protocol EventTarget: AnyObject, Sendable {
     var id: Int { get }
     var jobID: String? { get }
     var userID: String? { get }
     /// A heartbeat goes out after this long without a write.
     var heartbeatInterval: Duration { get }
-    /// The loop `deliver` and `heartbeat` must be called on, or nil: any thread.
-    var eventLoop: (any EventLoop)? { get }
-    /// Hands a change over; false when the target could not take it and was ended as `.dropped`
-    /// (the hub then lets go of it). A target that removes itself returns true.
-    func deliver(_ change: JobChange) -> Bool
-    /// The hub's shared tick: a heartbeat if nothing was written for the heartbeat interval.
-    func heartbeat(now: ContinuousClock.Instant)
     /// Ends the stream (any thread); the first reason wins.
     func end(_ reason: StreamEndReason)
 }

@@ -1,5 +1,7 @@
 @testable import Clapper
+import Foundation
 import NIOCore
+import NIOPosix
 import Testing
 
 /// Event streams leave Hummingbird's per-connection task once answered: the router and its
@@ -101,6 +103,72 @@ struct ChannelStreamTests {
                 _ = await inbound.readToClose()
             }
             try await eventually("the hub to let go of the stream") { context.hub.targets(userID: user).isEmpty }
+        }
+    }
+
+    /// More streams of one job than its loop writes at once (`LoopDelivery.inlineLimit`), and
+    /// changes written back to back: they are queued per loop and written in passes, one flush per
+    /// stream a pass. Every stream still gets every change, once, in order, then `done`.
+    @Test(.timeLimit(.minutes(1)))
+    func queuedChangesReachEveryStreamOfAJobOnceAndInOrder() async throws {
+        try await withGateway(.noFal({ $0.sseMaxStreamsPerUser = 0 })) { context in
+            let user = uniqueID("many")
+            let job = uniqueID()
+            try await context.jobs.create(job, user: user)
+            let streamCount = LoopDelivery.inlineLimit * 3
+            let changes = 40
+            var readers: [SSEReader] = []
+            for _ in 0..<streamCount {
+                let reader = try await context.open(context.jobs.jobPath(job, user: user))
+                #expect(try await reader.nextEvent()?.event == "snapshot")
+                readers.append(reader)
+            }
+            try await eventually("every stream in the hub") { context.hub.targets(jobID: job).count == streamCount }
+            for version in 1...changes {
+                try await context.jobs.write(job, user: user, from: version, status: version == changes ? "completed" : "running")
+            }
+            for reader in readers {
+                var versions: [Int] = []
+                while let frame = try await reader.nextEvent(), frame.event == "job" {
+                    let view = try #require(try JSONSerialization.jsonObject(with: Data((frame.data ?? "").utf8)) as? [String: Any])
+                    versions.append(try #require(view["version"] as? Int))
+                }
+                #expect(versions == Array(2...(changes + 1)))
+            }
+            try await eventually("the hub to let go of the streams") { context.hub.targets(jobID: job).isEmpty }
+        }
+    }
+
+    /// Heartbeats come from each loop's schedule: every idle stream gets them, and a stream that
+    /// ended leaves its loop's schedule when its entry comes up (nothing stays queued for it).
+    @Test(.timeLimit(.minutes(1)))
+    func everyIdleStreamGetsHeartbeatsAndEndedStreamsLeaveTheSchedule() async throws {
+        try await withGateway(.noFal({ $0.sseHeartbeat = .seconds(1) })) { context in
+            let user = uniqueID("beats")
+            let job = uniqueID()
+            try await context.jobs.create(job, user: user)
+            var readers: [SSEReader] = []
+            for _ in 0..<20 {
+                let reader = try await context.open(context.jobs.jobPath(job, user: user))
+                #expect(try await reader.nextEvent()?.event == "snapshot")
+                readers.append(reader)
+            }
+            for reader in readers {
+                let beat = try #require(try await reader.next())
+                #expect(beat.comment == "heartbeat")
+            }
+            let hub = context.hub
+            func queued() async throws -> Int {
+                var total = 0
+                for loop in MultiThreadedEventLoopGroup.singleton.makeIterator() {
+                    total += try await loop.submit { hub.heartbeats(on: loop).count }.get()
+                }
+                return total
+            }
+            #expect(try await queued() >= 20)
+            readers = []
+            try await eventually("the hub to let go of the streams") { hub.targets(jobID: job).isEmpty }
+            try await eventually("the schedules to let go of the ended streams") { try await queued() == 0 }
         }
     }
 }
