@@ -3,11 +3,12 @@ import Synchronization
 
 /// Changes on their way to the channel streams of one event loop.
 ///
-/// A change for a few streams, handed over on their loop with nothing queued, is written and
-/// flushed at once (a webhook's change to its one watcher: no hop). Anything else is queued and the
-/// loop drains the queue in one pass: every queued change written to its streams in order, then one
-/// flush per stream. When changes come faster than the loop writes them (one job watched by
-/// thousands), each stream gets all that piled up in one `writev` instead of one syscall a change.
+/// A change for a few streams, handed over on their loop with nothing queued (a catch-up, or the
+/// hub's tracing path, which run in tasks on the loops), is written and flushed at once. Anything
+/// else (every live change from the hub's subscription thread) is queued, and the loop drains the
+/// queue in one pass: every queued change written to its streams in order, then one flush per
+/// stream. When changes come faster than the loop writes them (one job watched by thousands), each
+/// stream gets all that piled up in one `writev` instead of one syscall a change.
 final class LoopDelivery: Sendable {
     let loop: any EventLoop
     private let inbox = Mutex(Inbox())
