@@ -414,6 +414,15 @@ def main():
                 record(f"idle_nchan{size}", tool("idle", limit=150, port=nginx_port, paths=paths, pids=",".join(map(str, nginx_pids)), settle=2))
             log(f"idle {size}: clapper {fmt(med(f'idle_clapper{size}', 'kb_per_stream'), ' KB', 1)}, nchan {fmt(med(f'idle_nchan{size}', 'kb_per_stream'), ' KB', 1)}")
 
+    # CLAPPER_BENCH_METRICS=<file>: Clapper's /metrics at the end of the run (its own histograms of
+    # webhook handling, HTTP requests and event delivery lag, for the sections that ran; after the idle
+    # section, of the process it restarted last).
+    if os.environ.get("CLAPPER_BENCH_METRICS"):
+        with socket.create_connection(("127.0.0.1", http_port), timeout=10) as s:
+            s.sendall(b"GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+            reply = b"".join(iter(lambda: s.recv(65536), b""))
+        open(os.environ["CLAPPER_BENCH_METRICS"], "wb").write(reply)
+
     quiet_end = subprocess.run("pgrep -fc 'swift-build|swift-test' || true", shell=True, capture_output=True, text=True).stdout.strip()
     load_end = open("/proc/loadavg").read().split()[:3]
     report(idle_sizes, nofile, quiet_start, quiet_end, load_start, load_end)
