@@ -146,6 +146,12 @@ final class ChannelStream: EventTarget {
             state.value.pending.append(change)
             return false
         case .open:
+            if !channel.isWritable, state.value.unflushed {
+                // What this pass wrote and did not flush yet counts toward the high-water mark:
+                // send it before deciding that the client fell behind.
+                flush()
+                guard case .open = state.value.phase else { return false }
+            }
             guard channel.isWritable, let context = state.value.context else {
                 drop()
                 return false

@@ -315,6 +315,7 @@ public final class EventHub: Service, Sendable {
             let all = state.byJob.values.flatMap(\.values) + state.byUser.values.flatMap(\.values)
             state.byJob = [:]
             state.byUser = [:]
+            state.sinks = [:]
             state.count = 0
             return all
         }

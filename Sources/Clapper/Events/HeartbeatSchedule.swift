@@ -43,7 +43,9 @@ final class HeartbeatSchedule {
         let horizon = now + Self.batching
         while let first = heap.first, first.due <= horizon {
             popFirst()
-            if let next = first.stream.heartbeatIfIdle(by: horizon, now: now) { push(Entry(due: next, stream: first.stream)) }
+            // After the horizon at the earliest, so a pass always ends (an interval shorter than the
+            // batching slack would otherwise come due again within this pass).
+            if let next = first.stream.heartbeatIfIdle(by: horizon, now: now) { push(Entry(due: max(next, horizon + .nanoseconds(1)), stream: first.stream)) }
         }
         arm()
     }

@@ -171,4 +171,40 @@ struct ChannelStreamTests {
             try await eventually("the schedules to let go of the ended streams") { try await queued() == 0 }
         }
     }
+
+    /// Changes that pile up for one stream while its loop is busy go out in one pass, more than
+    /// the channel's 64 KiB high-water mark of them: what the pass has not flushed yet counts
+    /// toward that mark, and must not make a client that reads fine look like one that fell behind.
+    @Test(.timeLimit(.minutes(1)))
+    func aPileOfChangesBiggerThanTheHighWaterMarkReachesAReadingClient() async throws {
+        try await withGateway(.noFal()) { context in
+            let user = uniqueID("pile")
+            let job = uniqueID()
+            try await context.jobs.create(job, user: user)
+            let reader = try await context.open(context.jobs.jobPath(job, user: user))
+            #expect(try await reader.nextEvent()?.event == "snapshot")
+            try await eventually("the stream in the hub") { context.hub.targets(jobID: job).first is ChannelStream }
+            let stream = try #require(context.hub.targets(jobID: job).first as? ChannelStream)
+            let prompt = String(repeating: "p", count: 2048)
+            let changes = 60  // about 125 KB
+            let start = UInt64(Date().timeIntervalSince1970 * 1000) + 60_000
+            let pile = (2...(changes + 1)).map { version in
+                JobChange(jobID: job, userID: user, id: StreamID(milliseconds: start, sequence: UInt64(version)),
+                          view: TestJobs.view(jobID: job, status: "running", version: version, prompt: prompt))
+            }
+            // One pass of the loop's delivery (`LoopDelivery.drain`): every change written, one flush.
+            try await stream.loop.submit {
+                var owed = false
+                for change in pile where stream.write(change) { owed = true }
+                if owed { stream.flush() }
+            }.get()
+            var versions: [Int] = []
+            while versions.count < changes, let frame = try await reader.next() {
+                guard frame.event == "job" else { continue }
+                versions.append(frame.view?.version ?? -1)
+            }
+            #expect(versions == Array(2...(changes + 1)))
+            #expect(context.hub.targets(jobID: job).count == 1, "the stream is still subscribed")
+        }
+    }
 }
