@@ -56,7 +56,7 @@ public final class EventHub: Service, Sendable {
         /// Subscriptions (one per shard channel) in place at least once.
         var subscriptionsUp = 0
         var catchUps = 0
-        /// The shortest heartbeat interval subscribed so far.
+        /// The shortest heartbeat interval of the sinks subscribed so far (the shared tick's pace).
         var shortestHeartbeat: Duration?
     }
 
@@ -115,8 +115,8 @@ public final class EventHub: Service, Sendable {
 
     // MARK: - Subscribing
 
-    /// How often the shared heartbeat tick looks for idle streams: a quarter of the shortest
-    /// heartbeat interval subscribed (within these bounds), so a heartbeat goes out between one
+    /// How often the shared heartbeat tick looks for idle sinks: a quarter of the shortest
+    /// heartbeat interval of the sinks subscribed (within these bounds), so a heartbeat goes out between one
     /// interval and one and a quarter after a stream's last write.
     static let heartbeatResolution: ClosedRange<Duration> = .milliseconds(50) ... .seconds(1)
 
@@ -136,12 +136,14 @@ public final class EventHub: Service, Sendable {
         let (target, floor, count) = state.withLock { state -> (Target, EventSubscription.Floor?, Int?) in
             state.nextID += 1
             let target = make(state.nextID)
-            state.shortestHeartbeat = min(state.shortestHeartbeat ?? target.heartbeatInterval, target.heartbeatInterval)
             let floor = state.lastSeen.map { EventSubscription.Floor(jobID: state.lastSeenJob, id: $0) }
             guard !state.stopped else { return (target, floor, nil) }
             if let jobID = target.jobID { state.byJob[jobID, default: [:]][target.id] = target }
             if let userID = target.userID { state.byUser[userID, default: [:]][target.id] = target }
-            if let sink = target as? EventSink { state.sinks[target.id] = sink }
+            if let sink = target as? EventSink {
+                state.sinks[target.id] = sink
+                state.shortestHeartbeat = min(state.shortestHeartbeat ?? sink.heartbeatInterval, sink.heartbeatInterval)
+            }
             state.count += 1
             return (target, floor, state.count)
         }
