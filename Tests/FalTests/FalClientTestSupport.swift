@@ -79,10 +79,11 @@ let sampleRequest = FalQueueRequest(
 func scriptedClient(
     _ transport: ScriptedTransport,
     retry: FalRetryPolicy = FalRetryPolicy(maxAttempts: 4, baseDelay: .milliseconds(100), maxDelay: .seconds(1), totalBudget: .seconds(30)),
-    sleeper: SleepRecorder = SleepRecorder()
+    sleeper: SleepRecorder = SleepRecorder(),
+    timeouts: FalClientConfiguration.Timeouts = FalClientConfiguration.Timeouts()
 ) -> FalClient {
     FalClient(
-        configuration: FalClientConfiguration(queueURL: "http://fal.test", key: "kid:secret", retry: retry),
+        configuration: FalClientConfiguration(queueURL: "http://fal.test", key: "kid:secret", timeouts: timeouts, retry: retry),
         transport: transport,
         sleep: sleeper.sleep,
         random: { 0.5 }

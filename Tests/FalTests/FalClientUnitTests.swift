@@ -72,7 +72,12 @@ import Testing
             response(503, "{}"), .failure(.timedOut("t")), response(502, "{}"), response(200, #"{"status": "COMPLETED"}"#),
         ])
         let sleeper = SleepRecorder()
-        let status = try await scriptedClient(transport, sleeper: sleeper).status(sampleRequest)
+        // Deadlines far off: this test is about the attempts and their backoff. In a loaded full
+        // run it once took 16 s in all, and the default 15 s status deadline stopped the
+        // retries at the 502.
+        let roomy = FalRetryPolicy(maxAttempts: 4, baseDelay: .milliseconds(100), maxDelay: .seconds(1), totalBudget: .seconds(3600))
+        let timeouts = FalClientConfiguration.Timeouts(status: .seconds(3600), attempt: .seconds(3600))
+        let status = try await scriptedClient(transport, retry: roomy, sleeper: sleeper, timeouts: timeouts).status(sampleRequest)
         #expect(status.isTerminal)
         #expect(transport.requests.count == 4)
         // full jitter with random 0.5: half of 100, 200, 400 ms
