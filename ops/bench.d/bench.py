@@ -18,6 +18,7 @@ WEBHOOK_SECRET = "bench-webhook-secret-0123456789abcdef"
 FAL_USER = "bench-user"
 TMP = tempfile.mkdtemp(prefix="clapper-bench.")
 procs = []
+SSE_RATE = max(1, int(os.environ.get("CLAPPER_BENCH_SSE_RATE", 1000)))
 # Hard stop of the whole run; CLAPPER_BENCH_DEADLINE=<seconds> lengthens it on a loaded machine.
 deadline = time.monotonic() + int(os.environ.get("CLAPPER_BENCH_DEADLINE", 170 if QUICK else 1500))
 
@@ -340,29 +341,31 @@ def main():
         log(f"ingest: {fmt(med('ingest', 'rps'))}/s ({fmt(med('ingest', 'clapper_cpu_us'))} µs of Clapper CPU each), "
             f"duplicates {fmt(med('ingest_dup', 'rps'))}/s ({fmt(med('ingest_dup', 'clapper_cpu_us'))} µs each)")
 
-    # --- 3. webhook -> SSE at 1,000 webhooks/s with S streams open
+    # --- 3. webhook -> SSE at 1,000 webhooks/s with S streams open. CLAPPER_BENCH_SSE_RATE=<n/s> runs
+    # sections 3 and 3b at another rate (each run then sends at most 4 seconds' worth); a low rate
+    # shows what one change costs end to end on an idle machine, where every hop wakes a sleeping thread.
     if wanted("latency"):
         for streams in (1000, 10000):
-            hooks = 1000 if streams == 1000 else (2000 if QUICK else 3000)
+            hooks = min(1000 if streams == 1000 else (2000 if QUICK else 3000), SSE_RATE * 4)
             for run in range(RUNS):
                 jobs = clone(streams)
                 paths = write_paths(os.path.join(TMP, "sse.paths"), [(j, f"/v1/jobs/{j}/events") for j, _ in jobs])
                 reqs = write_records(os.path.join(TMP, "sse.req"), [(j, webhook_request(j, r, http_port)) for j, r in jobs[:hooks]])
                 perf = start_perf(f"sse{streams}", clapper) if run == 0 else None
-                record(f"sse{streams}", tool("sse", limit=120, port=http_port, paths=paths, post_port=http_port, requests=reqs, rate=1000, concurrency=32))
+                record(f"sse{streams}", tool("sse", limit=120, port=http_port, paths=paths, post_port=http_port, requests=reqs, rate=SSE_RATE, concurrency=32))
                 stop_perf(perf)
             log(f"webhook->SSE with {streams} streams: p99 {fmt(med(f'sse{streams}', 'p99_ms'), ' ms', 2)}")
 
         # --- 3b. the same for nchan: publish -> subscriber at 1,000 publishes/s over 10,000 channels,
         # one subscriber each; the message is a job view of the same size, named `job` (X-EventSource-Event)
-        streams, hooks = 10000, (2000 if QUICK else 3000)
+        streams, hooks = 10000, min(2000 if QUICK else 3000, SSE_RATE * 4)
         for run in range(RUNS):
             keys = [f"c{i}" for i in range(streams)]
             paths = write_paths(os.path.join(TMP, "nchan.paths"), [(k, f"/sub/lat{run}x{k}") for k in keys])
             reqs = write_records(os.path.join(TMP, "nchan.req"), [(k, (
                 f"POST /pub/lat{run}x{k} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
                 f"X-EventSource-Event: job\r\nContent-Length: {len(view)}\r\n\r\n").encode() + view) for k in keys[:hooks]])
-            record("sse_nchan10000", tool("sse", limit=120, port=nginx_port, paths=paths, post_port=nginx_port, requests=reqs, rate=1000, concurrency=32))
+            record("sse_nchan10000", tool("sse", limit=120, port=nginx_port, paths=paths, post_port=nginx_port, requests=reqs, rate=SSE_RATE, concurrency=32))
         log(f"nchan publish->subscriber with {streams} channels: p99 {fmt(med('sse_nchan10000', 'p99_ms'), ' ms', 2)}")
 
     # --- 4. fan-out: one job (one channel) with N subscribers
@@ -624,11 +627,11 @@ def report(idle_sizes, nofile, quiet_start, quiet_end, load_start, load_end):
         f"{ratio(med('ingest_dup', 'rps'), med('healthz', 'rps'))} × /healthz; Clapper CPU {fmt(med('ingest_dup', 'clapper_cpu_us'))} µs a webhook", cpu("ingest_dup"))
     for s in (1000, 10000):
         name = f"sse{s}"
-        add(f"3. webhook -> SSE, 1,000 webhooks/s, {s:,} streams: p50 / p99 / max ms",
+        add(f"3. webhook -> SSE, {SSE_RATE:,} webhooks/s, {s:,} streams: p50 / p99 / max ms",
             f"{fmt(med(name, 'p50_ms'), '', 2)} / {fmt(med(name, 'p99_ms'), '', 2)} / {fmt(med(name, 'max_ms'), '', 2)}",
             f"missing {fmt(med(name, 'missing'))}", f"p99 {med(name, 'p99_ms')[0] / 2:.2f} × 2 ms target" if med(name, "p99_ms") else "", cpu(name))
     x = "sse_nchan10000"
-    add("3. nchan publish -> subscriber, 1,000 publishes/s, 10,000 channels × 1 subscriber: p50 / p99 / max ms",
+    add(f"3. nchan publish -> subscriber, {SSE_RATE:,} publishes/s, 10,000 channels × 1 subscriber: p50 / p99 / max ms",
         f"{fmt(med(x, 'p50_ms'), '', 2)} / {fmt(med(x, 'p99_ms'), '', 2)} / {fmt(med(x, 'max_ms'), '', 2)}",
         f"missing {fmt(med(x, 'missing'))}",
         f"Clapper's p99 at 10,000 streams = {med('sse10000', 'p99_ms')[0] / med(x, 'p99_ms')[0]:.2f} × nchan's (target ≤ 1)" if med(x, "p99_ms") and med("sse10000", "p99_ms") else "", cpu(x))
