@@ -4,6 +4,7 @@ asyncio HTTP/1.1 client, and Clapper's configuration with a fast reconciler."""
 import asyncio, base64, hashlib, hmac, json, os, re, shlex, signal, socket, subprocess, sys, time
 
 VIDEO_MODEL, FAST_MODEL, SYNCED_MODEL = "fal-ai/ltx-video-13b-distilled", "cassetteai/sound-effects-generator", "fal-ai/mmaudio-v2"
+MERGE_MODEL = "fal-ai/ffmpeg-api/merge-audio-video"
 
 
 def free_port():
@@ -184,6 +185,10 @@ def clapper_env(port, redis_port, sim_port, *, fal_user, webhook_secret, jwt_sec
                            maxDurationSeconds=30, expectedSeconds=0, timeoutSeconds=t, pricePerSecond=0.001),
         },
         "defaultAudioTier": "fast",
+        # Without it the merge model kept its default 600 s timeout: a merge submit whose outcome was
+        # unknown (fal-sim's submit-503) was given up only then, long after the run's wait (seed 384488816).
+        "merge": dict(id=MERGE_MODEL, kind="merge", input="merge-audio-video", outputMediaPath="video.url", minDurationSeconds=1,
+                      maxDurationSeconds=3600, expectedSeconds=0, timeoutSeconds=t, pricePerSecond=0.0002),
     }
     policy = {"defaults": {"graceSeconds": 0, "baseSeconds": 0.5, "factor": 2, "maxSeconds": 2},
               "submitGraceSeconds": 1, "batchSize": 50, "leaseSeconds": 8, "concurrency": 16}
