@@ -83,7 +83,7 @@ struct JobStore: Sendable {
         )
         switch try await repository.write(write) {
         case .written:
-            cache.put(Loaded(job: job, outputs: [:]))
+            keep(Loaded(job: job, outputs: [:]))
             return .created(job)
         case .idempotent(let value):
             let parts = value.split(separator: " ", maxSplits: 1).map(String.init)
@@ -177,7 +177,7 @@ struct JobStore: Sendable {
                 cache.remove(jobID)
                 throw Conflict()
             }
-            cache.put(loaded)
+            keep(loaded)
             return Update(job: before, transition: transition, streamID: nil)
         }
         job.version = before.version + 1
@@ -198,12 +198,18 @@ struct JobStore: Sendable {
         )
         switch try await repository.write(write) {
         case .written(let streamID, let replicated):
-            cache.put(Loaded(job: job, outputs: outputs))
+            keep(Loaded(job: job, outputs: outputs))
             return Update(job: job, transition: transition, streamID: streamID, storedOutput: newOutputs.first?.1, replicated: replicated)
         case .conflict, .idempotent, .refused:
             cache.remove(jobID)
             throw Conflict()
         }
+    }
+
+    /// Caches a job still in flight; a settled one leaves the cache (a repeat for it is decided on a
+    /// fresh read anyway, and its stored outputs are the largest part of an entry).
+    private func keep(_ loaded: Loaded) {
+        if Self.isSettled(loaded.job) { cache.remove(loaded.job.id) } else { cache.put(loaded) }
     }
 
     /// Index changes that follow from a task's move: request ids mapped when fal accepts,

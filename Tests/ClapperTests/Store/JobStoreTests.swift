@@ -10,11 +10,12 @@ struct JobStoreTests {
         JobStore(repository: JobRepository(redis: redis, keys: JobKeys(), eventsMaxLength: 100), catalog: .default)
     }
 
-    static func job(_ user: String = "u") -> Job {
+    static func job(_ user: String = "u", audio: Bool = false) -> Job {
         Job(
             id: UUID().uuidString.lowercased(), userID: user, createdAt: Date(), prompt: "p", durationSeconds: 2,
-            feature: JobFeature(audio: false), audioMode: .parallel,
-            video: JobTask(kind: .video, model: ModelCatalog.default.video.id)
+            feature: JobFeature(audio: audio, audioTier: audio ? "fast" : nil), audioMode: .parallel,
+            video: JobTask(kind: .video, model: ModelCatalog.default.video.id),
+            audio: audio ? JobTask(kind: .audio, model: "cassetteai/sound-effects-generator") : nil
         )
     }
 
@@ -23,7 +24,8 @@ struct JobStoreTests {
     @Test func aStaleCachedStateNeverTurnsARealEventIntoARepeat() async throws {
         try await withRedis { redis, _ in
             let a = Self.store(redis), b = Self.store(redis)
-            let job = Self.job()
+            // With audio still pending the job is not settled, so A keeps it cached.
+            let job = Self.job(audio: true)
             _ = try await a.create(job, idempotency: nil)
             let at = Date()
             for event: TaskEvent in [.submitStarted(attempt: "a1"), .accepted(requestID: "r1", statusURL: nil, responseURL: nil, cancelURL: nil), .failed(TaskError(code: "fal_error", message: "x"))] {
@@ -60,6 +62,23 @@ struct JobStoreTests {
             let again = try await a.update(job.id) { job in (job.apply(.video, .submitStarted(attempt: "a1"), at: at), nil) }
             #expect(!again.transition.outcome.isChanged)
             #expect(try await b.load(job.id)?.job.version == 2)
+        }
+    }
+
+    /// A job in flight stays cached after each change (its next webhook skips the read); once every
+    /// task has finished it leaves the cache.
+    @Test func aJobLeavesTheCacheWhenItSettles() async throws {
+        try await withRedis { redis, _ in
+            let store = Self.store(redis)
+            let job = Self.job()
+            _ = try await store.create(job, idempotency: nil)
+            #expect(store.cache.get(job.id)?.job.version == 1)
+            let at = Date()
+            _ = try await store.update(job.id) { job in (job.apply(.video, .accepted(requestID: "r1", statusURL: nil, responseURL: nil, cancelURL: nil), at: at), nil) }
+            #expect(store.cache.get(job.id)?.job.video.falRequestID == "r1")
+            let done = try await store.update(job.id) { job in (job.apply(.video, .completed(mediaURL: "https://m/v.mp4"), at: at), nil) }
+            #expect(done.job.video.status == .completed)
+            #expect(store.cache.get(job.id) == nil)
         }
     }
 }
