@@ -211,6 +211,16 @@ def process_cpu_seconds(pid):
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def post_measured(pid, port, path, n):
+    """clapper-bench post of the `n` requests in `path` (c=64), with the CPU time (user + system, from
+    /proc) process `pid` spent per request: steadier than req/s on a shared VM, where other tenants
+    take cycles (one run here saw Redis's EVALSHA ceiling at a third)."""
+    cpu_before = process_cpu_seconds(pid)
+    result = tool("post", port=port, requests=path, concurrency=64)
+    result["clapper_cpu_us"] = (process_cpu_seconds(pid) - cpu_before) / max(n, 1) * 1e6
+    return result
+
+
 def med(name, key):
     values = [r[key] for r in results.get(name, []) if isinstance(r.get(key), (int, float)) and r[key] >= 0]
     return (statistics.median(values), min(values), max(values), len(values)) if values else None
@@ -321,23 +331,13 @@ def main():
     # --- 2. webhook ingest: distinct, then the same webhooks again (duplicates)
     if wanted("ingest"):
         n_hooks = int(os.environ.get("CLAPPER_BENCH_HOOKS", 2000 if QUICK else 10000))
-
-        def post_all(path):
-            # With Clapper's own CPU time per webhook (user + system, from /proc): steadier than req/s
-            # on a shared VM, where other tenants take cycles (one run here saw Redis's EVALSHA
-            # ceiling at a third).
-            cpu_before = process_cpu_seconds(clapper.pid)
-            result = tool("post", port=http_port, requests=path, concurrency=64)
-            result["clapper_cpu_us"] = (process_cpu_seconds(clapper.pid) - cpu_before) / n_hooks * 1e6
-            return result
-
         for run in range(RUNS):
             jobs = clone(n_hooks)
             path = write_records(os.path.join(TMP, "hooks.req"), [(j, webhook_request(j, r, http_port)) for j, r in jobs])
             perf = start_perf("ingest", clapper) if run == 0 else None
-            record("ingest", post_all(path))
+            record("ingest", post_measured(clapper.pid, http_port, path, n_hooks))
             stop_perf(perf)
-            record("ingest_dup", post_all(path))
+            record("ingest_dup", post_measured(clapper.pid, http_port, path, n_hooks))
         log(f"ingest: {fmt(med('ingest', 'rps'))}/s ({fmt(med('ingest', 'clapper_cpu_us'))} µs of Clapper CPU each), "
             f"duplicates {fmt(med('ingest_dup', 'rps'))}/s ({fmt(med('ingest_dup', 'clapper_cpu_us'))} µs each)")
 
@@ -521,10 +521,7 @@ def cluster_section(base_env):
             hooks = [(j, webhook_request(j, r, gateways[name])) for j, (_, _, r) in jobs.items() if r]
             path = write_records(os.path.join(TMP, "chooks.req"), hooks)
             # These jobs were made through this Clapper, so it may still have them cached (JobCache).
-            cpu_before = process_cpu_seconds(pids[name])
-            result = tool("post", port=gateways[name], requests=path, concurrency=64)
-            result["clapper_cpu_us"] = (process_cpu_seconds(pids[name]) - cpu_before) / max(1, len(hooks)) * 1e6
-            record(f"cl_ingest_{name}", result)
+            record(f"cl_ingest_{name}", post_measured(pids[name], gateways[name], path, len(hooks)))
     log(f"cluster ingest: single {fmt(med('cl_ingest_single', 'rps'))}/s ({fmt(med('cl_ingest_single', 'clapper_cpu_us'))} µs of Clapper CPU each), "
         f"cluster {fmt(med('cl_ingest_cluster', 'rps'))}/s ({fmt(med('cl_ingest_cluster', 'clapper_cpu_us'))} µs)")
     counts = {p: Redis(p).call("DBSIZE") for p in nodes}

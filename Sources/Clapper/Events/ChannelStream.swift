@@ -10,9 +10,10 @@ import NIOHTTPTypes
 /// `open`ed once the response head is known: the head and the opening frames are written, the
 /// HTTP handlers leave the pipeline, and `ChannelStreamHandler` (put first in the pipeline when
 /// the gate took the request) is all that is left. From then on the stream is bytes on a channel:
-/// no task, no async sequence, no response body. The hub hands it changes on its loop, one task
-/// per loop for all of that loop's streams, and the loop's `HeartbeatSchedule` its heartbeats; each change's chunk is encoded once
-/// (`JobChange.chunk`, one copy per loop) and the same bytes go to every stream of the loop.
+/// no task, no async sequence, no response body. Its loop's `LoopDelivery` writes it changes (a
+/// pass over all of that loop's streams, one flush each) and its loop's `HeartbeatSchedule` its
+/// heartbeats; each change's chunk is encoded once (`JobChange.chunk`, one copy per loop) and the
+/// same bytes go to every stream of the loop.
 ///
 /// Backpressure: a change for a stream whose channel is not writable (its client stopped reading
 /// and the outbound buffer passed its high-water mark) ends the stream as `.dropped`. A stream
