@@ -151,7 +151,7 @@ func buildApplication(
         .addRoutes(to: router.group())
     // Users: bearer tokens (event streams may carry a signed ?token= instead).
     let users = router.group("v1").add(middleware: UserAuthMiddleware(authenticator: authenticator))
-    let events = EventHub(redis: redis, subscriberConfiguration: configuration.redis, keys: keys, tracer: tracer, links: links, logger: logger)
+    let events = EventHub(redis: redis, subscriberConfiguration: configuration.redis, keys: keys, tracer: tracer, links: links, cache: store.cache, logger: logger)
     hooks.set(events)
     let streams = StreamLimiter(maxPerUser: configuration.sseMaxStreamsPerUser)
     hooks.set(streams)

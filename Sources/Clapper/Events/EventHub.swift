@@ -32,6 +32,9 @@ public final class EventHub: Service, Sendable {
     let tracer: ClapperTracer
     /// Media custody: each change's view gets fresh presigned URLs here, once per instance.
     let links: MediaLinks
+    /// The jobs in flight this instance keeps (`JobStore.cache`): each published change with its doc
+    /// goes in, so the job's next change here needs no read first; one without (settled) goes out.
+    let cache: JobCache?
     private let state = Mutex(State())
     /// Each event loop's delivery queue, made when the loop's first change is handed out.
     private let deliveries = Mutex<[ObjectIdentifier: LoopDelivery]>([:])
@@ -74,8 +77,9 @@ public final class EventHub: Service, Sendable {
         self.init(redis: redis, subscriberConfiguration: subscriberConfiguration, keys: redis.isCluster ? .cluster(prefix: keyPrefix) : JobKeys(prefix: keyPrefix), bufferSize: bufferSize, logger: logger)
     }
 
-    init(redis: RedisClient, subscriberConfiguration: RedisConfiguration, keys: JobKeys, bufferSize: Int = 256, tracer: ClapperTracer = .off, links: MediaLinks = .off, logger: Logger) {
+    init(redis: RedisClient, subscriberConfiguration: RedisConfiguration, keys: JobKeys, bufferSize: Int = 256, tracer: ClapperTracer = .off, links: MediaLinks = .off, cache: JobCache? = nil, logger: Logger) {
         self.redis = redis
+        self.cache = cache
         self.tracer = tracer
         self.links = links
         self.keys = keys
@@ -278,6 +282,13 @@ public final class EventHub: Service, Sendable {
             return nil
         }
         Self.recordLag(ofChangeAt: envelope.id)
+        if let cache, let version = envelope.version {
+            if let doc = envelope.doc {
+                cache.put(JobCache.Published(jobID: envelope.jobID, version: version, doc: Array(doc), view: Array(envelope.view)))
+            } else {
+                cache.remove(envelope.jobID, upTo: version)
+            }
+        }
         let targets = noteSeen(jobID: envelope.jobID, userID: envelope.userID, id: envelope.id)
         guard targets.count > 0 else { return nil }
         return (JobChange(envelope, presign: links), targets)

@@ -50,8 +50,9 @@ final class JobChange: Sendable {
     }
 
     /// A message of the `clapper:events` channel: `{"jobId":…,"userId":…,"id":"…","job":<view>}`
-    /// (then `"traceparent":"…"` when the writer traces), as `JobScripts.apply` publishes it. One scan of the bytes (no decoding of the view); the
-    /// view is sliced out byte for byte.
+    /// (then `"traceparent":"…"` when the writer traces, `"version":n`, and `"doc":<doc>` for a job
+    /// in flight), as `JobScripts.apply` publishes it. One scan of the bytes (no decoding of the
+    /// view); the view is sliced out byte for byte.
     convenience init?(message payload: [UInt8], presign links: MediaLinks = .off) {
         guard let envelope = Envelope(message: payload) else { return nil }
         self.init(envelope, presign: links)
@@ -77,6 +78,10 @@ final class JobChange: Sendable {
         let id: StreamID
         let view: ArraySlice<UInt8>
         let traceparent: String?
+        /// The version this change made, and its stored document when the job is still in flight
+        /// (what `JobCache` keeps); absent in messages of writers that predate them.
+        let version: Int?
+        let doc: ArraySlice<UInt8>?
 
         init?(message payload: [UInt8]) {
             guard let members = try? RawJSON.members(of: payload) else { return nil }
@@ -85,6 +90,8 @@ final class JobChange: Sendable {
             var id: StreamID?
             var view: ArraySlice<UInt8>?
             var traceparent: String?
+            var version: Int?
+            var doc: ArraySlice<UInt8>?
             for member in members {
                 switch member.key {
                 case "jobId": jobID = RawJSON.string(member.value)
@@ -92,6 +99,8 @@ final class JobChange: Sendable {
                 case "id": id = RawJSON.string(member.value).flatMap(StreamID.init)
                 case "job": view = member.value
                 case "traceparent": traceparent = RawJSON.string(member.value)
+                case "version": version = Int(String(decoding: member.value, as: UTF8.self)).flatMap { $0 > 0 ? $0 : nil }
+                case "doc": doc = member.value
                 default: continue
                 }
             }
@@ -101,6 +110,8 @@ final class JobChange: Sendable {
             self.id = id
             self.view = view
             self.traceparent = traceparent
+            self.version = version
+            self.doc = doc
         }
     }
 

@@ -1,8 +1,14 @@
+import Fal
 import NIOCore
 import Synchronization
 
-/// The last version of recently changed jobs this instance wrote or read, so the usual change (a
-/// webhook for a job this instance created and submitted) skips one Redis read and one document decode.
+/// The last version of jobs in flight this instance wrote, read, or saw published, so a change
+/// (a webhook, whichever instance fal's call reaches) skips one Redis read and, for a job this
+/// instance wrote itself, one document decode.
+///
+/// Filled two ways: by `JobStore` with what it writes and reads (decoded), and by `EventHub` with
+/// each change another instance published (`JobCache.Published`: the doc and view as the events
+/// channel carried them, decoded only when a change of that job is applied here).
 ///
 /// Only a hint: every write is still a compare-and-set on `version`, so a stale entry (another
 /// instance changed the job) fails its write and the store reads Redis again; and a change that
@@ -10,7 +16,8 @@ import Synchronization
 /// never make a real event look like a repeat.
 ///
 /// Bounded: past `capacity` jobs, the one put longest ago goes first. Jobs whose tasks have all
-/// finished are not kept (`JobStore` removes them): a repeat for them is decided on a fresh read anyway.
+/// finished are not kept (`JobStore` removes them, and their published changes carry no doc, so
+/// `EventHub` removes them too): a repeat for them is decided on a fresh read anyway.
 final class JobCache: Sendable {
     /// Enough for every job in flight on a busy instance: fal answers a job's webhook seconds to
     /// minutes after the submit that put it here, so at 20 jobs a second for 5 minutes that is 6,000.
@@ -20,8 +27,46 @@ final class JobCache: Sendable {
     private let state: Mutex<State>
     let capacity: Int
 
+    /// A change as the events channel carried it (`JobScripts.apply` with `doc`): the stored
+    /// document and public view of one version.
+    struct Published: Sendable {
+        let jobID: String
+        let version: Int
+        let doc: [UInt8]
+        let view: [UInt8]
+
+        /// The job as `JobStore` works on it: the document decoded, and fal's raw outputs as the
+        /// view splices them (`videoOutput`, `audioOutput`; null there when not one valid JSON
+        /// value, which encodes the same view again). Nil when the doc does not decode.
+        func loaded() -> JobStore.Loaded? {
+            guard var job = try? JobDocument.decode(doc), job.id == jobID, let members = try? RawJSON.members(of: view) else { return nil }
+            job.version = version
+            var outputs: [String: [UInt8]] = [:]
+            for member in members where !RawJSON.isNull(member.value) {
+                switch member.key {
+                case "videoOutput": outputs["video"] = Array(member.value)
+                case "audioOutput": outputs["audio"] = Array(member.value)
+                default: continue
+                }
+            }
+            return JobStore.Loaded(job: job, outputs: outputs)
+        }
+    }
+
+    private enum Entry {
+        case loaded(JobStore.Loaded)
+        case published(Published)
+
+        var version: Int {
+            switch self {
+            case .loaded(let loaded): loaded.job.version
+            case .published(let published): published.version
+            }
+        }
+    }
+
     private struct State {
-        var entries: [String: (loaded: JobStore.Loaded, stamp: UInt64)] = [:]
+        var entries: [String: (entry: Entry, stamp: UInt64)] = [:]
         /// Job ids in the order they were put, each with the stamp of that put; an id put again or
         /// removed leaves a stale pair here, skipped (and compacted away) later.
         var order = CircularBuffer<(jobID: String, stamp: UInt64)>()
@@ -35,19 +80,37 @@ final class JobCache: Sendable {
 
     var count: Int { state.withLock { $0.entries.count } }
 
+    /// The job's cached version; one seen only as published is decoded here (outside the lock),
+    /// and dropped if it does not decode.
     func get(_ jobID: String) -> JobStore.Loaded? {
-        state.withLock { $0.entries[jobID]?.loaded }
+        switch state.withLock({ $0.entries[jobID]?.entry }) {
+        case .loaded(let loaded): return loaded
+        case .published(let published):
+            if let loaded = published.loaded() { return loaded }
+            remove(jobID)
+            return nil
+        case nil: return nil
+        }
     }
 
     /// Keeps `loaded` unless a newer version of the job is already here.
     func put(_ loaded: JobStore.Loaded) {
+        put(.loaded(loaded), jobID: loaded.job.id)
+    }
+
+    /// Keeps a published change unless this version or a newer one is already here.
+    func put(_ published: Published) {
+        put(.published(published), jobID: published.jobID, replacingSameVersion: false)
+    }
+
+    private func put(_ entry: Entry, jobID: String, replacingSameVersion: Bool = true) {
         let capacity = self.capacity
         state.withLock { state in
-            let jobID = loaded.job.id
-            if let current = state.entries[jobID], current.loaded.job.version > loaded.job.version { return }
+            if let current = state.entries[jobID]?.entry.version,
+               current > entry.version || (current == entry.version && !replacingSameVersion) { return }
             let stamp = state.nextStamp
             state.nextStamp &+= 1
-            state.entries[jobID] = (loaded, stamp)
+            state.entries[jobID] = (entry, stamp)
             state.order.append((jobID, stamp))
             while state.entries.count > capacity, let oldest = state.order.popFirst() {
                 if state.entries[oldest.jobID]?.stamp == oldest.stamp { state.entries.removeValue(forKey: oldest.jobID) }
@@ -62,5 +125,13 @@ final class JobCache: Sendable {
 
     func remove(_ jobID: String) {
         _ = state.withLock { $0.entries.removeValue(forKey: jobID) }
+    }
+
+    /// Drops the job unless what is here is newer than `version` (a change published without its
+    /// doc: the job settled, or its writer did not say).
+    func remove(_ jobID: String, upTo version: Int) {
+        state.withLock { state in
+            if let current = state.entries[jobID]?.entry.version, current <= version { state.entries.removeValue(forKey: jobID) }
+        }
     }
 }

@@ -63,6 +63,10 @@ struct JobWrite: Sendable {
     var idempotency: (keyHash: String, value: String)?
     /// With a create: the user's limits to hold it against (nil: no limits).
     var admission: JobAdmission?
+    /// The published change carries `version` and `doc` (a job still in flight): every instance
+    /// caches it from the events channel (`JobCache`), so its next change, wherever it lands,
+    /// needs no read first. `doc` must then be the JSON `JobDocument` writes.
+    var publishesDoc = false
 
     var newVersion: Int { expectedVersion + 1 }
 }
@@ -166,6 +170,7 @@ struct JobRepository: Sendable {
         }
         if keys.isSharded { arguments += ["spublish", "-", "-"] }
         if let trace { arguments += ["trace", "-", trace] }
+        if change.publishesDoc { arguments += ["doc", "-", "-"] }
         let idempotencyKey = change.idempotency.map { keys.idempotency(userID: change.userID, keyHash: $0.keyHash) } ?? keys.job(change.jobID)
         // The rate, spend and override keys are read only when a create is admitted; other writes
         // (every webhook) pass the job key in their place, so no day is formatted for them.

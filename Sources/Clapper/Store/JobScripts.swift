@@ -26,6 +26,8 @@ enum JobScripts {
     ///       `spublish - -`: publish on a shard channel (Redis Cluster) instead of a channel,
     ///       `active - jobId` / `inactive - jobId`: the job joins / leaves the user's active set,
     ///       `trace - traceparent`: the published message carries it (tracing on),
+    ///       `doc - -`: the published message carries the new doc too, so every instance can cache
+    ///       the job (`JobCache`) and apply its next change without a read,
     ///       `szadd score member` / `szrem - member` on the store set (media custody),
     ///       `outbox types jobId`: the change (types, id, user, version, view) joins the outbox.
     /// Returns {1, streamId} when written, {0, currentVersion} on a version conflict,
@@ -84,6 +86,7 @@ enum JobScripts {
     end
     local publish = 'PUBLISH'
     local trace = ''
+    local doc = ''
     while i + 2 <= #ARGV do
       local op, a, b = ARGV[i], ARGV[i + 1], ARGV[i + 2]
       if op == 'zadd' then redis.call('ZADD', KEYS[3], a, b)
@@ -102,6 +105,7 @@ enum JobScripts {
       elseif op == 'outbox' then
         redis.call('XADD', KEYS[12], 'MAXLEN', '~', '100000', '*', 'types', a, 'id', b, 'user', ARGV[9], 'version', ARGV[2], 'job', ARGV[4])
       elseif op == 'trace' then trace = ',"traceparent":"' .. b .. '"'
+      elseif op == 'doc' then doc = ',"doc":' .. ARGV[3]
       end
       i = i + 3
     end
@@ -109,7 +113,7 @@ enum JobScripts {
       redis.call('SET', KEYS[6], ARGV[10], 'EX', 86400)
     end
     local id = redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[8], '*', 'job', ARGV[4])
-    redis.call(publish, ARGV[5], '{"jobId":' .. ARGV[6] .. ',"userId":' .. ARGV[7] .. ',"id":"' .. id .. '","job":' .. ARGV[4] .. trace .. '}')
+    redis.call(publish, ARGV[5], '{"jobId":' .. ARGV[6] .. ',"userId":' .. ARGV[7] .. ',"id":"' .. id .. '","job":' .. ARGV[4] .. trace .. ',"version":' .. ARGV[2] .. doc .. '}')
     return {1, id}
     """#)
 }

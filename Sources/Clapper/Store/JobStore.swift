@@ -79,7 +79,8 @@ struct JobStore: Sendable {
             view: JobView.encode(job, videoOutput: nil, audioOutput: nil),
             indexChanges: indexes,
             idempotency: idempotency.map { ($0.keyHash, "\(job.id) \($0.bodyHash)") },
-            admission: limits.map { JobAdmission(limits: $0, cost: job.estimatedCost ?? MicroUSD(0), now: job.createdAt) }
+            admission: limits.map { JobAdmission(limits: $0, cost: job.estimatedCost ?? MicroUSD(0), now: job.createdAt) },
+            publishesDoc: !Self.isSettled(job)
         )
         switch try await repository.write(write) {
         case .written:
@@ -194,7 +195,8 @@ struct JobStore: Sendable {
             doc: try JobDocument.encode(job),
             view: JobView.encode(job, videoOutput: outputs["video"], audioOutput: outputs["audio"]),
             outputs: newOutputs,
-            indexChanges: scheduleChanges(before: before, after: job)
+            indexChanges: scheduleChanges(before: before, after: job),
+            publishesDoc: !Self.isSettled(job)
         )
         switch try await repository.write(write) {
         case .written(let streamID, let replicated):

@@ -1,5 +1,6 @@
 @testable import Clapper
 import Foundation
+import Logging
 import Redis
 import Testing
 import TestSupport
@@ -80,5 +81,71 @@ struct JobStoreTests {
             #expect(done.job.video.status == .completed)
             #expect(store.cache.get(job.id) == nil)
         }
+    }
+
+    /// Instance B never touched the job, yet learns each change of it in flight from the events
+    /// channel (its doc rides with the change); its cached state is exactly what Redis holds
+    /// (fal's output included), and B applies the job's next change with no read. Once the job
+    /// settles, its change carries no doc and every instance lets it go.
+    @Test(.timeLimit(.minutes(1))) func anInstanceLearnsJobsInFlightFromTheEventsChannelAndSkipsTheRead() async throws {
+        try await withRedis { redis, _ in
+            let a = Self.store(redis), b = Self.store(redis)
+            let hubs = [a, b].map { EventHub(redis: redis, subscriberConfiguration: redis.configuration, keys: JobKeys(), cache: $0.cache, logger: Logger(label: "test")) }
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                for hub in hubs { group.addTask { try await hub.run() } }
+                defer { group.cancelAll() }
+                try await eventually("both hubs subscribed") { hubs.allSatisfy(\.isSubscribed) }
+                let job = Self.job(audio: true)
+                _ = try await a.create(job, idempotency: nil)
+                let at = Date()
+                let output = Array(#"{"video":{"url":"https://m/v.mp4","content_type":"video/mp4"},"seed":12345678901234567890}"#.utf8)
+                _ = try await a.update(job.id) { job in (job.apply(.video, .accepted(requestID: "r1", statusURL: nil, responseURL: nil, cancelURL: nil), at: at), nil) }
+                _ = try await a.update(job.id) { job in (job.apply(.video, .completed(mediaURL: "https://m/v.mp4"), at: at), (.video, output)) }
+
+                try await eventually("B caches version 3") { b.cache.get(job.id)?.job.version == 3 }
+                let cached = try #require(b.cache.get(job.id))
+                let stored = try #require(try await b.load(job.id))
+                #expect(cached.job == stored.job)
+                #expect(cached.outputs == stored.outputs)
+                #expect(cached.outputs["video"] == output)
+
+                let readsBefore = try await Self.calls("hmget", redis)
+                let done = try await b.update(job.id) { job in (job.apply(.audio, .completed(mediaURL: "https://m/a.wav"), at: at), nil) }
+                #expect(done.transition.outcome.isChanged)
+                #expect(try await Self.calls("hmget", redis) == readsBefore)
+                // The stored view still splices fal's video output byte for byte.
+                let view = try #require(try await b.view(job.id)).view
+                #expect(String(decoding: view, as: UTF8.self).contains(String(decoding: output, as: UTF8.self)))
+
+                try await eventually("A lets the settled job go") { a.cache.get(job.id) == nil }
+                #expect(b.cache.get(job.id) == nil)
+            }
+        }
+    }
+
+    /// A change published with a doc that does not decode is dropped when used, never applied:
+    /// the store reads Redis instead.
+    @Test func aPublishedDocThatDoesNotDecodeIsReadAgain() async throws {
+        try await withRedis { redis, _ in
+            let store = Self.store(redis)
+            let job = Self.job(audio: true)
+            _ = try await store.create(job, idempotency: nil)
+            store.cache.remove(job.id)
+            store.cache.put(JobCache.Published(jobID: job.id, version: 1, doc: Array("{}".utf8), view: Array("{}".utf8)))
+            #expect(store.cache.get(job.id) == nil)
+            store.cache.put(JobCache.Published(jobID: job.id, version: 1, doc: Array("{}".utf8), view: Array("{}".utf8)))
+            let update = try await store.update(job.id) { job in (job.apply(.video, .accepted(requestID: "r1", statusURL: nil, responseURL: nil, cancelURL: nil), at: Date()), nil) }
+            #expect(update.job.version == 2)
+            #expect(update.job.prompt == job.prompt)
+        }
+    }
+
+    /// Calls of one command so far, from this test's own Redis (`INFO commandstats`).
+    static func calls(_ command: String, _ redis: RedisClient) async throws -> Int {
+        let info = try await redis.send(RedisCommand("INFO", "commandstats")).string ?? ""
+        guard let line = info.split(whereSeparator: \.isNewline).first(where: { $0.hasPrefix("cmdstat_\(command):") }),
+              let calls = line.split(separator: "=").dropFirst().first?.split(separator: ",").first
+        else { return 0 }
+        return Int(calls) ?? 0
     }
 }
