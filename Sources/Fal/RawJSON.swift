@@ -256,7 +256,9 @@ extension RawJSON {
 
         mutating func skipString() throws(RawJSONError) {
             try expect(UInt8(ascii: "\""))
-            while let byte = peek() {
+            while true {
+                index = endOfPlainRun(from: index)
+                guard let byte = peek() else { break }
                 switch byte {
                 case UInt8(ascii: "\""):
                     index += 1
@@ -277,6 +279,21 @@ extension RawJSON {
                 }
             }
             throw fail("unterminated string")
+        }
+
+        /// The index of the first byte at or after `start` that ends a run of plain string bytes (a
+        /// quote, a backslash or a control character), or the end: one tight loop over the buffer,
+        /// no optional or bounds check a byte (strings are most of a job view's bytes).
+        func endOfPlainRun(from start: Int) -> Int {
+            bytes.withUnsafeBufferPointer { buffer in
+                var i = start - bytes.startIndex
+                while i < buffer.count {
+                    let byte = buffer[i]
+                    if byte == UInt8(ascii: "\"") || byte == UInt8(ascii: "\\") || byte < 0x20 { break }
+                    i += 1
+                }
+                return i + bytes.startIndex
+            }
         }
 
         static let simpleEscapes: [UInt8: UInt8] = [

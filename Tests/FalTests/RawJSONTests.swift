@@ -40,6 +40,19 @@ import Testing
         #expect(!RawJSON.isObject(json(text)))
     }
 
+    /// Strings are skipped a run of plain bytes at a time: runs end at escapes, quotes and control
+    /// bytes wherever the slice starts in its array.
+    @Test func stringsInASliceOfALargerArray() throws {
+        let prefix = Array(#"xx"junk""#.utf8), object = json(#"{"a":"plain \"quoted\" \\ \u00e9 end","b":"","c":["\\","x"]}"#)
+        let whole = prefix + object + Array(#""tail"#.utf8)
+        let slice = whole[prefix.count..<(prefix.count + object.count)]
+        let members = try RawJSON.members(of: slice)
+        #expect(members.map(\.key) == ["a", "b", "c"])
+        #expect(RawJSON.string(members[0].value) == #"plain "quoted" \ é end"#)
+        #expect(String(decoding: members[2].value, as: UTF8.self) == #"["\\","x"]"#)
+        #expect(throws: RawJSONError.self) { try RawJSON.members(of: whole[prefix.count..<(prefix.count + 12)]) }  // cut inside a string
+    }
+
     @Test func acceptsWhitespaceAndEmptyContainers() throws {
         #expect(try RawJSON.members(of: json(" \n{ } \t")).isEmpty)
         let members = try RawJSON.members(of: json(#"{ "a" : [ ] , "b" : { } , "c":0,"d":-0.0E-0}"#))

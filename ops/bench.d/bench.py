@@ -132,6 +132,11 @@ class Redis:
     def call(self, *args):
         self.sock.sendall(self.encode(args)); return self.read()
 
+    def calls(self, command):
+        """How many times `command` ran on this Redis so far (INFO commandstats)."""
+        m = re.search(rb"^cmdstat_%s:calls=(\d+)" % command.encode(), self.call("INFO", "commandstats"), re.M)
+        return int(m.group(1)) if m else 0
+
     def pipeline(self, commands, chunk=500):
         replies = []
         for i in range(0, len(commands), chunk):
@@ -211,13 +216,16 @@ def process_cpu_seconds(pid):
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def post_measured(pid, port, path, n):
+def post_measured(pid, port, path, n, redis=None):
     """clapper-bench post of the `n` requests in `path` (c=64), with the CPU time (user + system, from
     /proc) process `pid` spent per request: steadier than req/s on a shared VM, where other tenants
-    take cycles (one run here saw Redis's EVALSHA ceiling at a third)."""
+    take cycles (one run here saw Redis's EVALSHA ceiling at a third). With `redis`, also the job
+    reads (HMGET) Redis served per request."""
     cpu_before = process_cpu_seconds(pid)
+    reads_before = redis.calls("hmget") if redis else 0
     result = tool("post", port=port, requests=path, concurrency=64)
     result["clapper_cpu_us"] = (process_cpu_seconds(pid) - cpu_before) / max(n, 1) * 1e6
+    if redis: result["reads_per_request"] = (redis.calls("hmget") - reads_before) / max(n, 1)
     return result
 
 
@@ -342,13 +350,14 @@ def main():
             jobs = clone(n_hooks, seen=True)
             path = write_records(os.path.join(TMP, "hooks.req"), [(j, webhook_request(j, r, http_port)) for j, r in jobs])
             perf = start_perf("ingest", clapper) if run == 0 else None
-            record("ingest", post_measured(clapper.pid, http_port, path, n_hooks))
+            record("ingest", post_measured(clapper.pid, http_port, path, n_hooks, redis))
             stop_perf(perf)
-            record("ingest_dup", post_measured(clapper.pid, http_port, path, n_hooks))
+            record("ingest_dup", post_measured(clapper.pid, http_port, path, n_hooks, redis))
             jobs = clone(n_hooks, seen=False)
             path = write_records(os.path.join(TMP, "hooks.req"), [(j, webhook_request(j, r, http_port)) for j, r in jobs])
-            record("ingest_cold", post_measured(clapper.pid, http_port, path, n_hooks))
-        log(f"ingest: {fmt(med('ingest', 'rps'))}/s ({fmt(med('ingest', 'clapper_cpu_us'))} µs of Clapper CPU each), "
+            record("ingest_cold", post_measured(clapper.pid, http_port, path, n_hooks, redis))
+        log(f"ingest: {fmt(med('ingest', 'rps'))}/s ({fmt(med('ingest', 'clapper_cpu_us'))} µs of Clapper CPU, "
+            f"{fmt(med('ingest', 'reads_per_request'), '', 2)} reads each; never seen {fmt(med('ingest_cold', 'reads_per_request'), '', 2)}), "
             f"jobs never seen {fmt(med('ingest_cold', 'rps'))}/s ({fmt(med('ingest_cold', 'clapper_cpu_us'))} µs each), "
             f"duplicates {fmt(med('ingest_dup', 'rps'))}/s ({fmt(med('ingest_dup', 'clapper_cpu_us'))} µs each)")
 

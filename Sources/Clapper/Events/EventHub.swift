@@ -284,7 +284,7 @@ public final class EventHub: Service, Sendable {
         Self.recordLag(ofChangeAt: envelope.id)
         if let cache, let version = envelope.version {
             if let doc = envelope.doc {
-                cache.put(JobCache.Published(jobID: envelope.jobID, version: version, doc: Array(doc), view: Array(envelope.view)))
+                cache.put(JobCache.Published(jobID: envelope.jobID, version: version, doc: doc, view: envelope.view))
             } else {
                 cache.remove(envelope.jobID, upTo: version)
             }

@@ -1,4 +1,5 @@
 import Fal
+import Metrics
 import NIOCore
 import Synchronization
 
@@ -27,13 +28,18 @@ final class JobCache: Sendable {
     private let state: Mutex<State>
     let capacity: Int
 
+    /// `clapper_job_cache_total{result}`: changes applied on a cached job (`hit`) or after a read
+    /// (`miss`: a job this instance never saw, or one its cache let go).
+    static let hits = Counter(label: "clapper_job_cache_total", dimensions: [("result", "hit")])
+    static let misses = Counter(label: "clapper_job_cache_total", dimensions: [("result", "miss")])
+
     /// A change as the events channel carried it (`JobScripts.apply` with `doc`): the stored
-    /// document and public view of one version.
+    /// document and public view of one version, slices of the message itself (no copy).
     struct Published: Sendable {
         let jobID: String
         let version: Int
-        let doc: [UInt8]
-        let view: [UInt8]
+        let doc: ArraySlice<UInt8>
+        let view: ArraySlice<UInt8>
 
         /// The job as `JobStore` works on it: the document decoded, and fal's raw outputs as the
         /// view splices them (`videoOutput`, `audioOutput`; null there when not one valid JSON
@@ -53,7 +59,9 @@ final class JobCache: Sendable {
         }
     }
 
-    private enum Entry {
+    /// Boxed (`indirect`): the dictionary's slots stay one word, not a whole `Job`, so growing and
+    /// rehashing it moves pointers.
+    private indirect enum Entry {
         case loaded(JobStore.Loaded)
         case published(Published)
 

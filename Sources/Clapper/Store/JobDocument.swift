@@ -134,6 +134,10 @@ enum JobDocument {
         try decodeJob(bytes[...])
     }
 
+    static func decode(_ bytes: ArraySlice<UInt8>) throws(Invalid) -> Job {
+        try decodeJob(bytes)
+    }
+
     private static func decodeJob(_ bytes: ArraySlice<UInt8>) throws(Invalid) -> Job {
         var id: String?, userID: String?, prompt: String?
         var createdAt: Date?, updatedAt: Date?

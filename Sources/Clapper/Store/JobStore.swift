@@ -1,4 +1,5 @@
 import Foundation
+import Metrics
 import Redis
 
 /// When the reconciler is to look at an unfinished task after a change: the reconcile policy's
@@ -164,8 +165,10 @@ struct JobStore: Sendable {
         let cached = cache.get(jobID)
         let loaded: Loaded
         if let cached {
+            JobCache.hits.increment()
             loaded = cached
         } else {
+            JobCache.misses.increment()
             guard let fresh = try await load(jobID) else { throw ClapperError(.notFound, "no such job") }
             loaded = fresh
         }

@@ -5,6 +5,10 @@ import Testing
 
 @Suite("Events: encoding, ids and tokens")
 struct EventsEncodingTests {
+    /// The metrics backend first: a metric handle made before it (these suites build no gateway)
+    /// would count into nothing for the rest of the process, and LatencyHistogramTests reads them.
+    init() { _ = ClapperMetrics.registry }
+
     @Test func dataIsAlwaysOneLine() {
         let data = Array(#"{"prompt":"a"#.utf8) + [0x0A, 0x0D] + Array("b\u{2028}c\u{2029}d\u{85}e\r\nf".utf8) + Array(#""}"#.utf8)
         let frame = String(buffer: ServerSentEvent.frame(event: "job", id: "1-0", data: data))

@@ -39,7 +39,9 @@ struct LatencyHistogramTests {
             }
             for name in ["clapper_redis_duration_seconds_count{command=\"EVALSHA\"}", "clapper_fal_request_duration_seconds_count{",
                          "clapper_webhook_duration_seconds_count{", "clapper_event_delivery_lag_seconds_count",
-                         "clapper_reconcile_check_duration_seconds_count{"] {
+                         "clapper_reconcile_check_duration_seconds_count{",
+                         // The job's submit and webhook found it cached (this gateway wrote it).
+                         "clapper_job_cache_total{result=\"hit\"}"] {
                 #expect((Self.sample(text, name) ?? 0) >= 1, "\(name) observed")
             }
             #expect(text.contains(#"operation="submit""#) && text.contains(#"model="fal-ai/ltx-video-13b-distilled""#))

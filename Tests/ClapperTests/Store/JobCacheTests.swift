@@ -60,21 +60,21 @@ import Testing
         let doc = try JobDocument.encode(job)
         let output = Array(#"{"video":{"url":"https://m/v.mp4"}}"#.utf8)
         let view = JobView.encode(job, videoOutput: output, audioOutput: nil)
-        cache.put(JobCache.Published(jobID: job.id, version: 3, doc: doc, view: view))
+        cache.put(JobCache.Published(jobID: job.id, version: 3, doc: doc[...], view: view[...]))
         let loaded = try #require(cache.get(job.id))
         #expect(loaded.job == job)
         #expect(loaded.outputs == ["video": output])
         #expect(JobView.encode(loaded.job, videoOutput: loaded.outputs["video"], audioOutput: loaded.outputs["audio"]) == view)
 
         cache.put(Self.loaded(job.id, version: 4))
-        cache.put(JobCache.Published(jobID: job.id, version: 4, doc: doc, view: view))
+        cache.put(JobCache.Published(jobID: job.id, version: 4, doc: doc[...], view: view[...]))
         #expect(cache.get(job.id)?.outputs == [:])  // still the decoded version 4
         cache.remove(job.id, upTo: 3)
         #expect(cache.get(job.id)?.job.version == 4)
         cache.remove(job.id, upTo: 4)
         #expect(cache.get(job.id) == nil)
         // A doc of another job (a damaged message) is never taken for this one.
-        cache.put(JobCache.Published(jobID: "other", version: 1, doc: doc, view: view))
+        cache.put(JobCache.Published(jobID: "other", version: 1, doc: doc[...], view: view[...]))
         #expect(cache.get("other") == nil)
     }
 }
