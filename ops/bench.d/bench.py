@@ -699,7 +699,9 @@ def report(idle_sizes, nofile, quiet_start, quiet_end, load_start, load_end):
         "Everything on 127.0.0.1 on the same 2 cores: redis-server (no persistence), fal-sim (zero delays, drop-webhook), "
         "Clapper release build (CLAPPER_DEV_MODE=1, no per-user stream cap, CLAPPER_LOG_LEVEL=warning, reconciler off, webhook verification ON against a JWKS "
         "ops/bench serves: webhooks are Ed25519-signed by ops/bench before each run), nginx + nchan (2 workers, `nchan_redis_url` storage).",
-        "Jobs for sections 2–5 are written with JobScripts.apply itself (EVALSHA of the script read from the Swift source), cloned from a job made through POST /v1/jobs.",
+        "Jobs for sections 2–5 are written with JobScripts.apply itself (EVALSHA of the script read from the Swift source), cloned from a job made through POST /v1/jobs; "
+        "for sections 2 and 3 each clone is published on Clapper's events channel with its doc, as the create path does, so Clapper has it "
+        "cached (section 2 also runs on jobs published elsewhere: jobs the instance never saw).",
         "Section 7: two more Clapper processes, one on a fresh redis-server and one on a fresh 3-master Redis Cluster (no replicas), jobs made through POST /v1/jobs by 64 users (fal-sim, webhooks dropped), then their webhooks; runs alternate 1 node / 3 masters. All on the same 2 cores, so 3 masters cannot add CPU here: the column shows what cluster routing costs, not what more machines would give.",
         f"Each figure: median of {RUNS} runs (min–max). Latency p50/p99 are medians of the per-run percentiles. Load-generator CPU is % of one core (redis-benchmark, wrk, clapper-bench).",
         f"Clapper's RSS after sections 1–4 (before the idle section restarts it): {rss_after_fanout / 1024:.0f} MiB.",
