@@ -86,6 +86,7 @@ func buildApplication(
     let governor = configuration.falConcurrency > 0 ? FalGovernor(redis: redis, prefix: keys.prefix, limit: configuration.falConcurrency) : nil
     var store = JobStore(repository: repository, catalog: catalog, policy: configuration.reconcilePolicy, progress: configuration.progress, retention: configuration.jobRetention)
     store.outbound = configuration.outbound != nil
+    store.cache = JobCache(capacity: configuration.jobCacheSize)
     var processor = JobProcessor(
         store: store,
         fal: fal,

@@ -97,6 +97,9 @@ public struct ClapperConfiguration: Sendable {
     public var resultCache = false
     /// `CLAPPER_RESULT_CACHE_UNSEEDED` (false): tasks without a fixed seed may reuse results too.
     public var resultCacheUnseeded = false
+    /// `CLAPPER_JOB_CACHE_SIZE` (8192): jobs in flight each instance keeps (`JobCache`), so a change of
+    /// one needs no Redis read first; past it, the one put longest ago goes.
+    public var jobCacheSize = JobCache.defaultCapacity
     /// `CLAPPER_FAL_CONCURRENCY` (0: no limit): how many tasks Clapper lets be at fal at once,
     /// across every instance (`FalGovernor`); the others wait in a fair line (`waiting`).
     public var falConcurrency = 0
@@ -319,6 +322,7 @@ public struct ClapperConfiguration: Sendable {
         self.resultCache = try reader.bool("CLAPPER_RESULT_CACHE", default: false)
         self.resultCacheUnseeded = try reader.bool("CLAPPER_RESULT_CACHE_UNSEEDED", default: false)
         self.falConcurrency = try reader.int("CLAPPER_FAL_CONCURRENCY", default: 0, range: 0...100_000)
+        self.jobCacheSize = try reader.int("CLAPPER_JOB_CACHE_SIZE", default: JobCache.defaultCapacity, range: 1...1_000_000)
         self.governorInterval = .milliseconds(try reader.int("CLAPPER_GOVERNOR_INTERVAL_MS", default: 1000, range: 10...60_000))
         self.userLimits = UserLimits(
             maxInFlight: try reader.int("CLAPPER_USER_MAX_IN_FLIGHT", default: 0, range: 0...UserLimits.maxCount),

@@ -31,6 +31,19 @@ struct ConfigurationReaderTests {
         #expect(reported.contains("9000"), "other values are reported as they are")
     }
 
+    /// The job cache's size: the default, a value, and one out of range refused with its key named.
+    @Test func theJobCacheSizeIsReadAndBounded() throws {
+        let required = ["CLAPPER_WEBHOOK_SECRET": "0123456789abcdef0123", "CLAPPER_AUTH_JWT_SECRET": "jwt-secret-0123456789"]
+        #expect(try ClapperConfiguration(environment: required).jobCacheSize == 8192)
+        #expect(try ClapperConfiguration(environment: required.merging(["CLAPPER_JOB_CACHE_SIZE": "50000"]) { $1 }).jobCacheSize == 50000)
+        for bad in ["0", "-1", "1000001", "lots"] {
+            let error = #expect(throws: ClapperConfiguration.Error.self) {
+                try ClapperConfiguration(environment: required.merging(["CLAPPER_JOB_CACHE_SIZE": bad]) { $1 })
+            }
+            #expect(error?.key == "CLAPPER_JOB_CACHE_SIZE")
+        }
+    }
+
     @Test func flagsSetTheirKeysAndUnknownFlagsAreRefused() throws {
         let required = ["CLAPPER_WEBHOOK_SECRET": "0123456789abcdef0123", "CLAPPER_AUTH_JWT_SECRET": "jwt-secret-0123456789"]
         let configuration = try ClapperConfiguration(environment: required, arguments: ["--http-port=9200", "--fal-key", "id:flag", "--sse-max-streams-per-user", "3"])
