@@ -32,6 +32,8 @@ public final class RedisSubscriber: Service, Sendable {
     private let channels: [String]
     private let sharded: Bool
     private let node: (@Sendable () -> RedisURL?)?
+    /// Called on the subscription's thread each time its connection fails or drops, before it
+    /// reconnects (a gap in the messages starts here).
     private let onLost: (@Sendable () -> Void)?
     private let logger: Logger
     private let thread = NIOThreadPool(numberOfThreads: 1)

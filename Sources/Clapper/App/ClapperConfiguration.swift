@@ -322,7 +322,7 @@ public struct ClapperConfiguration: Sendable {
         self.resultCache = try reader.bool("CLAPPER_RESULT_CACHE", default: false)
         self.resultCacheUnseeded = try reader.bool("CLAPPER_RESULT_CACHE_UNSEEDED", default: false)
         self.falConcurrency = try reader.int("CLAPPER_FAL_CONCURRENCY", default: 0, range: 0...100_000)
-        self.jobCacheSize = try reader.int("CLAPPER_JOB_CACHE_SIZE", default: JobCache.defaultCapacity, range: 1...1_000_000)
+        self.jobCacheSize = try reader.int("CLAPPER_JOB_CACHE_SIZE", default: JobCache.defaultCapacity, range: 1...100_000)
         self.governorInterval = .milliseconds(try reader.int("CLAPPER_GOVERNOR_INTERVAL_MS", default: 1000, range: 10...60_000))
         self.userLimits = UserLimits(
             maxInFlight: try reader.int("CLAPPER_USER_MAX_IN_FLIGHT", default: 0, range: 0...UserLimits.maxCount),

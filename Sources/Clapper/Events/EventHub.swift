@@ -83,15 +83,23 @@ public final class EventHub: Service, Sendable {
         self.tracer = tracer
         self.links = links
         self.keys = keys
+        // A lost subscription may mean Redis lost writes (a restart, a failover): the cached jobs go
+        // at once, before the instance's next write can pass a compare-and-set against a version that
+        // Redis reached again with other content (and again when the subscription is back).
         self.subscribers = keys.allShards.map { shard in
             let channel = keys.channel(shard: shard)
-            guard keys.isSharded else { return RedisSubscriber(configuration: subscriberConfiguration, channels: [channel], logger: logger) }
+            guard keys.isSharded else {
+                return RedisSubscriber(configuration: subscriberConfiguration, channels: [channel], onLost: { cache?.removeAll() }, logger: logger)
+            }
             return RedisSubscriber(
                 configuration: subscriberConfiguration,
                 channels: [channel],
                 sharded: true,
                 node: { redis.nodeURL(forKey: channel) },
-                onLost: { redis.topologyMayHaveChanged() },
+                onLost: {
+                    redis.topologyMayHaveChanged()
+                    cache?.removeAll()
+                },
                 logger: logger
             )
         }
@@ -267,6 +275,7 @@ public final class EventHub: Service, Sendable {
             }
             await catchUp(reason: "subscribed")
         case .resubscribed:
+            cache?.removeAll()
             await catchUp(reason: "resubscribed")
         case .overflow:
             await catchUp(reason: "overflow")

@@ -106,8 +106,17 @@ final class JobCache: Sendable {
         put(.loaded(loaded), jobID: loaded.job.id)
     }
 
-    /// Keeps a published change unless this version or a newer one is already here.
+    /// A published change larger than this (fal's outputs spliced into the view can be large) is not
+    /// kept: the job's next change reads it instead. A typical one is 2-5 KB.
+    static let maxPublishedBytes = 64 * 1024
+
+    /// Keeps a published change unless this version or a newer one is already here; one too large to
+    /// keep lets the job go instead (what is here may be older).
     func put(_ published: Published) {
+        guard published.doc.count + published.view.count <= Self.maxPublishedBytes else {
+            remove(published.jobID, upTo: published.version)
+            return
+        }
         put(.published(published), jobID: published.jobID, replacingSameVersion: false)
     }
 
@@ -133,6 +142,15 @@ final class JobCache: Sendable {
 
     func remove(_ jobID: String) {
         _ = state.withLock { $0.entries.removeValue(forKey: jobID) }
+    }
+
+    /// Lets every job go: Redis may have lost writes this cache saw (a restart, a failover), and a
+    /// job that reaches the same version again with other content must not be taken for it.
+    func removeAll() {
+        state.withLock { state in
+            state.entries.removeAll()
+            state.order.removeAll()
+        }
     }
 
     /// Drops the job unless what is here is newer than `version` (a change published without its

@@ -36,7 +36,7 @@ struct ConfigurationReaderTests {
         let required = ["CLAPPER_WEBHOOK_SECRET": "0123456789abcdef0123", "CLAPPER_AUTH_JWT_SECRET": "jwt-secret-0123456789"]
         #expect(try ClapperConfiguration(environment: required).jobCacheSize == 8192)
         #expect(try ClapperConfiguration(environment: required.merging(["CLAPPER_JOB_CACHE_SIZE": "50000"]) { $1 }).jobCacheSize == 50000)
-        for bad in ["0", "-1", "1000001", "lots"] {
+        for bad in ["0", "-1", "100001", "lots"] {
             let error = #expect(throws: ClapperConfiguration.Error.self) {
                 try ClapperConfiguration(environment: required.merging(["CLAPPER_JOB_CACHE_SIZE": bad]) { $1 })
             }

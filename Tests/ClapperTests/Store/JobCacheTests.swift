@@ -77,4 +77,20 @@ import Testing
         cache.put(JobCache.Published(jobID: "other", version: 1, doc: doc[...], view: view[...]))
         #expect(cache.get("other") == nil)
     }
+
+    /// A published change too large to keep (fal's outputs in its view) lets the job go instead of
+    /// keeping an older version; `removeAll` empties the cache.
+    @Test func aPublishedChangeTooLargeIsNotKeptAndRemoveAllEmptiesTheCache() {
+        let cache = JobCache(capacity: 4)
+        cache.put(Self.loaded("a", version: 1))
+        let big = [UInt8](repeating: UInt8(ascii: "x"), count: JobCache.maxPublishedBytes)
+        cache.put(JobCache.Published(jobID: "a", version: 2, doc: Array("{}".utf8)[...], view: big[...]))
+        #expect(cache.get("a") == nil)
+        cache.put(Self.loaded("a", version: 3))
+        cache.put(Self.loaded("b", version: 1))
+        cache.removeAll()
+        #expect(cache.count == 0)
+        cache.put(Self.loaded("c", version: 1))
+        #expect(cache.get("c") != nil)
+    }
 }

@@ -127,6 +127,25 @@ struct JobStoreTests {
         }
     }
 
+    /// Redis went away (and may come back without writes the cache saw): the instance lets every
+    /// cached job go when its subscription drops, and reads them again.
+    @Test(.timeLimit(.minutes(1))) func aLostSubscriptionEmptiesTheCache() async throws {
+        try await withRedis { redis, server in
+            let store = Self.store(redis)
+            let hub = EventHub(redis: redis, subscriberConfiguration: redis.configuration, keys: JobKeys(), cache: store.cache, logger: Logger(label: "test"))
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                group.addTask { try await hub.run() }
+                defer { group.cancelAll() }
+                try await eventually("subscribed") { hub.isSubscribed }
+                let job = Self.job(audio: true)
+                _ = try await store.create(job, idempotency: nil)
+                #expect(store.cache.get(job.id) != nil)
+                try await server.restart()
+                try await eventually("the cache let the job go") { store.cache.count == 0 }
+            }
+        }
+    }
+
     /// A change published with a doc that does not decode is dropped when used, never applied:
     /// the store reads Redis instead.
     @Test func aPublishedDocThatDoesNotDecodeIsReadAgain() async throws {

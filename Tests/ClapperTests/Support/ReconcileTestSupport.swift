@@ -81,6 +81,9 @@ final class CountingTransport: HTTPTransport {
 
 /// A reconciler worker of its own (its own Redis pool and fal client), as a second instance has.
 func makeWorker(server: RedisServer, simURL: String, publicURL: String, transport: any HTTPTransport) throws -> (TaskReconciler, RedisClient) {
+    // The metrics backend first: a handle made before it (no gateway built yet) counts into nothing
+    // for the rest of the process, and LatencyHistogramTests reads them.
+    _ = ClapperMetrics.registry
     let redis = RedisClient(configuration: RedisConfiguration(url: server.url, poolSize: 8))
     let keys = JobKeys()
     let catalog = try ModelCatalog.load(json: ReconcileSetup.catalogJSON)
