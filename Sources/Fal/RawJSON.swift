@@ -272,10 +272,9 @@ extension RawJSON {
                     } else if !Self.simpleEscapes.keys.contains(escaped) {
                         throw fail("invalid escape")
                     }
-                case 0x00..<0x20:
-                    throw fail("control character in string")
                 default:
-                    index += 1
+                    // A plain run ends only at a quote, a backslash or a control character.
+                    throw fail("control character in string")
                 }
             }
             throw fail("unterminated string")

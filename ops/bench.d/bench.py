@@ -346,16 +346,18 @@ def main():
     if wanted("ingest"):
         # 8,000: within the 8,192 jobs Clapper's cache holds, so every job seen is still there.
         n_hooks = int(os.environ.get("CLAPPER_BENCH_HOOKS", 2000 if QUICK else 8000))
+        def hooks_for(seen):
+            """A records file of one signed webhook for each of n_hooks new jobs."""
+            jobs = clone(n_hooks, seen=seen)
+            return write_records(os.path.join(TMP, "hooks.req"), [(j, webhook_request(j, r, http_port)) for j, r in jobs])
+
         for run in range(RUNS):
-            jobs = clone(n_hooks, seen=True)
-            path = write_records(os.path.join(TMP, "hooks.req"), [(j, webhook_request(j, r, http_port)) for j, r in jobs])
+            path = hooks_for(seen=True)
             perf = start_perf("ingest", clapper) if run == 0 else None
             record("ingest", post_measured(clapper.pid, http_port, path, n_hooks, redis))
             stop_perf(perf)
             record("ingest_dup", post_measured(clapper.pid, http_port, path, n_hooks, redis))
-            jobs = clone(n_hooks, seen=False)
-            path = write_records(os.path.join(TMP, "hooks.req"), [(j, webhook_request(j, r, http_port)) for j, r in jobs])
-            record("ingest_cold", post_measured(clapper.pid, http_port, path, n_hooks, redis))
+            record("ingest_cold", post_measured(clapper.pid, http_port, hooks_for(seen=False), n_hooks, redis))
         log(f"ingest: {fmt(med('ingest', 'rps'))}/s ({fmt(med('ingest', 'clapper_cpu_us'))} µs of Clapper CPU, "
             f"{fmt(med('ingest', 'reads_per_request'), '', 2)} reads each; never seen {fmt(med('ingest_cold', 'reads_per_request'), '', 2)}), "
             f"jobs never seen {fmt(med('ingest_cold', 'rps'))}/s ({fmt(med('ingest_cold', 'clapper_cpu_us'))} µs each), "

@@ -85,7 +85,8 @@ public final class EventHub: Service, Sendable {
         self.keys = keys
         // A lost subscription may mean Redis lost writes (a restart, a failover): the cached jobs go
         // at once, before the instance's next write can pass a compare-and-set against a version that
-        // Redis reached again with other content (and again when the subscription is back).
+        // Redis reached again with other content. (Every `.resubscribed` follows such a loss; what is
+        // cached meanwhile comes from this instance's own reads and writes of the Redis now serving.)
         self.subscribers = keys.allShards.map { shard in
             let channel = keys.channel(shard: shard)
             guard keys.isSharded else {
@@ -275,7 +276,6 @@ public final class EventHub: Service, Sendable {
             }
             await catchUp(reason: "subscribed")
         case .resubscribed:
-            cache?.removeAll()
             await catchUp(reason: "resubscribed")
         case .overflow:
             await catchUp(reason: "overflow")
