@@ -1,5 +1,6 @@
 import Foundation
 import Glibc
+import Synchronization
 
 /// A child process started with `posix_spawn`, with the part of Foundation's `Process` API the
 /// tests use (executable, arguments, environment, standard streams, termination).
@@ -91,9 +92,12 @@ public final class SpawnedProcess: @unchecked Sendable {
         // The child has its copies; ours would keep a reader from ever seeing end of file.
         for end in parentEnds { try? end.close() }
         condition.withLock { pid = child }
+        Self.running.withLock { _ = $0.insert(child) }
+        _ = Self.killAllAtExit
         Thread.detachNewThread { [self, child] in
             var raw: Int32 = 0
             while waitpid(child, &raw, 0) == -1, errno == EINTR {}
+            Self.running.withLock { _ = $0.remove(child) }
             condition.withLock {
                 status = raw
                 condition.broadcast()
@@ -119,6 +123,19 @@ public final class SpawnedProcess: @unchecked Sendable {
             while pid != 0, status == nil { condition.wait() }
         }
     }
+
+    /// Every child started and not yet reaped, in the whole test process.
+    private static let running = Mutex<Set<pid_t>>([])
+
+    /// A child must not outlive the tests. One that does (a test that threw or ran out of time
+    /// before its kill) keeps the inherited stderr open, and whoever runs the tests waits for
+    /// it forever: a CI run hung past its limit so, on a `clapper` whose Redis had gone.
+    /// Installed once, with the first child: at exit every child still running is SIGKILLed.
+    private static let killAllAtExit: Void = {
+        atexit {
+            for child in SpawnedProcess.running.withLock({ $0 }) { Glibc.kill(child, SIGKILL) }
+        }
+    }()
 
     /// glibc's `posix_spawn_file_actions_addclosefrom_np` (2.34+), which Swift's Glibc module does
     /// not declare; nil where it is missing (the child then inherits descriptors without CLOEXEC).

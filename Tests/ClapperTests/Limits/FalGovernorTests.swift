@@ -117,19 +117,12 @@ struct FalGovernorTests {
                 _ = try await redis.send(RedisCommand("ZADD", "clapper:{gov}:slots", Date().addingTimeInterval(3600).milliseconds, "no-such-job|video"))
             }
             let port = try FreePort.find()
-            let dying = try ClapperProcess(binary: binary, environment: [
+            let dying = try ClapperProcess(binary: binary, environment: await ClapperProcess.environment(redis: stack.server, sim: stack.sim, [
                 "CLAPPER_HTTP_PORT": "\(port)",
-                "CLAPPER_REDIS_URL": stack.server.urlString,
-                "FAL_QUEUE_URL": await stack.sim.baseURL.absoluteString,
-                "FAL_KEY": "sim-key:sim-secret",
-                "FAL_JWKS_URL": await stack.sim.jwksURL.absoluteString,
-                "FAL_WEBHOOK_USER_ID": stack.sim.userID,
                 "CLAPPER_WEBHOOK_SECRET": stack.configuration.webhookSecret,
-                "CLAPPER_AUTH_JWT_SECRET": "test-jwt-secret-0123456789abcdef",
                 "CLAPPER_RECONCILE_INTERVAL_MS": "0",
                 "CLAPPER_FAL_CONCURRENCY": "2",
-                "CLAPPER_LOG_LEVEL": "warning",
-            ])
+            ]))
             try await dying.waitUntilReady(port: port)
             let other = Gateway(port: port, configuration: stack.configuration)
             var ids: [String] = []

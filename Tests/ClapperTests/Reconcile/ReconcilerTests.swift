@@ -212,22 +212,14 @@ struct ReconcilerTests {
         let sim = ReconcileSetup.sim(faults: ["submit-stall", "drop-webhook"]) { $0.stallDuration = .seconds(60) }
         try await withRedisServer { server in
             try await withFalSim(configuration: sim) { sim in
-                var environment = [
-                    "CLAPPER_REDIS_URL": server.urlString,
-                    "FAL_QUEUE_URL": await sim.baseURL.absoluteString,
-                    "FAL_KEY": "sim-key:sim-secret",
-                    "FAL_JWKS_URL": await sim.jwksURL.absoluteString,
-                    "FAL_WEBHOOK_USER_ID": sim.userID,
-                    "CLAPPER_WEBHOOK_SECRET": "test-webhook-secret-0123456789",
-                    "CLAPPER_AUTH_JWT_SECRET": "test-jwt-secret-0123456789abcdef",
+                var environment = await ClapperProcess.environment(redis: server, sim: sim, [
                     "CLAPPER_ADMIN_TOKEN": ReconcileSetup.adminToken,
                     "CLAPPER_RECONCILE_INTERVAL_MS": "50",
                     "CLAPPER_FAL_SUBMIT_TIMEOUT_MS": "1000",
                     // The unknown outcome is given up at the model's deadline: 3 s here.
                     "CLAPPER_MODEL_CATALOG": ReconcileSetup.catalogJSON(videoTimeoutSeconds: 3),
                     "CLAPPER_RECONCILE_POLICY": #"{"defaults":{"graceSeconds":0,"baseSeconds":0.2,"factor":2,"maxSeconds":1},"submitGraceSeconds":1}"#,
-                    "CLAPPER_LOG_LEVEL": "warning",
-                ]
+                ])
                 // A free port can be taken by a parallel test before clapper binds it (it then exits
                 // with 1, seen once under the full suite): another port is tried. Webhooks are
                 // dropped here, so the port in their URLs does not matter.

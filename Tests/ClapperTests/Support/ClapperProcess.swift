@@ -1,4 +1,5 @@
 import Clapper
+import FalSim
 import Foundation
 import TestSupport
 
@@ -18,6 +19,21 @@ final class ClapperProcess: Sendable {
             throw ReconcileTestFailure("no clapper executable at \(candidates.map(\.path)); run swift build --build-tests")
         }
         return found
+    }
+
+    /// What a test's `clapper` needs to run against the test's Redis and fal-sim, with `extra`
+    /// on top (its port, its reconcile interval, ...). Logs at warning.
+    static func environment(redis server: RedisServer, sim: FalSim, _ extra: [String: String]) async -> [String: String] {
+        [
+            "CLAPPER_REDIS_URL": server.urlString,
+            "FAL_QUEUE_URL": await sim.baseURL.absoluteString,
+            "FAL_KEY": "sim-key:sim-secret",
+            "FAL_JWKS_URL": await sim.jwksURL.absoluteString,
+            "FAL_WEBHOOK_USER_ID": sim.userID,
+            "CLAPPER_WEBHOOK_SECRET": "test-webhook-secret-0123456789",
+            "CLAPPER_AUTH_JWT_SECRET": "test-jwt-secret-0123456789abcdef",
+            "CLAPPER_LOG_LEVEL": "warning",
+        ].merging(extra) { $1 }
     }
 
     init(binary: URL, environment: [String: String]) throws {
@@ -42,6 +58,12 @@ final class ClapperProcess: Sendable {
             try await Task.sleep(for: .milliseconds(50))
         }
         throw ReconcileTestFailure("clapper did not become ready")
+    }
+
+    /// A test that throws or runs out of time before its `kill()` does not leave the gateway
+    /// running (writing to the test run's stderr, which then never ends).
+    deinit {
+        process.signal(SIGKILL)
     }
 
     func kill() async {
