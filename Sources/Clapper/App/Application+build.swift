@@ -87,6 +87,8 @@ func buildApplication(
     var store = JobStore(repository: repository, catalog: catalog, policy: configuration.reconcilePolicy, progress: configuration.progress, retention: configuration.jobRetention)
     store.outbound = configuration.outbound != nil
     store.cache = JobCache(capacity: configuration.jobCacheSize)
+    let events = EventHub(redis: redis, subscriberConfiguration: configuration.redis, keys: keys, tracer: tracer, links: links, cache: store.cache, logger: logger)
+    store.onWritten = { [events] in events.deliverWritten($0) }
     var processor = JobProcessor(
         store: store,
         fal: fal,
@@ -152,7 +154,6 @@ func buildApplication(
         .addRoutes(to: router.group())
     // Users: bearer tokens (event streams may carry a signed ?token= instead).
     let users = router.group("v1").add(middleware: UserAuthMiddleware(authenticator: authenticator))
-    let events = EventHub(redis: redis, subscriberConfiguration: configuration.redis, keys: keys, tracer: tracer, links: links, cache: store.cache, logger: logger)
     hooks.set(events)
     let streams = StreamLimiter(maxPerUser: configuration.sseMaxStreamsPerUser)
     hooks.set(streams)

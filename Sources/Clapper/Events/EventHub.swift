@@ -364,11 +364,30 @@ public final class EventHub: Service, Sendable {
                 state.lastSeen = id
                 state.lastSeenJob = jobID
             }
-            var targets = LoopBuckets()
-            if let job = state.byJob[jobID] { targets.add(job.values) }
-            if let userID, let users = state.byUser[userID] { targets.add(users.values) }
-            return targets
+            return Self.targets(jobID: jobID, userID: userID, in: state)
         }
+    }
+
+    private static func targets(jobID: String, userID: String?, in state: State) -> LoopBuckets {
+        var targets = LoopBuckets()
+        if let job = state.byJob[jobID] { targets.add(job.values) }
+        if let userID, let users = state.byUser[userID] { targets.add(users.values) }
+        return targets
+    }
+
+    /// A change this instance just stored (`JobStore.onWritten`), handed to its own streams at
+    /// once, on the thread that got Redis's reply, as nchan hands a publish to its subscribers in
+    /// process: a stream on that loop is written in the same turn, one on another loop is one hop
+    /// away, and neither waits for the publish to come back through the subscription's socket and
+    /// thread. The published copy still comes and is handed out as before; each stream drops it
+    /// as already sent (`StreamPump`, by stream id per job). Instances that did not write it get
+    /// only that copy. The last-seen point (where a catch-up after a gap starts) stays the
+    /// channel's: only what came through it was surely seen in order.
+    func deliverWritten(_ written: JobStore.Written) {
+        guard let id = StreamID(written.streamID) else { return }
+        let targets = state.withLock { Self.targets(jobID: written.jobID, userID: written.userID, in: $0) }
+        guard targets.count > 0 else { return }
+        deliver(JobChange(jobID: written.jobID, userID: written.userID, id: id, view: links.presigned(written.view)), to: targets)
     }
 
     /// Hands one change to the subscribers of its job and of its owner; returns how many.

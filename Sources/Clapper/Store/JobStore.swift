@@ -21,6 +21,18 @@ struct JobStore: Sendable {
     var cache = JobCache()
     /// Outbound events on: every change joins the outbox with the event types it announces.
     var outbound = false
+    /// Told of every change this instance stores, with its stream id and view, as soon as Redis
+    /// took it (`EventHub.deliverWritten`: this instance's own streams get it without waiting for
+    /// the publish to come back on the events channel).
+    var onWritten: (@Sendable (Written) -> Void)?
+
+    /// A change just stored: what its published message carries for the streams.
+    struct Written: Sendable {
+        let jobID: String
+        let userID: String
+        let streamID: String
+        let view: [UInt8]
+    }
 
     struct Loaded: Sendable {
         var job: Job
@@ -84,8 +96,9 @@ struct JobStore: Sendable {
             publishesDoc: !Self.isSettled(job)
         )
         switch try await repository.write(write) {
-        case .written:
+        case .written(let streamID, _):
             keep(Loaded(job: job, outputs: [:]))
+            onWritten?(Written(jobID: job.id, userID: job.userID, streamID: streamID, view: write.view))
             return .created(job)
         case .idempotent(let value):
             let parts = value.split(separator: " ", maxSplits: 1).map(String.init)
@@ -204,6 +217,7 @@ struct JobStore: Sendable {
         switch try await repository.write(write) {
         case .written(let streamID, let replicated):
             keep(Loaded(job: job, outputs: outputs))
+            onWritten?(Written(jobID: jobID, userID: job.userID, streamID: streamID, view: write.view))
             return Update(job: job, transition: transition, streamID: streamID, storedOutput: newOutputs.first?.1, replicated: replicated)
         case .conflict, .idempotent, .refused:
             cache.remove(jobID)

@@ -127,6 +127,37 @@ struct JobStoreTests {
         }
     }
 
+    /// A change this instance stores reaches its own streams from the store (`JobStore.onWritten`),
+    /// without waiting for the events channel: here the hub's subscription listens on another Redis,
+    /// where nothing is published, and a user's stream still gets the create and the update, with
+    /// their stream ids. Without the hook it gets nothing and the test runs out of time.
+    @Test(.timeLimit(.minutes(1))) func aChangeReachesThisInstancesStreamsWithoutTheEventsChannel() async throws {
+        try await withRedis { redis, _ in
+            try await withRedisServer { elsewhere in
+                var store = Self.store(redis)
+                let hub = EventHub(redis: redis, subscriberConfiguration: RedisConfiguration(url: elsewhere.url), keys: JobKeys(), cache: store.cache, logger: Logger(label: "test"))
+                store.onWritten = { hub.deliverWritten($0) }
+                try await withThrowingTaskGroup(of: Void.self) { group in
+                    group.addTask { try await hub.run() }
+                    defer { group.cancelAll() }
+                    try await eventually("subscribed") { hub.isSubscribed }
+                    let job = Self.job("local-\(UUID())")
+                    let subscription = hub.subscribe(jobID: nil, userID: job.userID, heartbeat: .seconds(60))
+                    _ = try await store.create(job, idempotency: nil)
+                    let update = try await store.update(job.id) { job in
+                        (job.apply(.video, .accepted(requestID: "r1", statusURL: nil, responseURL: nil, cancelURL: nil), at: Date()), nil)
+                    }
+                    var got: [JobChange] = []
+                    var batch: [JobChange] = []
+                    while got.count < 2, await subscription.sink.next(&batch) == .changes { got += batch }
+                    #expect(got.map(\.jobID) == [job.id, job.id])
+                    #expect(got.last?.id.description == update.streamID)
+                    #expect(got.last.map { String(decoding: Array($0.frame.readableBytesView), as: UTF8.self).contains(#""videoStatus":"queued""#) } == true)
+                }
+            }
+        }
+    }
+
     /// Redis went away (and may come back without writes the cache saw): the instance lets every
     /// cached job go when its subscription drops, and reads them again.
     @Test(.timeLimit(.minutes(1))) func aLostSubscriptionEmptiesTheCache() async throws {
