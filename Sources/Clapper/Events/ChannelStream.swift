@@ -147,6 +147,16 @@ final class ChannelStream: EventTarget {
             state.value.pending.append(change)
             return false
         case .open:
+            // What the change adds first: one this stream already has (its writer's copy came
+            // before the channel's) writes nothing and cannot find the stream behind.
+            var frames = state.value.frames
+            state.value.frames = []
+            let finished = state.value.pump?.take(change, into: &frames) ?? true
+            defer {
+                frames.removeAll(keepingCapacity: true)
+                state.value.frames = frames
+            }
+            guard !frames.isEmpty || finished else { return false }
             if !channel.isWritable, state.value.unflushed {
                 // What this pass wrote and did not flush yet counts toward the high-water mark:
                 // send it before deciding that the client fell behind.
@@ -157,14 +167,9 @@ final class ChannelStream: EventTarget {
                 drop()
                 return false
             }
-            var frames = state.value.frames
-            state.value.frames = []
-            let finished = state.value.pump?.take(change, into: &frames) ?? true
             for frame in frames { context.write(NIOAny(frame), promise: nil) }
             let owed = !frames.isEmpty && !state.value.unflushed
             if !frames.isEmpty { state.value.unflushed = true }
-            frames.removeAll(keepingCapacity: true)
-            state.value.frames = frames
             if finished {
                 finish(.completed)
                 return false

@@ -379,15 +379,17 @@ public final class EventHub: Service, Sendable {
     /// once, on the thread that got Redis's reply, as nchan hands a publish to its subscribers in
     /// process: a stream on that loop is written in the same turn, one on another loop is one hop
     /// away, and neither waits for the publish to come back through the subscription's socket and
-    /// thread. The published copy still comes and is handed out as before; each stream drops it
-    /// as already sent (`StreamPump`, by stream id per job). Instances that did not write it get
-    /// only that copy. The last-seen point (where a catch-up after a gap starts) stays the
-    /// channel's: only what came through it was surely seen in order.
+    /// thread. A stream takes it only as the next version of the job after the last it sent
+    /// (`StreamPump`); otherwise (a change of another writer still on its way) it waits for the
+    /// channel, so no change is skipped. The published copy still comes and is handed out as
+    /// before; a stream that took the local one drops it as already sent (by stream id per job).
+    /// Instances that did not write it get only that copy. The last-seen point (where a catch-up
+    /// after a gap starts) stays the channel's: only what came through it was surely seen in order.
     func deliverWritten(_ written: JobStore.Written) {
         guard let id = StreamID(written.streamID) else { return }
         let targets = state.withLock { Self.targets(jobID: written.jobID, userID: written.userID, in: $0) }
         guard targets.count > 0 else { return }
-        deliver(JobChange(jobID: written.jobID, userID: written.userID, id: id, view: links.presigned(written.view)), to: targets)
+        deliver(JobChange(jobID: written.jobID, userID: written.userID, id: id, view: links.presigned(written.view), isLocal: true), to: targets)
     }
 
     /// Hands one change to the subscribers of its job and of its owner; returns how many.

@@ -20,15 +20,23 @@ final class JobChange: Sendable {
     let frame: ByteBuffer
     /// The W3C `traceparent` of the span that published it (tracing on at the writer).
     let traceparent: String?
+    /// The job's version after this change (the view's `version`), when the view says.
+    let version: Int?
+    /// Handed out by the instance that stored it, straight from its write (`EventHub.deliverWritten`),
+    /// ahead of the events channel: a stream takes it only as the very next version of the job
+    /// it sent last, and otherwise waits for the channel, which brings every change in order.
+    let isLocal: Bool
 
-    init(jobID: String, userID: String?, id: StreamID, view: [UInt8], traceparent: String? = nil) {
+    init(jobID: String, userID: String?, id: StreamID, view: [UInt8], traceparent: String? = nil, isLocal: Bool = false) {
         self.jobID = jobID
         self.userID = userID
         self.id = id
         self.traceparent = traceparent
+        self.isLocal = isLocal
         let head = Head(view: view)
         self.status = head?.status ?? ""
         self.isFinished = head?.isFinished ?? false
+        self.version = head?.version
         let frame = ServerSentEvent.frame(event: "job", id: id.description, data: view)
         self.chunk = HTTPChunk.wrap(frame)
         self.frame = HTTPChunk.payload(of: chunk)
@@ -42,6 +50,8 @@ final class JobChange: Sendable {
         self.status = other.status
         self.isFinished = other.isFinished
         self.traceparent = other.traceparent
+        self.version = other.version
+        self.isLocal = other.isLocal
         var chunk = ByteBuffer()
         chunk.reserveCapacity(other.chunk.readableBytes)
         chunk.writeImmutableBuffer(other.chunk)
@@ -122,6 +132,8 @@ final class JobChange: Sendable {
         let audioStatus: String?
         /// A copy into the operator's bucket is still owed (media custody): `…Stored` false, no error.
         let storeOwed: Bool
+        /// The job's version (`version`), when the view has a positive one.
+        let version: Int?
 
         static let finishedStatuses: Set<String> = ["completed", "failed", "canceled"]
         static let terminalTaskStatuses: Set<String> = ["completed", "failed", "canceled", "timed_out"]
@@ -133,9 +145,11 @@ final class JobChange: Sendable {
             var audioStatus: String?
             var unstored: Set<String> = []
             var storeErrors: Set<String> = []
+            var version: Int?
             for member in members {
                 switch member.key {
                 case "status": status = RawJSON.string(member.value)
+                case "version": version = Int(String(decoding: member.value, as: UTF8.self)).flatMap { $0 > 0 ? $0 : nil }
                 case "videoStatus": videoStatus = RawJSON.string(member.value)
                 case "audioStatus": audioStatus = RawJSON.string(member.value)
                 case "videoStored", "audioStored", "mergeStored":
@@ -149,6 +163,7 @@ final class JobChange: Sendable {
             self.status = status
             self.videoStatus = videoStatus
             self.audioStatus = audioStatus
+            self.version = version
             // `…Stored` is false only for completed media; with no error, the copy is still owed.
             self.storeOwed = !unstored.subtracting(storeErrors).isEmpty
         }

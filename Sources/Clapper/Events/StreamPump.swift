@@ -19,6 +19,11 @@ struct StreamPump: Sendable {
     private var position: StreamID?
     /// A user's stream: the newest change sent per job; bounded (forgetting only risks a repeat).
     private var positions: [String: StreamID] = [:]
+    /// The job's version after the newest change sent (a job's stream), or per job (a user's): a
+    /// change handed out by its writer ahead of the channel (`JobChange.isLocal`) is sent only when
+    /// it is the next version, so a change still on its way through the channel is never skipped.
+    private var version: Int?
+    private var versions: [String: Int] = [:]
     private let floor: EventSubscription.Floor?
     /// A job's stream has written `done`: nothing more is written.
     private(set) var isFinished = false
@@ -29,6 +34,8 @@ struct StreamPump: Sendable {
     /// `Last-Event-ID`, and `done` at once if the job is already finished.
     static func job(jobID: String, history: consuming EventHistory, chunked: Bool) -> (StreamPump, [ByteBuffer]) {
         var pump = StreamPump(jobID: jobID, chunked: chunked, position: history.lastID, floor: nil)
+        let head = JobChange.Head(view: history.view)
+        pump.version = head?.version
         var frames = [ServerSentEvent.retry(milliseconds: EventsController.retryMilliseconds)]
         switch history.start {
         case .snapshot:
@@ -39,7 +46,7 @@ struct StreamPump: Sendable {
             }
         }
         // The view was read with the entries: it is the state after the last one.
-        if let head = JobChange.Head(view: history.view), head.isFinished {
+        if let head, head.isFinished {
             frames.append(doneFrame(jobID: jobID, status: head.status))
             pump.isFinished = true
         }
@@ -74,9 +81,12 @@ struct StreamPump: Sendable {
             if isNew(change, live: true) { frames.append(chunked ? change.chunk : change.frame) }
             return false
         }
-        // Already sent (read with the snapshot or replay, or handed out twice by a catch-up).
+        // Already sent (read with the snapshot or replay, or handed out twice by a catch-up, or by
+        // its writer and then the channel).
         if let position, change.id <= position { return false }
+        if change.isLocal, !Self.follows(version, change.version) { return false }
         position = change.id
+        version = change.version
         frames.append(chunked ? change.chunk : change.frame)
         if change.isFinished {
             frames.append(encode(Self.doneFrame(jobID: jobID, status: change.status)))
@@ -88,9 +98,20 @@ struct StreamPump: Sendable {
     private mutating func isNew(_ change: JobChange, live: Bool) -> Bool {
         if live, let floor, change.id.milliseconds < floor.id.milliseconds { return false }
         if let seen = positions[change.jobID], change.id <= seen { return false }
-        if positions.count >= Self.positionsLimit { positions.removeAll(keepingCapacity: true) }
+        if change.isLocal, !Self.follows(versions[change.jobID], change.version) { return false }
+        if positions.count >= Self.positionsLimit {
+            positions.removeAll(keepingCapacity: true)
+            versions.removeAll(keepingCapacity: true)
+        }
         positions[change.jobID] = change.id
+        versions[change.jobID] = change.version
         return true
+    }
+
+    /// `next` is the version right after `last` (a job's first version follows nothing sent).
+    private static func follows(_ last: Int?, _ next: Int?) -> Bool {
+        guard let next else { return false }
+        return (last ?? 0) == next - 1
     }
 
     // MARK: - Frames

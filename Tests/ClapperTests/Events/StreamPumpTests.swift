@@ -55,6 +55,46 @@ struct StreamPumpTests {
         #expect(Self.text(frames).contains("id: 101-0"))
     }
 
+    /// A change as its writer hands it out, ahead of the channel (`JobChange.isLocal`).
+    static func local(_ job: String, _ ms: UInt64, status: String = "running", user: String = "u") -> JobChange {
+        JobChange(jobID: job, userID: user, id: StreamID(milliseconds: ms, sequence: 0), view: TestJobs.view(jobID: job, status: status, version: Int(ms)), isLocal: true)
+    }
+
+    /// The writer's copy of a change goes out at once when it is the job's next version, and the
+    /// channel's copy of it is then dropped; one that skips a version (another writer's change is
+    /// still on its way through the channel) waits for the channel, which brings both in order.
+    @Test func aJobStreamTakesItsWritersCopyOnlyAsTheNextVersion() {
+        let history = EventHistory(userID: "u", view: TestJobs.view(jobID: "j", status: "running", version: 2), lastID: StreamID(milliseconds: 2, sequence: 0), start: .snapshot)
+        var (pump, _) = StreamPump.job(jobID: "j", history: history, chunked: false)
+        var frames: [ByteBuffer] = []
+        #expect(pump.take(Self.local("j", 3), into: &frames) == false)
+        #expect(Self.text(frames).contains("id: 3-0"), "version 3 follows the snapshot's 2")
+        frames.removeAll()
+        _ = pump.take(Self.change("j", 3), into: &frames)
+        #expect(frames.isEmpty, "the channel's copy of 3 is not sent again")
+
+        _ = pump.take(Self.local("j", 5), into: &frames)
+        #expect(frames.isEmpty, "5 skips 4, which is still on its way")
+        _ = pump.take(Self.change("j", 4), into: &frames)
+        _ = pump.take(Self.change("j", 5), into: &frames)
+        #expect(Self.text(frames).components(separatedBy: "event: job\n").dropFirst().map { $0.prefix(8) } == ["id: 4-0\n", "id: 5-0\n"])
+    }
+
+    @Test func aUserStreamTakesItsWritersCopyOnlyAsTheNextVersionOfThatJob() {
+        var (pump, _) = StreamPump.user(replay: [], floor: nil, chunked: false)
+        var frames: [ByteBuffer] = []
+        _ = pump.take(Self.local("new", 1), into: &frames)
+        #expect(Self.text(frames).contains("id: 1-0"), "a job's first version follows nothing")
+        frames.removeAll()
+        _ = pump.take(Self.local("seen", 7), into: &frames)
+        #expect(frames.isEmpty, "a job this stream has not sent yet waits for the channel")
+        _ = pump.take(Self.change("seen", 7), into: &frames)
+        _ = pump.take(Self.local("seen", 8), into: &frames)
+        _ = pump.take(Self.change("seen", 8), into: &frames)
+        _ = pump.take(Self.change("new", 1), into: &frames)
+        #expect(Self.text(frames).components(separatedBy: "event: job\n").dropFirst().map { $0.prefix(8) } == ["id: 7-0\n", "id: 8-0\n"])
+    }
+
     @Test func chunkedFramesAreWholeChunksAndAChangesFrameIsItsChunksPayload() {
         let change = Self.change("j", 7)
         let frame = String(buffer: change.frame)
