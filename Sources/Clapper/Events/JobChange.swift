@@ -109,7 +109,7 @@ final class JobChange: Sendable {
                 case "id": id = RawJSON.string(member.value).flatMap(StreamID.init)
                 case "job": view = member.value
                 case "traceparent": traceparent = RawJSON.string(member.value)
-                case "version": version = Int(String(decoding: member.value, as: UTF8.self)).flatMap { $0 > 0 ? $0 : nil }
+                case "version": version = JobChange.parseVersion(member.value)
                 case "doc": doc = member.value
                 default: continue
                 }
@@ -149,7 +149,7 @@ final class JobChange: Sendable {
             for member in members {
                 switch member.key {
                 case "status": status = RawJSON.string(member.value)
-                case "version": version = Int(String(decoding: member.value, as: UTF8.self)).flatMap { $0 > 0 ? $0 : nil }
+                case "version": version = JobChange.parseVersion(member.value)
                 case "videoStatus": videoStatus = RawJSON.string(member.value)
                 case "audioStatus": audioStatus = RawJSON.string(member.value)
                 case "videoStored", "audioStored", "mergeStored":
@@ -175,5 +175,10 @@ final class JobChange: Sendable {
             !storeOwed && Self.finishedStatuses.contains(status)
                 && [videoStatus, audioStatus].allSatisfy { $0.map(Self.terminalTaskStatuses.contains) ?? true }
         }
+    }
+
+    /// A `version` member's value: a positive integer, else nil (never trapped on, however long).
+    fileprivate static func parseVersion(_ value: ArraySlice<UInt8>) -> Int? {
+        Int(String(decoding: value, as: UTF8.self)).flatMap { $0 > 0 ? $0 : nil }
     }
 }
